@@ -1,0 +1,1 @@
+"""Benchmarks, pcap replay front end, trace generators and experiments."""

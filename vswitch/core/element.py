@@ -1,0 +1,97 @@
+"""Element: a dataplane stage with declared ports and declared counters.
+
+An element receives batches on an input (``push(inp, batch, now_ns)``) and
+hands batches to outputs with ``emit(out, batch, now_ns)``.  It never drops a
+frame silently: ``drop(frame, reason)`` counts it under a declared reason.
+The graph wires outputs to inputs; a batch emitted on an unconnected output
+is counted (``unconnected``), never lost without trace.
+
+Subclasses declare, as class attributes:
+
+``INPUTS`` / ``OUTPUTS``  port names (tuples); an element with a variable set
+                          of ports (a switch) overrides ``inputs()``/``outputs()``.
+``COUNTERS``              names of its own counters (all start at 0).
+``DROP_REASONS``          the only reasons ``drop()`` accepts.
+
+Time is data: ``now_ns`` comes from the driver; an element never reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vswitch.core.frame import Frame
+
+if TYPE_CHECKING:
+    from vswitch.core.graph import Graph
+
+Batch = list[Frame]
+PortId = Hashable
+
+
+class Element:
+    INPUTS: ClassVar[tuple[PortId, ...]] = ("in",)
+    OUTPUTS: ClassVar[tuple[PortId, ...]] = ("out",)
+    COUNTERS: ClassVar[tuple[str, ...]] = ()
+    DROP_REASONS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.counters: dict[str, int] = dict.fromkeys(self.COUNTERS, 0)
+        self.drops: dict[str, int] = dict.fromkeys(self.DROP_REASONS, 0)
+        self.unconnected: dict[PortId, int] = {}
+        # output -> callable(batch, now_ns); set by Graph.connect/attach_egress.
+        self._out: dict[PortId, Callable[[Batch, int], None]] = {}
+        self.graph: Graph | None = None
+
+    # -- ports -------------------------------------------------------------
+    def inputs(self) -> Sequence[PortId]:
+        return self.INPUTS
+
+    def outputs(self) -> Sequence[PortId]:
+        return self.OUTPUTS
+
+    # -- data path ---------------------------------------------------------
+    def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__}.push")
+
+    def emit(self, out: PortId, batch: Batch, now_ns: int) -> None:
+        """Send a batch on an output; counted by the link, or as unconnected."""
+        if not batch:
+            return
+        send = self._out.get(out)
+        if send is None:
+            self.unconnected[out] = self.unconnected.get(out, 0) + len(batch)
+            return
+        send(batch, now_ns)
+
+    def drop(self, frame: Frame, reason: str) -> None:
+        """Drop one frame under a declared reason."""
+        try:
+            self.drops[reason] += 1
+        except KeyError:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r}: drop reason {reason!r} is not declared "
+                f"in DROP_REASONS {self.DROP_REASONS}") from None
+        if self.graph is not None:
+            self.graph.note_drop(frame)
+
+    def drop_many(self, frames: Sequence[Frame], reason: str) -> None:
+        for f in frames:
+            self.drop(f, reason)
+
+    # -- time-driven work --------------------------------------------------
+    def tick(self, now_ns: int) -> None:
+        """Periodic housekeeping (aging, timers); drivers call it with their clock."""
+
+    # -- counters ----------------------------------------------------------
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def snapshot(self) -> dict[str, Any]:
+        snap: dict[str, Any] = dict(self.counters)
+        snap["drops"] = dict(self.drops)
+        if self.unconnected:
+            snap["unconnected"] = {str(k): v for k, v in self.unconnected.items()}
+        return snap

@@ -1,0 +1,181 @@
+"""Graph: wires elements, counts every link, and owns the switch's ports.
+
+A *port* is where frames enter and leave the graph: ``push(port, batch,
+now_ns)`` counts ``rx_packets``/``rx_bytes`` on the port and hands the batch
+to the element input the port is bound to.  An element output bound to a
+port with ``attach_egress`` counts ``tx_packets``/``tx_bytes`` and calls the
+driver's egress callback (write to a TAP, a pcap writer, a sink).  Every
+element-to-element link counts frames and bytes too.
+
+``snapshot()`` returns every counter as one nested dict; the CLI, JSON and
+Prometheus renderers all read that one structure.
+
+The graph never reads a clock.  A driver that wants per-stage timing passes
+``timer`` (a zero-argument ns clock); the graph then wraps each element's
+``push`` and accumulates ``busy_ns`` per element (nested calls included in
+the caller's figure too, as a profiler's inclusive time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vswitch.core.counters import PortCounters
+from vswitch.core.element import Batch, Element, PortId
+from vswitch.core.frame import Frame
+
+Egress = Callable[[Batch, int], None]
+
+
+class GraphError(ValueError):
+    """Bad wiring: unknown element, port or output."""
+
+
+class Link:
+    """Counts what crosses one element output and forwards it."""
+
+    __slots__ = ("src", "out", "dst", "inp", "packets", "bytes", "_push")
+
+    def __init__(self, src: Element, out: PortId, dst: Element, inp: PortId,
+                 push: Callable[[PortId, Batch, int], None]) -> None:
+        self.src, self.out, self.dst, self.inp = src, out, dst, inp
+        self.packets = 0
+        self.bytes = 0
+        self._push = push
+
+    def __call__(self, batch: Batch, now_ns: int) -> None:
+        self.packets += len(batch)
+        self.bytes += sum([len(f.data) for f in batch])
+        self._push(self.inp, batch, now_ns)
+
+
+class EgressLink:
+    """An element output bound to a graph port: counts tx and calls the driver."""
+
+    __slots__ = ("port", "send")
+
+    def __init__(self, port: PortCounters, send: Egress) -> None:
+        self.port = port
+        self.send = send
+
+    def __call__(self, batch: Batch, now_ns: int) -> None:
+        p = self.port
+        p.tx_packets += len(batch)
+        p.tx_bytes += sum([len(f.data) for f in batch])
+        self.send(batch, now_ns)
+
+
+class Graph:
+    def __init__(self, timer: Callable[[], int] | None = None) -> None:
+        self.elements: dict[str, Element] = {}
+        self.links: list[Link] = []
+        self.ports: dict[int, PortCounters] = {}
+        self._entry: dict[int, tuple[Element, PortId]] = {}
+        self._timer = timer
+        self.busy_ns: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+
+    # -- building ----------------------------------------------------------
+    def add(self, element: Element) -> Element:
+        if element.name in self.elements:
+            raise GraphError(f"element name {element.name!r} is already in the graph")
+        self.elements[element.name] = element
+        element.graph = self
+        self.busy_ns[element.name] = 0
+        self.calls[element.name] = 0
+        return element
+
+    def _check(self, element: Element, port: PortId, kind: str) -> None:
+        if self.elements.get(element.name) is not element:
+            raise GraphError(f"element {element.name!r} is not in this graph")
+        ports = element.inputs() if kind == "input" else element.outputs()
+        if port not in ports:
+            raise GraphError(f"{element.name!r} has no {kind} {port!r} (has {list(ports)})")
+
+    def _pusher(self, element: Element) -> Callable[[PortId, Batch, int], None]:
+        if self._timer is None:
+            return element.push
+        timer, busy, calls, name, push = (self._timer, self.busy_ns, self.calls,
+                                          element.name, element.push)
+
+        def timed(inp: PortId, batch: Batch, now_ns: int) -> None:
+            t0 = timer()
+            push(inp, batch, now_ns)
+            busy[name] += timer() - t0
+            calls[name] += 1
+        return timed
+
+    def connect(self, src: Element, out: PortId, dst: Element, inp: PortId) -> Link:
+        """Wire ``src``'s output ``out`` to ``dst``'s input ``inp``."""
+        self._check(src, out, "output")
+        self._check(dst, inp, "input")
+        link = Link(src, out, dst, inp, self._pusher(dst))
+        self.links.append(link)
+        src._out[out] = link
+        return link
+
+    def add_port(self, number: int, name: str, element: Element, inp: PortId) -> PortCounters:
+        """Declare graph port ``number``; frames pushed to it enter ``element`` at ``inp``."""
+        if number in self.ports:
+            raise GraphError(f"port number {number} is already in use by {self.ports[number].name!r}")
+        self._check(element, inp, "input")
+        counters = PortCounters(name)
+        self.ports[number] = counters
+        self._entry[number] = (element, inp)
+        return counters
+
+    def attach_egress(self, element: Element, out: PortId, port: int, send: Egress) -> None:
+        """Bind ``element``'s output ``out`` to graph port ``port``'s transmit side."""
+        self._check(element, out, "output")
+        if port not in self.ports:
+            raise GraphError(f"no port number {port}")
+        element._out[out] = EgressLink(self.ports[port], send)
+
+    def detach_port(self, number: int) -> None:
+        """Forget a port; element outputs bound to it become unconnected."""
+        counters = self.ports.pop(number, None)
+        self._entry.pop(number, None)
+        if counters is None:
+            return
+        for el in self.elements.values():
+            for out, send in list(el._out.items()):
+                if isinstance(send, EgressLink) and send.port is counters:
+                    del el._out[out]
+
+    # -- data path ---------------------------------------------------------
+    def push(self, port: int, batch: Batch, now_ns: int) -> None:
+        """Frames received on ``port`` enter the graph."""
+        p = self.ports[port]
+        p.rx_packets += len(batch)
+        p.rx_bytes += sum([len(f.data) for f in batch])
+        element, inp = self._entry[port]
+        for f in batch:
+            f.in_port = port
+        if self._timer is None:
+            element.push(inp, batch, now_ns)
+        else:
+            self._pusher(element)(inp, batch, now_ns)
+
+    def note_drop(self, frame: Frame) -> None:
+        """Called by Element.drop: a dropped frame counts as rx_dropped on its ingress port."""
+        p = self.ports.get(frame.in_port)
+        if p is not None:
+            p.rx_dropped += 1
+
+    def tick(self, now_ns: int) -> None:
+        for el in self.elements.values():
+            el.tick(now_ns)
+
+    # -- counters ----------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        snap: dict[str, Any] = {
+            "ports": {p.name: p.as_dict() for p in self.ports.values()},
+            "elements": {name: el.snapshot() for name, el in self.elements.items()},
+            "links": {f"{l.src.name}[{l.out}] -> {l.dst.name}[{l.inp}]":
+                      {"packets": l.packets, "bytes": l.bytes} for l in self.links},
+        }
+        if self._timer is not None:
+            snap["perf"] = {name: {"busy_ns": self.busy_ns[name], "calls": self.calls[name]}
+                            for name in self.elements}
+        return snap
