@@ -1,0 +1,325 @@
+"""LearningSwitch: the bridge element (ingress checks, VLANs, learning, forwarding).
+
+Ports: one input and one output per switch port, both named by the port's
+number (an ``int``, like an OpenFlow port number).  ``add_port`` /
+``remove_port`` change them at run time.
+
+Per frame, in order:
+
+1. **Ingress checks.**  Shorter than 14 bytes, or an 802.1Q tag cut short:
+   ``runt``.  Longer than the port's ``max_frame`` (MTU + 18) and not a GSO
+   super-frame (``frame.vnet`` set by an offloading port): ``oversize``.
+   Source MAC multicast or all-zero: ``invalid_src_mac`` (as the Linux bridge).
+2. **VLAN classification** by the port's ``PortVlan`` (see vlan.py).  The tag
+   is popped into ``frame.vlan``/``frame.pcp``; a VLAN the port does not carry:
+   ``vlan_not_allowed``.
+3. **Destination filter.** IEEE 802.1D reserved group addresses
+   01:80:c2:00:00:00-0f (STP, pause, LACP, LLDP, ...) are link-local and never
+   forwarded by a bridge: ``reserved_multicast``.
+4. **Learning** of (VLAN, source MAC) on the ingress port if its ``learning``
+   flag is on (FDB semantics in fdb.py).
+5. **Forwarding.**  Broadcast goes to every port of the VLAN with
+   ``bcast_flood``; multicast to those with ``mcast_flood``; unknown unicast
+   to those with ``flood``; never back to the ingress port unless it has
+   ``hairpin``; an ``isolated`` port never sends to another isolated port.
+   A learned unicast goes to exactly its port; if that is the ingress port:
+   ``same_port``; both isolated: ``isolated``.  A flood with no eligible port:
+   ``no_flood_ports``.
+6. **Egress VLAN**: the tag is pushed back for ports that carry the VLAN
+   tagged (copies share the same tagged bytes).
+
+Counters: ``forwarded`` (known unicast), ``flooded`` (frames flooded, once
+per frame), ``flood_broadcast``, ``flood_multicast``, ``flood_unknown``,
+``flood_copies`` (frames emitted by floods).  Every ingress frame is counted
+once in ``forwarded``, ``flooded`` or a drop reason.  FDB statistics under
+``fdb`` in the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from vswitch.core.element import Batch, Element, PortId
+from vswitch.core.frame import Frame
+from vswitch.elements.fdb import Fdb
+from vswitch.elements.vlan import PortVlan
+
+ETH_HLEN = 14
+VLAN_HLEN = 4
+_TPID = b"\x81\x00"
+_RESERVED_PREFIX = b"\x01\x80\xc2\x00\x00"
+_ZERO_MAC = bytes(6)
+
+
+@dataclass(frozen=True)
+class SwitchPort:
+    """A switch port's configuration (Linux bridge flag names)."""
+
+    number: int
+    name: str
+    vlan: PortVlan = field(default_factory=PortVlan)
+    learning: bool = True
+    flood: bool = True          # unknown unicast
+    mcast_flood: bool = True
+    bcast_flood: bool = True
+    isolated: bool = False
+    hairpin: bool = False
+    mtu: int = 1500
+    mac_limit: int | None = None
+    mac_limit_policy: str = "stop"
+
+    def __post_init__(self) -> None:
+        if not 68 <= self.mtu <= 65535:
+            raise ValueError(f"port {self.name}: bad mtu {self.mtu} (68-65535)")
+        if self.mac_limit_policy not in ("stop", "evict"):
+            raise ValueError(f"port {self.name}: bad mac_limit_policy {self.mac_limit_policy!r}: "
+                             "use stop or evict")
+
+    @property
+    def max_frame(self) -> int:
+        return self.mtu + ETH_HLEN + VLAN_HLEN
+
+    def describe(self) -> dict[str, Any]:
+        return {"number": self.number, "name": self.name, **self.vlan.describe(),
+                "learning": self.learning, "flood": self.flood, "mcast_flood": self.mcast_flood,
+                "bcast_flood": self.bcast_flood, "isolated": self.isolated, "hairpin": self.hairpin,
+                "mtu": self.mtu, "mac_limit": self.mac_limit, "mac_limit_policy": self.mac_limit_policy}
+
+
+class LearningSwitch(Element):
+    COUNTERS = ("forwarded", "flooded", "flood_broadcast", "flood_multicast", "flood_unknown",
+                "flood_copies")
+    DROP_REASONS = ("runt", "oversize", "invalid_src_mac", "vlan_not_allowed", "reserved_multicast",
+                    "same_port", "isolated", "no_flood_ports")
+
+    def __init__(self, name: str = "switch", fdb: Fdb | None = None) -> None:
+        super().__init__(name)
+        self.fdb = fdb or Fdb()
+        self.ports: dict[int, SwitchPort] = {}
+        # (in_port, vid) -> (bcast ports, mcast ports, unknown-unicast ports)
+        self._flood_cache: dict[tuple[int, int], tuple[tuple[int, ...], ...]] = {}
+        self._outs: dict[int, list[Frame]] = {}
+        self._app: dict[int, Any] | None = None
+
+    # -- ports -------------------------------------------------------------
+    def inputs(self) -> Sequence[PortId]:
+        return tuple(self.ports)
+
+    def outputs(self) -> Sequence[PortId]:
+        return tuple(self.ports)
+
+    def add_port(self, port: SwitchPort) -> None:
+        if port.number in self.ports:
+            raise ValueError(f"switch port number {port.number} is already {self.ports[port.number].name!r}")
+        self.ports[port.number] = port
+        self.fdb.set_port_limit(port.number, port.mac_limit, port.mac_limit_policy)
+        self._flood_cache.clear()
+        self._app = None
+
+    def update_port(self, number: int, **changes: Any) -> SwitchPort:
+        """Change a port's config; its learned entries are flushed if its VLANs change or
+        learning is turned off."""
+        old = self.ports[number]
+        new = replace(old, **changes)
+        self.ports[number] = new
+        if new.vlan != old.vlan or (old.learning and not new.learning):
+            self.fdb.flush(port=number)
+        self.fdb.set_port_limit(number, new.mac_limit, new.mac_limit_policy)
+        self._flood_cache.clear()
+        self._app = None
+        return new
+
+    def remove_port(self, number: int) -> None:
+        self.ports.pop(number)
+        self.fdb.flush(port=number, static=True)
+        self.fdb.set_port_limit(number, None)
+        self._out.pop(number, None)
+        self._flood_cache.clear()
+        self._app = None
+
+    def _flood_sets(self, in_port: int, vid: int) -> tuple[tuple[int, ...], ...]:
+        src = self.ports[in_port]
+        members = [p for p in self.ports.values()
+                   if vid in p.vlan.carries
+                   and (p.number != in_port or p.hairpin)
+                   and not (src.isolated and p.isolated and p.number != in_port)]
+        sets = (tuple(p.number for p in members if p.bcast_flood),
+                tuple(p.number for p in members if p.mcast_flood),
+                tuple(p.number for p in members if p.flood))
+        self._flood_cache[(in_port, vid)] = sets
+        return sets
+
+    # -- data path ---------------------------------------------------------
+    def _rebuild_out(self) -> None:
+        # Per-port output lists reused across batches (emptied by _egress), with their
+        # bound append methods: the hot loop appends through one dict lookup.
+        self._outs = {n: [] for n in self.ports}
+        self._app = {n: lst.append for n, lst in self._outs.items()}
+
+    def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
+        in_port: int = inp  # type: ignore[assignment]
+        port = self.ports.get(in_port)
+        if port is None:                     # raced with remove_port: nothing to do
+            return
+        if self._app is None:
+            self._rebuild_out()
+        fdb = self.fdb
+        table = fdb.table
+        ageing = fdb.ageing_ns
+        learn = fdb.learn
+        learning = port.learning
+        hairpin = port.hairpin
+        untagged_vid = port.vlan.untagged_vid
+        untagged_ok = untagged_vid in port.vlan.carries
+        utbl = table(untagged_vid) if untagged_ok else None
+        max_frame = port.max_frame
+        ports = self.ports
+        src_isolated = port.isolated
+        drop = self.drop
+        app = self._app
+        copies0 = self.counters["flood_copies"]
+        mixed = False        # False while every frame is in the port's untagged VLAN
+
+        for f in batch:
+            d = f.data
+            n = len(d)
+            if n > max_frame or n < ETH_HLEN:
+                if n < ETH_HLEN:
+                    drop(f, "runt")
+                    continue
+                if f.vnet is None:
+                    drop(f, "oversize")
+                    continue
+            # -- VLAN classification: the tag is popped into annotations.
+            if d[12] == 0x81 and d[13] == 0:
+                vid = self._pop_tag(f, port)
+                if vid is None:
+                    continue
+                if vid != untagged_vid:
+                    mixed = True
+                d = f.data
+                tbl = table(vid)
+            elif untagged_ok:
+                vid = untagged_vid
+                tbl = utbl
+            else:
+                drop(f, "vlan_not_allowed")
+                continue
+            f.vlan = vid
+            # -- learning.  Multicast and zero source MACs are never in the FDB, so
+            # they are caught on the miss path only.
+            src = d[6:12]
+            e = tbl.get(src)
+            if e is not None and e.port == in_port and now_ns - e.seen < ageing:
+                # (a port with learning off has no dynamic entries: update_port flushes them)
+                if not e.static:
+                    e.seen = now_ns
+            elif d[6] & 1 or src == _ZERO_MAC:
+                drop(f, "invalid_src_mac")
+                continue
+            elif learning:
+                learn(vid, src, in_port, now_ns)
+            # -- known unicast (multicast destinations are never in the FDB).
+            e = tbl.get(d[0:6])
+            if e is not None and now_ns - e.seen < ageing:
+                out = e.port
+                if out == in_port and not hairpin:
+                    drop(f, "same_port")
+                    continue
+                if src_isolated and out != in_port and ports[out].isolated:
+                    drop(f, "isolated")
+                    continue
+                app[out](f)
+                continue
+            self._flood(f, d, in_port, vid, now_ns)
+
+        self._egress(None if mixed else untagged_vid, now_ns, copies0)
+
+    def _pop_tag(self, f: Frame, port: SwitchPort) -> int | None:
+        """Classify an 802.1Q-tagged frame and pop its tag; None if dropped."""
+        d = f.data
+        if len(d) < ETH_HLEN + VLAN_HLEN:
+            self.drop(f, "runt")
+            return None
+        tci = (d[14] << 8) | d[15]
+        vid = tci & 0xFFF
+        if vid == 0:                          # priority tag: classify as untagged
+            vid = port.vlan.untagged_vid
+        if vid is None or vid not in port.vlan.carries:
+            self.drop(f, "vlan_not_allowed")
+            return None
+        f.pcp = tci >> 12
+        f.data = d[:12] + d[16:]
+        return vid
+
+    def _flood(self, f: Frame, d: bytes, in_port: int, vid: int, now_ns: int) -> None:
+        """Broadcast, multicast, unknown (or expired) unicast."""
+        sets = self._flood_cache.get((in_port, vid)) or self._flood_sets(in_port, vid)
+        c = self.counters
+        if d[0] & 1:
+            if d[0:5] == _RESERVED_PREFIX and d[5] < 0x10:
+                self.drop(f, "reserved_multicast")
+                return
+            if d[0:6] == b"\xff\xff\xff\xff\xff\xff":
+                targets = sets[0]
+                c["flood_broadcast"] += 1
+            else:
+                targets = sets[1]
+                c["flood_multicast"] += 1
+        else:
+            targets = sets[2]
+            c["flood_unknown"] += 1
+        if not targets:
+            self.drop(f, "no_flood_ports")
+            return
+        c["flooded"] += 1
+        c["flood_copies"] += len(targets)
+        app = self._app
+        for out in targets:
+            app[out](f)
+
+    def _egress(self, bvid: int | None, now_ns: int, copies0: int) -> None:
+        """Emit each port's frames, pushing the tag back on where the port wants it tagged."""
+        tagged_copy: dict[int, Frame] = {}
+        ports = self.ports
+        outs = self._out
+        emitted = 0
+        for out, lst in self._outs.items():
+            if not lst:
+                continue
+            frames = lst[:]
+            emitted += len(frames)
+            lst.clear()
+            tagged = ports[out].vlan.tagged
+            if bvid is not None:                # one VLAN in the batch: decide once
+                if bvid in tagged:
+                    frames = [self._tagged(f, tagged_copy) for f in frames]
+            elif tagged:
+                frames = [self._tagged(f, tagged_copy) if f.vlan in tagged else f for f in frames]
+            send = outs.get(out)
+            if send is None:
+                self.unconnected[out] = self.unconnected.get(out, 0) + len(frames)
+            else:
+                send(frames, now_ns)
+        # Known unicast = everything emitted that floods did not add.
+        self.counters["forwarded"] += emitted - (self.counters["flood_copies"] - copies0)
+
+    @staticmethod
+    def _tagged(f: Frame, cache: dict[int, Frame]) -> Frame:
+        t = cache.get(id(f))
+        if t is None:
+            d = f.data
+            tci = (f.pcp << 12) | f.vlan  # type: ignore[operator]
+            t = cache[id(f)] = f.copy(d[:12] + _TPID + bytes((tci >> 8, tci & 0xFF)) + d[12:])
+        return t
+
+    # -- housekeeping ------------------------------------------------------
+    def tick(self, now_ns: int) -> None:
+        self.fdb.expire(now_ns)
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = super().snapshot()
+        snap["fdb"] = self.fdb.snapshot()
+        return snap

@@ -1,0 +1,305 @@
+"""The one topology description: TOML -> typed dataclasses -> a dataplane graph.
+
+The live daemon, the replay driver and the experiments all build their graph
+from a `Topology`.  Example::
+
+    [bridge]
+    name = "br0"
+    ageing_time = 300          # seconds (OVS mac-aging-time)
+    mac_table_size = 8192      # OVS mac-table-size
+    move_log = 64              # MAC moves remembered for `fdb moves`
+
+    [bridge.move_damping]      # a MAC moving more than `moves` times within
+    moves = 5                  # `window` seconds is frozen on its port for
+    window = 10                # `hold` seconds; moves = 0 disables damping
+    hold = 30
+
+    [[port]]
+    name = "vm1"
+    type = "tap"               # tap | attach | replay
+    tag = 10                   # access VLAN (vlan_mode defaults as in OVS)
+    # vlan_mode = "native-untagged"; trunks = "10,20-29"
+    # learning, flood, mcast_flood, bcast_flood, isolated, hairpin = true/false
+    # mtu = 1500; mac_limit = 100; mac_limit_policy = "stop" | "evict"
+    # netns = "guest1"         # tap: move the interface into this namespace
+    # persistent = false       # tap: keep the device when the daemon exits
+
+    [[fdb]]                    # static entries
+    mac = "02:00:00:00:00:01"
+    port = "vm1"
+    vlan = 10
+
+Errors name the file, the table and the key: ``cfg.toml: port[2] ('vm3'):
+tag: bad VLAN 5000: ...``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from vswitch.core.frame import parse_mac
+from vswitch.core.graph import Graph
+from vswitch.elements.fdb import NS, Fdb
+from vswitch.elements.learning_switch import LearningSwitch, SwitchPort
+from vswitch.elements.vlan import PortVlan, check_vid
+
+PORT_TYPES = ("tap", "attach", "replay")
+PORT_FLAGS = ("learning", "flood", "mcast_flood", "bcast_flood", "isolated", "hairpin")
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message says what is wrong and where."""
+
+
+@dataclass
+class BridgeConfig:
+    name: str = "br0"
+    ageing_time: float = 300.0
+    mac_table_size: int = 8192
+    move_log: int = 64
+    damp_moves: int = 5
+    damp_window: float = 10.0
+    damp_hold: float = 30.0
+
+
+@dataclass
+class PortConfig:
+    name: str
+    type: str = "tap"
+    number: int | None = None
+    vlan_mode: str | None = None
+    tag: int | None = None
+    trunks: str | None = None
+    learning: bool = True
+    flood: bool = True
+    mcast_flood: bool = True
+    bcast_flood: bool = True
+    isolated: bool = False
+    hairpin: bool = False
+    mtu: int = 1500
+    mac_limit: int | None = None
+    mac_limit_policy: str = "stop"
+    netns: str | None = None
+    persistent: bool = False
+
+    def vlan(self) -> PortVlan:
+        return PortVlan.build(tag=self.tag, trunks=self.trunks, mode=self.vlan_mode)
+
+    def switch_port(self, number: int) -> SwitchPort:
+        return SwitchPort(number=number, name=self.name, vlan=self.vlan(),
+                          mtu=self.mtu, mac_limit=self.mac_limit, mac_limit_policy=self.mac_limit_policy,
+                          **{k: getattr(self, k) for k in PORT_FLAGS})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only the keys that differ from the defaults (for writing config back)."""
+        default = PortConfig(name=self.name)
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name == "name" or getattr(self, f.name) != getattr(default, f.name)}
+
+
+@dataclass
+class StaticFdbConfig:
+    mac: str
+    port: str
+    vlan: int = 0
+
+
+@dataclass
+class Topology:
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    ports: list[PortConfig] = field(default_factory=list)
+    fdb: list[StaticFdbConfig] = field(default_factory=list)
+
+    def port(self, name: str) -> PortConfig:
+        for p in self.ports:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+# -- parsing ---------------------------------------------------------------------
+
+_BRIDGE_KEYS = {"name": str, "ageing_time": (int, float), "mac_table_size": int, "move_log": int}
+_DAMP_KEYS = {"moves": ("damp_moves", int), "window": ("damp_window", (int, float)),
+              "hold": ("damp_hold", (int, float))}
+_PORT_TYPES: dict[str, Any] = {
+    "name": str, "type": str, "number": int, "vlan_mode": str, "tag": int, "trunks": (str, list),
+    "mtu": int, "mac_limit": int, "mac_limit_policy": str, "netns": str, "persistent": bool,
+    **{k: bool for k in PORT_FLAGS},
+}
+
+
+def _typed(where: str, key: str, value: Any, typ: Any) -> Any:
+    if isinstance(value, bool) and typ is not bool and (typ is int or typ == (int, float)):
+        raise ConfigError(f"{where}: {key}: expected a number, got {value!r}")
+    if not isinstance(value, typ):
+        want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise ConfigError(f"{where}: {key}: expected {want}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def parse_port(data: dict[str, Any], where: str) -> PortConfig:
+    unknown = set(data) - set(_PORT_TYPES)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(sorted(_PORT_TYPES))})")
+    if "name" not in data:
+        raise ConfigError(f"{where}: a port needs a name")
+    kw = {k: _typed(where, k, v, _PORT_TYPES[k]) for k, v in data.items()}
+    if isinstance(kw.get("trunks"), list):
+        kw["trunks"] = ",".join(str(v) for v in kw["trunks"])
+    name = kw["name"]
+    if not name or len(name) > 15 or "/" in name or " " in name:
+        raise ConfigError(f"{where}: name {name!r}: an interface name is 1-15 characters, no '/' or spaces")
+    if kw.get("type", "tap") not in PORT_TYPES:
+        raise ConfigError(f"{where}: type {kw['type']!r}: use one of {', '.join(PORT_TYPES)}")
+    port = PortConfig(**kw)
+    try:
+        port.switch_port(port.number or 1)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return port
+
+
+def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
+    topo = Topology()
+    unknown = set(doc) - {"bridge", "port", "fdb"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown table(s) {', '.join(sorted(unknown))} (known: bridge, port, fdb)")
+    br = doc.get("bridge", {})
+    for key, value in br.items():
+        where = f"{source}: [bridge]"
+        if key == "move_damping":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: move_damping must be a table")
+            for dk, dv in value.items():
+                if dk not in _DAMP_KEYS:
+                    raise ConfigError(f"{where}.move_damping: unknown key {dk!r} (known: moves, window, hold)")
+                attr, typ = _DAMP_KEYS[dk]
+                setattr(topo.bridge, attr, _typed(where + ".move_damping", dk, dv, typ))
+            continue
+        if key not in _BRIDGE_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(_BRIDGE_KEYS)}, move_damping)")
+        setattr(topo.bridge, key, _typed(where, key, value, _BRIDGE_KEYS[key]))
+    b = topo.bridge
+    if not 1 <= b.ageing_time <= 1_000_000:
+        raise ConfigError(f"{source}: [bridge]: ageing_time {b.ageing_time}: must be 1-1000000 seconds")
+    if not 1 <= b.mac_table_size <= 1_000_000:
+        raise ConfigError(f"{source}: [bridge]: mac_table_size {b.mac_table_size}: must be 1-1000000")
+    if b.damp_moves < 0 or b.damp_window <= 0 or b.damp_hold < 0:
+        raise ConfigError(f"{source}: [bridge.move_damping]: moves >= 0, window > 0, hold >= 0")
+    ports = doc.get("port", [])
+    if not isinstance(ports, list):
+        raise ConfigError(f"{source}: 'port' must be an array of tables ([[port]])")
+    seen: set[str] = set()
+    numbers: set[int] = set()
+    for i, pd in enumerate(ports):
+        label = f"{source}: port[{i}]" + (f" ({pd.get('name')!r})" if isinstance(pd, dict) and "name" in pd
+                                           else "")
+        if not isinstance(pd, dict):
+            raise ConfigError(f"{label}: must be a table")
+        p = parse_port(pd, label)
+        if p.name in seen:
+            raise ConfigError(f"{label}: duplicate port name {p.name!r}")
+        if p.number is not None:
+            if p.number < 1 or p.number in numbers:
+                raise ConfigError(f"{label}: number {p.number}: must be >= 1 and unique")
+            numbers.add(p.number)
+        seen.add(p.name)
+        topo.ports.append(p)
+    for i, fd in enumerate(doc.get("fdb", [])):
+        where = f"{source}: fdb[{i}]"
+        if not isinstance(fd, dict) or set(fd) - {"mac", "port", "vlan"} or not {"mac", "port"} <= set(fd):
+            raise ConfigError(f"{where}: a static entry is a table with mac, port and optional vlan")
+        try:
+            parse_mac(fd["mac"])
+            check_vid(fd.get("vlan", 0))
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        if fd["port"] not in seen:
+            raise ConfigError(f"{where}: port {fd['port']!r} is not a configured port")
+        topo.fdb.append(StaticFdbConfig(fd["mac"], fd["port"], fd.get("vlan", 0)))
+    return topo
+
+
+def load_topology(path: str | Path) -> Topology:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_topology(doc, str(path))
+
+
+# -- building --------------------------------------------------------------------
+
+def make_fdb(b: BridgeConfig) -> Fdb:
+    return Fdb(max_entries=b.mac_table_size, ageing_ns=int(b.ageing_time * NS), move_log=b.move_log,
+               damp_moves=b.damp_moves, damp_window_ns=int(b.damp_window * NS),
+               damp_hold_ns=int(b.damp_hold * NS))
+
+
+def assign_numbers(topo: Topology) -> dict[str, int]:
+    """Port numbers: the configured ones, the rest 1, 2, ... in config order (as OVS ofports)."""
+    used = {p.number for p in topo.ports if p.number is not None}
+    out: dict[str, int] = {}
+    nxt = 1
+    for p in topo.ports:
+        if p.number is not None:
+            out[p.name] = p.number
+            continue
+        while nxt in used:
+            nxt += 1
+        out[p.name] = nxt
+        used.add(nxt)
+    return out
+
+
+@dataclass
+class Dataplane:
+    """A built graph: the switch element and the port name <-> number maps."""
+
+    graph: Graph
+    switch: LearningSwitch
+    numbers: dict[str, int]
+
+    def name_of(self, number: int) -> str:
+        return self.switch.ports[number].name
+
+    def add_port(self, cfg: PortConfig, number: int) -> None:
+        self.switch.add_port(cfg.switch_port(number))
+        self.graph.add_port(number, cfg.name, self.switch, number)
+        self.numbers[cfg.name] = number
+
+    def remove_port(self, name: str) -> int:
+        number = self.numbers.pop(name)
+        self.graph.detach_port(number)
+        self.switch.remove_port(number)
+        return number
+
+    def next_number(self) -> int:
+        n = 1
+        while n in self.switch.ports:
+            n += 1
+        return n
+
+
+def build_dataplane(topo: Topology, graph: Graph | None = None) -> Dataplane:
+    """The switch graph for a topology; drivers then bind each port's egress."""
+    graph = graph or Graph()
+    switch = LearningSwitch(topo.bridge.name, make_fdb(topo.bridge))
+    graph.add(switch)
+    dp = Dataplane(graph, switch, {})
+    numbers = assign_numbers(topo)
+    for p in topo.ports:
+        dp.add_port(p, numbers[p.name])
+    for s in topo.fdb:
+        switch.fdb.add_static(s.vlan, parse_mac(s.mac), dp.numbers[s.port])
+    return dp
