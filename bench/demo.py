@@ -35,7 +35,7 @@ def run_offline_demo(out: str | None = None) -> int:
         driver = ReplayDriver(dp, out_dir=base / "egress")
         res = driver.run(records_per_port({dp.numbers[name]: path for name, path in files.items()}))
         who = ", ".join(f"{g.name} {g.mac.hex(':')} {'.'.join(map(str, g.ip))}" for g in guests)
-        console.print(f"[bold]vswitch offline demo[/]: {len(guests)} guests ({who}) "
+        console.print(f"vswitch offline demo: {len(guests)} guests ({who}) "
                       f"on a 3-port switch; {res.frames} frames replayed in virtual time "
                       f"({res.duration_ns / 1e9:.2f} s of traffic).")
         snap = dp.graph.snapshot()

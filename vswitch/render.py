@@ -47,8 +47,9 @@ def element_counters_table(name: str, snap: dict[str, Any]) -> Table:
 
 def make_console() -> Console:
     """A console; when output is not a terminal, wide enough that tables keep their headers."""
-    c = Console()
-    return c if c.is_terminal else Console(width=160)
+    # No emoji or markup: a MAC such as 02:ab:cd:... must print as written.
+    c = Console(emoji=False, markup=False, highlight=False)
+    return c if c.is_terminal else Console(width=160, emoji=False, markup=False, highlight=False)
 
 
 def print_tables(*tables: Table, console: Console | None = None) -> None:

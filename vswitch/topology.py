@@ -238,6 +238,38 @@ def load_topology(path: str | Path) -> Topology:
     return parse_topology(doc, str(path))
 
 
+def topology_to_dict(topo: Topology) -> dict[str, Any]:
+    b = topo.bridge
+    default = BridgeConfig()
+    bridge = {k: getattr(b, k) for k in _BRIDGE_KEYS if getattr(b, k) != getattr(default, k) or k == "name"}
+    damping = {dk: getattr(b, attr) for dk, (attr, _) in _DAMP_KEYS.items()
+               if getattr(b, attr) != getattr(default, attr)}
+    if damping:
+        bridge["move_damping"] = damping
+    doc: dict[str, Any] = {"bridge": bridge, "port": [p.to_dict() for p in topo.ports]}
+    if topo.fdb:
+        doc["fdb"] = [{"mac": s.mac, "port": s.port, "vlan": s.vlan} for s in topo.fdb]
+    return doc
+
+
+def save_topology(topo: Topology, path: str | Path) -> None:
+    """Write the topology as TOML atomically (temporary file, fsync, rename)."""
+    import os
+
+    import tomli_w
+
+    path = Path(path)
+    text = ("# Written by vswitchd: ports added, changed or removed at run time are saved here.\n"
+            + tomli_w.dumps(topology_to_dict(topo)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 # -- building --------------------------------------------------------------------
 
 def make_fdb(b: BridgeConfig) -> Fdb:

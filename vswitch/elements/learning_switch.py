@@ -44,6 +44,7 @@ from typing import Any
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import Frame
 from vswitch.elements.fdb import Fdb
+from vswitch.elements.gso import shift_offsets
 from vswitch.elements.vlan import PortVlan
 
 ETH_HLEN = 14
@@ -96,7 +97,9 @@ class LearningSwitch(Element):
 
     def __init__(self, name: str = "switch", fdb: Fdb | None = None) -> None:
         super().__init__(name)
-        self.fdb = fdb or Fdb()
+        # `is None`, not `or`: an empty Fdb has len() 0 and is falsy, so `fdb or Fdb()`
+        # threw away every configured Fdb (ageing time, table size, damping).
+        self.fdb = fdb if fdb is not None else Fdb()
         self.ports: dict[int, SwitchPort] = {}
         # (in_port, vid) -> (bcast ports, mcast ports, unknown-unicast ports)
         self._flood_cache: dict[tuple[int, int], tuple[tuple[int, ...], ...]] = {}
@@ -208,6 +211,10 @@ class LearningSwitch(Element):
                 drop(f, "vlan_not_allowed")
                 continue
             f.vlan = vid
+            # -- destination filter before learning: a link-local frame teaches nothing.
+            if d[0] & 1 and d[0:5] == _RESERVED_PREFIX and d[5] < 0x10:
+                drop(f, "reserved_multicast")
+                continue
             # -- learning.  Multicast and zero source MACs are never in the FDB, so
             # they are caught on the miss path only.
             src = d[6:12]
@@ -252,16 +259,15 @@ class LearningSwitch(Element):
             return None
         f.pcp = tci >> 12
         f.data = d[:12] + d[16:]
+        if f.vnet is not None:              # checksum/GSO offsets count from the frame start
+            f.vnet = shift_offsets(f.vnet, -VLAN_HLEN)
         return vid
 
     def _flood(self, f: Frame, d: bytes, in_port: int, vid: int, now_ns: int) -> None:
         """Broadcast, multicast, unknown (or expired) unicast."""
         sets = self._flood_cache.get((in_port, vid)) or self._flood_sets(in_port, vid)
         c = self.counters
-        if d[0] & 1:
-            if d[0:5] == _RESERVED_PREFIX and d[5] < 0x10:
-                self.drop(f, "reserved_multicast")
-                return
+        if d[0] & 1:                          # (reserved group addresses were dropped in push)
             if d[0:6] == b"\xff\xff\xff\xff\xff\xff":
                 targets = sets[0]
                 c["flood_broadcast"] += 1
@@ -313,6 +319,8 @@ class LearningSwitch(Element):
             d = f.data
             tci = (f.pcp << 12) | f.vlan  # type: ignore[operator]
             t = cache[id(f)] = f.copy(d[:12] + _TPID + bytes((tci >> 8, tci & 0xFF)) + d[12:])
+            if t.vnet is not None:
+                t.vnet = shift_offsets(t.vnet, VLAN_HLEN)
         return t
 
     # -- housekeeping ------------------------------------------------------

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from pyroute2 import IPRoute
+from pyroute2 import config as _pyroute2_config
 from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, rtnl
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -32,6 +33,11 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 __all__ = ["LinkEvent", "LinkMonitor", "LinkNotFound", "ifindex", "move_to_netns", "set_up", "set_mtu",
            "add_address", "configure", "aifindex", "amove_to_netns", "aset_up", "aset_mtu",
            "aadd_address", "aconfigure"]
+
+# pyroute2 reaches another namespace through a forked child that it later stops
+# with SIGTERM.  The child inherits the daemon's signal handling (the event loop's
+# signal wake-up fd), so without this its SIGTERM reads, in the daemon, as "stop".
+_pyroute2_config.disable_mp_signal = True
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40

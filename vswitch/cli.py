@@ -1,0 +1,272 @@
+"""vswitchctl: control a running vswitchd.
+
+Every show command takes ``--json``.  Errors exit 1 with one line on stderr
+(unknown port, bad VLAN, daemon not running, permission denied on the socket).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.table import Table
+
+from vswitch.control.client import Client
+from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
+from vswitch.render import fdb_table, make_console, port_counters_table, print_tables
+
+
+def _kv_pairs(items: list[str]) -> dict[str, str]:
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k:
+            raise ControlError(f"{it!r}: expected key=value")
+        out[k] = v
+    return out
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    return t
+
+
+def render_show(r: dict[str, Any]) -> list[Table]:
+    b = r["bridge"]
+    ports = _table(f"bridge {b['name']} (ageing {b['ageing_time']:g} s, table {b['mac_table_size']}, "
+                   f"up {b['uptime_s']:.0f} s)",
+                   ["port", "no", "type", "state", "vlan", "flags", "netns", "detail"],
+                   [[p["name"], p["number"], p["type"], p["state"], _vlan_text(p), _flags_text(p),
+                     p.get("netns"), p.get("error") or ""] for p in r["ports"]])
+    out = [ports]
+    if r.get("mirrors"):
+        out.append(render_mirrors(r["mirrors"]))
+    return out
+
+
+def _vlan_text(p: dict[str, Any]) -> str:
+    mode = p.get("vlan_mode")
+    if p.get("tag") is not None and mode in (None, "access"):
+        return f"access {p['tag']}"
+    if mode in ("native-tagged", "native-untagged"):
+        return f"{mode} {p.get('tag')} trunks {p.get('trunks') or 'all'}"
+    return f"trunk {p.get('trunks') or 'all'}"
+
+
+def _flags_text(p: dict[str, Any]) -> str:
+    flags = []
+    for f in ("learning", "flood", "mcast_flood", "bcast_flood"):
+        if p.get(f) is False:
+            flags.append(f"no-{f}")
+    for f in ("isolated", "hairpin", "persistent"):
+        if p.get(f):
+            flags.append(f)
+    if p.get("mtu"):
+        flags.append(f"mtu {p['mtu']}")
+    if p.get("mac_limit"):
+        flags.append(f"mac_limit {p['mac_limit']} ({p.get('mac_limit_policy', 'stop')})")
+    return ", ".join(flags)
+
+
+def render_mirrors(ms: list[dict[str, Any]]) -> Table:
+    return _table("mirrors", ["name", "select src", "select dst", "all", "output", "tx_packets", "tx_bytes",
+                              "tx_dropped"],
+                  [[m["name"], ",".join(m["select_src_port"]), ",".join(m["select_dst_port"]), m["select_all"],
+                    m["output_port"] or m["output_pcap"], m["tx_packets"], m["tx_bytes"], m["tx_dropped"]]
+                   for m in ms])
+
+
+def render_counters(r: dict[str, Any]) -> list[Table]:
+    out = [port_counters_table(r["ports"])]
+    sw = r.get("switch")
+    if sw:
+        out.append(_table("switch", ["counter", "value"],
+                          [[k, v] for k, v in sw.items() if isinstance(v, int)]
+                          + [[f"drop {k}", v] for k, v in sw["drops"].items()]))
+    return out
+
+
+def render_perf(r: dict[str, Any]) -> list[Table]:
+    cols = ["port", "wakeups", "busy %", "frames", "frames/batch", "rx ns/f", "switch ns/f", "tx ns/f",
+            "total ns/f", "gso in", "max frame"]
+
+    def row(name: str, p: dict[str, Any]) -> list[Any]:
+        return [name, p["wakeups"], f"{p['busy_pct']:.1f}", p["frames"], f"{p['frames_per_batch']:.1f}",
+                f"{p['rx_ns_per_frame']:.0f}", f"{p['switch_ns_per_frame']:.0f}", f"{p['tx_ns_per_frame']:.0f}",
+                f"{p['total_ns_per_frame']:.0f}", p["gso_frames_in"], p["max_frame_bytes"]]
+    t = _table("per-port stages (ns per received frame; tx = writes its frames caused)", cols,
+               [row(n, p) for n, p in r["ports"].items()] + [row("total", r["total"])])
+    el = _table("elements (inclusive time)", ["element", "calls", "busy ms"],
+                [[n, e["calls"], f"{e['busy_ns'] / 1e6:.1f}"] for n, e in r["elements"].items()])
+    lp = r["loop"]
+    loop = _table("event loop", ["uptime s", "ticks", "max lag us"],
+                  [[f"{lp['uptime_s']:.0f}", lp["ticks"], f"{lp['max_lag_us']:.0f}"]])
+    return [t, el, loop]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vswitchctl", description="control a running vswitchd")
+    ap.add_argument("--socket", default=DEFAULT_SOCKET, help=f"control socket (default {DEFAULT_SOCKET})")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def shower(name: str, **kw: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, **kw)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    shower("show", help="bridge, ports and their state")
+    ap_add = sub.add_parser("add-port", help="add a port")
+    ap_add.add_argument("name")
+    ap_add.add_argument("--type", choices=["tap", "attach"], default="tap",
+                        help="tap: the daemon creates the device; attach: an existing interface (a VM's tap, a veth)")
+    ap_add.add_argument("--netns", help="tap: move the interface into this network namespace")
+    ap_add.add_argument("--vlan", type=int, help="access VLAN (the port's tag)")
+    ap_add.add_argument("--trunk", help="trunk VLANs, e.g. 10,20-29")
+    ap_add.add_argument("--vlan-mode", choices=["access", "trunk", "native-tagged", "native-untagged"])
+    ap_add.add_argument("--mtu", type=int)
+    ap_add.add_argument("--number", type=int, help="port number (default: the lowest free)")
+    ap_add.add_argument("--mac-limit", type=int)
+    ap_add.add_argument("--mac-limit-policy", choices=["stop", "evict"])
+    ap_add.add_argument("--persistent", action="store_true", help="tap: keep the device when the daemon stops")
+    for flag in ("isolated", "hairpin"):
+        ap_add.add_argument(f"--{flag}", action="store_true")
+    for flag in ("learning", "flood", "mcast-flood", "bcast-flood"):
+        ap_add.add_argument(f"--no-{flag}", action="store_true", help=f"turn {flag} off")
+
+    dp = sub.add_parser("del-port", help="remove a port")
+    dp.add_argument("name")
+    sp = sub.add_parser("set-port", help="change port settings: key=value ... (tag=none clears)")
+    sp.add_argument("name")
+    sp.add_argument("settings", nargs="+", metavar="key=value")
+
+    fdb = sub.add_parser("fdb", help="the MAC table").add_subparsers(dest="fdb_cmd", required=True)
+    f_show = fdb.add_parser("show", help="entries as OVS fdb/show")
+    f_show.add_argument("--vlan", type=int)
+    f_show.add_argument("--json", action="store_true")
+    f_flush = fdb.add_parser("flush", help="remove learned entries")
+    f_flush.add_argument("--port")
+    f_flush.add_argument("--vlan", type=int)
+    for name in ("stats", "moves"):
+        fdb.add_parser(name).add_argument("--json", action="store_true")
+    f_add = fdb.add_parser("add", help="add a static entry")
+    f_add.add_argument("mac")
+    f_add.add_argument("port")
+    f_add.add_argument("--vlan", type=int, default=0)
+    f_del = fdb.add_parser("del", help="delete an entry")
+    f_del.add_argument("mac")
+    f_del.add_argument("--vlan", type=int, default=0)
+
+    c = shower("counters", help="port counters (kernel names) and drop reasons")
+    c.add_argument("--port")
+    shower("perf-show", help="per-stage ns/frame, frames per batch, wake-ups (as OVS pmd-perf-show)")
+
+    mir = sub.add_parser("mirror", help="port mirroring (SPAN) to a port or a pcap file").add_subparsers(
+        dest="mirror_cmd", required=True)
+    m_add = mir.add_parser("add")
+    m_add.add_argument("name")
+    m_add.add_argument("--select-src-port", action="append", default=[], metavar="PORT",
+                       help="mirror frames received on PORT")
+    m_add.add_argument("--select-dst-port", action="append", default=[], metavar="PORT",
+                       help="mirror frames sent to PORT")
+    m_add.add_argument("--select-all", action="store_true")
+    out = m_add.add_mutually_exclusive_group(required=True)
+    out.add_argument("--output-port")
+    out.add_argument("--output-pcap", metavar="FILE", help="pcap file (read with tcpdump -r / Wireshark)")
+    mir.add_parser("del").add_argument("name")
+    mir.add_parser("show").add_argument("--json", action="store_true")
+    return ap
+
+
+def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
+    cl = Client(args.socket)
+    cmd = args.cmd
+    if cmd == "show":
+        r = cl.call("show")
+        return r, render_show(r)
+    if cmd == "add-port":
+        port: dict[str, Any] = {"name": args.name, "type": args.type}
+        for key in ("netns", "mtu", "number", "mac_limit", "mac_limit_policy"):
+            if getattr(args, key) is not None:
+                port[key] = getattr(args, key)
+        if args.vlan is not None:
+            port["tag"] = args.vlan
+        if args.trunk is not None:
+            port["trunks"] = args.trunk
+        if args.vlan_mode:
+            port["vlan_mode"] = args.vlan_mode
+        for flag in ("isolated", "hairpin", "persistent"):
+            if getattr(args, flag):
+                port[flag] = True
+        for flag in ("learning", "flood", "mcast_flood", "bcast_flood"):
+            if getattr(args, f"no_{flag}"):
+                port[flag] = False
+        r = cl.call("add-port", port=port)
+        return r, None
+    if cmd == "del-port":
+        return cl.call("del-port", name=args.name), None
+    if cmd == "set-port":
+        return cl.call("set-port", name=args.name, changes=_kv_pairs(args.settings)), None
+    if cmd == "fdb":
+        sc = args.fdb_cmd
+        if sc == "show":
+            r = cl.call("fdb/show", vlan=args.vlan)
+            return r, [fdb_table(r)]
+        if sc == "flush":
+            return cl.call("fdb/flush", port=args.port, vlan=args.vlan), None
+        if sc == "stats":
+            r = cl.call("fdb/stats-show")
+            return r, [_table("FDB statistics", ["statistic", "value"], [[k, v] for k, v in r.items()])]
+        if sc == "moves":
+            r = cl.call("fdb/moves-show")
+            return r, [_table("MAC moves (oldest first)", ["MAC", "VLAN", "from", "to", "time s", "damped"],
+                              [[m["mac"], m["vlan"], m["from"], m["to"], f"{m['time_ns'] / 1e9:.3f}", m["damped"]]
+                               for m in r])]
+        if sc == "add":
+            return cl.call("fdb/add", mac=args.mac, port=args.port, vlan=args.vlan), None
+        return cl.call("fdb/del", mac=args.mac, vlan=args.vlan), None
+    if cmd == "counters":
+        r = cl.call("counters", port=args.port)
+        return r, render_counters(r)
+    if cmd == "perf-show":
+        r = cl.call("perf-show")
+        return r, render_perf(r)
+    if cmd == "mirror":
+        sc = args.mirror_cmd
+        if sc == "add":
+            return cl.call("mirror/add", name=args.name, select_src=args.select_src_port,
+                           select_dst=args.select_dst_port, select_all=args.select_all,
+                           output_port=args.output_port, output_pcap=args.output_pcap), None
+        if sc == "del":
+            return cl.call("mirror/del", name=args.name), None
+        r = cl.call("mirror/show")
+        return r, [render_mirrors(r)]
+    raise ControlError(f"unknown command {cmd}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result, tables = run(args)
+    except ControlError as e:
+        print(f"vswitchctl: {e}", file=sys.stderr)
+        return 1
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2))
+        return 0
+    if tables is None:                       # a change: silent on success, as ovs-vsctl
+        if isinstance(result, dict) and result.get("state") not in (None, "up"):
+            print(f"vswitchctl: note: port {result['name']} is {result['state']}"
+                  + (f": {result['error']}" if result.get("error") else ""), file=sys.stderr)
+        return 0
+    print_tables(*tables, console=make_console())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""The control protocol: one JSON object per line over a Unix stream socket.
+
+Request:  ``{"cmd": "fdb/show", "args": {"vlan": 10}}``
+Reply:    ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "one line for the user"}``
+
+Command names follow OVS's ``module/verb`` style (``fdb/show``,
+``fdb/stats-show``); vswitchctl maps its subcommands onto them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+DEFAULT_SOCKET = "/run/vswitch/vswitchd.sock"
+MAX_LINE = 1 << 20
+
+
+class ControlError(Exception):
+    """An error to show the user as one line."""
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ControlError(f"malformed control message: {e}") from None
+    if not isinstance(obj, dict):
+        raise ControlError("malformed control message: not a JSON object")
+    return obj

@@ -1,0 +1,160 @@
+"""vswitchd: the live switch daemon.
+
+    vswitchd [--config FILE] [--socket PATH] [--metrics ADDR:PORT] [--log-level LEVEL]
+
+Loads the topology (TOML; a missing file means an empty switch, created on
+the first change), opens every port, serves the control socket, and logs one
+logfmt line per event (``ts=... level=info event=port_added port=vm1 ...``).
+Ports added, changed or removed at run time are written back to the config
+file atomically, so a restarted daemon comes back with the same ports.
+SIGTERM/SIGINT stop it cleanly: fds closed, TAP devices it created removed
+unless marked persistent, the control socket unlinked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
+from vswitch.topology import ConfigError, Topology, load_topology, save_topology
+
+DEFAULT_CONFIG = "/etc/vswitch/vswitchd.toml"
+log = logging.getLogger("vswitchd")
+
+
+class LogfmtFormatter(logging.Formatter):
+    """One structured line per event: ts, level, event, then the event's key=value pairs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        parts = [f"ts={t}.{int(record.msecs):03d}Z", f"level={record.levelname.lower()}",
+                 f"event={record.getMessage()}"]
+        for k, v in getattr(record, "kv", {}).items():
+            parts.append(f"{k}={_q(v)}")
+        if record.exc_info:
+            parts.append(f"exc={_q(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+def _q(v: Any) -> str:
+    s = str(v)
+    if s and not any(c in s for c in ' "=\n\t'):
+        return s
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _parse_metrics(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--metrics {text!r}: expected ADDR:PORT, e.g. 127.0.0.1:9477")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _socket_in_use(path: str) -> bool:
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+async def run(args: argparse.Namespace) -> int:
+    from vswitch.control.server import ControlServer
+    from vswitch.drivers.live import LiveSwitch
+
+    config = Path(args.config)
+    if config.exists():
+        topo = load_topology(config)
+    else:
+        topo = Topology()
+        log.info("config_missing", extra={"kv": {"config": str(config), "note": "starting empty"}})
+    if os.path.exists(args.socket):
+        if _socket_in_use(args.socket):
+            raise ControlError(f"another vswitchd is already running on {args.socket}")
+        os.unlink(args.socket)                       # stale socket from a crash
+    metrics = _parse_metrics(args.metrics) if args.metrics else None
+
+    sw = LiveSwitch(topo, batch=args.batch)
+
+    def persist() -> None:
+        try:
+            save_topology(sw.topo, config)
+        except OSError as e:
+            log.error("config_save_failed", extra={"kv": {"config": str(config), "error": e.strerror}})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = ControlServer(sw, args.socket)
+    exporter = None
+    try:
+        await sw.start(on_change=persist)
+        await server.start()
+        if metrics:
+            from vswitch.control.metrics import start_exporter
+            exporter = start_exporter(sw, loop, *metrics)
+        log.info("started", extra={"kv": {"config": str(config), "socket": args.socket,
+                                          "ports": len(sw.ports), "loop": type(loop).__module__,
+                                          "metrics": args.metrics or "off", "pid": os.getpid()}})
+        await stop.wait()
+        log.info("stopping", extra={"kv": {"reason": "signal"}})
+    finally:
+        if exporter is not None:
+            exporter.shutdown()
+        await server.close()
+        await sw.close()
+        log.info("stopped", extra={"kv": {}})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vswitchd", description="vswitch live switch daemon")
+    ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"topology TOML (default {DEFAULT_CONFIG})")
+    ap.add_argument("--socket", default=DEFAULT_SOCKET, help=f"control socket (default {DEFAULT_SOCKET})")
+    ap.add_argument("--metrics", metavar="ADDR:PORT",
+                    help="serve Prometheus metrics, e.g. 127.0.0.1:9477 (off by default)")
+    ap.add_argument("--batch", type=int, default=64, help="frames drained per readiness wake-up (default 64)")
+    ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = ap.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
+    if args.batch < 1:
+        ap.error(f"--batch {args.batch}: must be >= 1")
+    try:
+        import uvloop
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        log.warning("uvloop_missing", extra={"kv": {"note": "running on plain asyncio, slower"}})
+        runner = asyncio.Runner()
+    try:
+        with runner:
+            return runner.run(run(args))
+    except (ConfigError, ControlError) as e:
+        log.error("fatal", extra={"kv": {"error": str(e)}})
+        print(f"vswitchd: {e}", file=sys.stderr)
+        return 2
+    except PermissionError as e:
+        print(f"vswitchd: permission denied: {e} (run as root: TAP devices need CAP_NET_ADMIN)", file=sys.stderr)
+        return 1
+    finally:
+        with contextlib.suppress(Exception):
+            logging.shutdown()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

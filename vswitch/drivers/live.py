@@ -1,0 +1,538 @@
+"""Live driver: the dataplane graph over TAP devices and AF_PACKET sockets, on asyncio.
+
+Each port's fd is registered with ``loop.add_reader``; a readiness wake-up
+drains up to ``batch`` frames (one ``read_batch``), wraps them in Frames
+stamped with the monotonic clock, and pushes them through the graph in one
+call.  Egress callbacks write straight to the destination device: the
+kernel's TAP queue (txqueuelen) is the only TX queue, and a full one counts
+``tx_dropped``, as the kernel's own bridge does.
+
+Offloads.  TAP ports are opened with ``IFF_VNET_HDR`` and checksum/TSO
+offloads; attach ports with ``PACKET_VNET_HDR``.  A frame keeps its
+virtio-net header (``Frame.vnet``) across the switch, so a 64 KB TCP GSO
+super-frame crosses unsegmented between offloading ports.  A port with
+``offloads = false`` (and every pcap mirror) gets `gso.to_plain` frames:
+segmented, checksums completed, never over the MTU.
+
+Port states: ``up``; ``pending`` (an attach port whose interface does not
+exist yet: it attaches when netlink reports it); ``down`` (its interface
+vanished: the port keeps its config and comes back with the interface; a
+TAP port is re-created by ``vswitchctl set-port NAME state=up`` or a
+restart).  A vanished interface never stops forwarding for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vswitch.core.element import Batch
+from vswitch.core.frame import Frame
+from vswitch.core.graph import Graph
+from vswitch.elements.gso import GsoError, needs_fixup, to_plain
+from vswitch.io import netlink
+from vswitch.io.errors import PortGone
+from vswitch.io.packet_socket import PacketSocketPort
+from vswitch.io.pcap import PcapWriter
+from vswitch.io.tap import TapPort
+from vswitch.topology import Dataplane, PortConfig, Topology, build_dataplane
+
+log = logging.getLogger("vswitchd")
+
+BATCH = 64
+
+
+@dataclass
+class PortPerf:
+    """Per-port live figures for perf-show."""
+
+    wakeups: int = 0          # readiness callbacks
+    idle_wakeups: int = 0     # callbacks that found nothing to read
+    batches: int = 0
+    frames: int = 0
+    rx_ns: int = 0            # reading the fd and building frames
+    dp_ns: int = 0            # graph.push (switching), excluding the egress writes it triggered
+    tx_ns: int = 0            # egress writes caused by this port's frames
+    tx_calls: int = 0
+    gso_in: int = 0           # frames that arrived with GSO/checksum-offload metadata
+    max_frame: int = 0
+
+
+@dataclass
+class LivePort:
+    cfg: PortConfig
+    number: int
+    state: str = "pending"
+    dev: TapPort | PacketSocketPort | None = None
+    error: str | None = None
+    since_ns: int = 0
+    attaches: int = 0
+    offloads: bool = True
+    perf: PortPerf = field(default_factory=PortPerf)
+
+    def describe(self) -> dict[str, Any]:
+        d = self.cfg.to_dict()
+        d.update({"number": self.number, "type": self.cfg.type, "state": self.state,
+                  "error": self.error, "attaches": self.attaches,
+                  "ifindex": getattr(self.dev, "ifindex", None)})
+        return d
+
+
+@dataclass
+class Mirror:
+    """Copies of the frames received on (``select_src``) or sent to (``select_dst``) ports,
+    written to a port or a pcap file.  Empty selections with ``all`` mirror everything."""
+
+    name: str
+    select_src: frozenset[str]
+    select_dst: frozenset[str]
+    select_all: bool
+    output_port: str | None = None
+    output_pcap: str | None = None
+    writer: PcapWriter | None = None
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    tx_dropped: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "select_src_port": sorted(self.select_src),
+                "select_dst_port": sorted(self.select_dst), "select_all": self.select_all,
+                "output_port": self.output_port, "output_pcap": self.output_pcap,
+                "tx_packets": self.tx_packets, "tx_bytes": self.tx_bytes, "tx_dropped": self.tx_dropped}
+
+
+class LiveError(ValueError):
+    """A request the live switch refuses; the message is for the user."""
+
+
+class LiveSwitch:
+    def __init__(self, topo: Topology, clock: Callable[[], int] = time.monotonic_ns,
+                 timer: Callable[[], int] = time.perf_counter_ns, batch: int = BATCH) -> None:
+        self.topo = topo
+        self.clock = clock
+        self.timer = timer
+        self.batch = batch
+        self.dp: Dataplane = build_dataplane(Topology(bridge=topo.bridge), Graph(timer=timer))
+        self.ports: dict[str, LivePort] = {}
+        self.mirrors: dict[str, Mirror] = {}
+        self.monitor: netlink.LinkMonitor | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.started_ns = clock()
+        self.loop_lag_max_ns = 0
+        self.ticks = 0
+        self._tick_task: asyncio.Task[None] | None = None
+        self._changed: Callable[[], None] | None = None   # persistence hook
+
+    # -- lifecycle -----------------------------------------------------------
+    async def start(self, on_change: Callable[[], None] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.monitor = netlink.LinkMonitor()
+        self.monitor.start()
+        self.loop.add_reader(self.monitor.fileno(), self._on_netlink)
+        for cfg in self.topo.ports:
+            await self.add_port(cfg, persist=False)
+        from vswitch.core.frame import parse_mac
+        for s in self.topo.fdb:
+            self.dp.switch.fdb.add_static(s.vlan, parse_mac(s.mac), self.ports[s.port].number)
+        self._changed = on_change
+        self._tick_task = asyncio.create_task(self._ticker())
+
+    async def close(self) -> None:
+        if self._tick_task:
+            self._tick_task.cancel()
+        for lp in list(self.ports.values()):
+            self._close_dev(lp, remove=not lp.cfg.persistent)
+        for m in self.mirrors.values():
+            if m.writer:
+                m.writer.close()
+        if self.monitor is not None and self.loop is not None:
+            self.loop.remove_reader(self.monitor.fileno())
+            self.monitor.close()
+
+    async def _ticker(self) -> None:
+        """Aging sweeps once a second; also measures how late the loop wakes us (loop lag)."""
+        while True:
+            t0 = self.clock()
+            await asyncio.sleep(1.0)
+            now = self.clock()
+            self.loop_lag_max_ns = max(self.loop_lag_max_ns, now - t0 - 1_000_000_000)
+            self.dp.graph.tick(now)
+            self.ticks += 1
+
+    def _persist(self) -> None:
+        if self._changed is not None:
+            self._changed()
+
+    # -- ports ---------------------------------------------------------------
+    async def add_port(self, cfg: PortConfig, persist: bool = True) -> LivePort:
+        if cfg.name in self.ports:
+            raise LiveError(f"port {cfg.name!r} already exists")
+        if cfg.type not in ("tap", "attach"):
+            raise LiveError(f"port {cfg.name!r}: type {cfg.type!r} cannot run live (use tap or attach)")
+        if cfg.netns and cfg.type != "tap":
+            raise LiveError(f"port {cfg.name!r}: netns applies to tap ports only (an attach port uses "
+                            "an interface in the daemon's namespace)")
+        number = cfg.number if cfg.number is not None else self.dp.next_number()
+        if number in self.dp.switch.ports:
+            raise LiveError(f"port {cfg.name!r}: number {number} is taken")
+        cfg.number = number
+        self.dp.add_port(cfg, number)
+        lp = LivePort(cfg, number, since_ns=self.clock())
+        self.ports[cfg.name] = lp
+        self.dp.graph.attach_egress(self.dp.switch, number, number, self._egress(lp))
+        if cfg not in self.topo.ports:
+            self.topo.ports.append(cfg)
+        await self._open(lp)
+        log.info("port_added", extra={"kv": {"port": cfg.name, "number": number, "type": cfg.type,
+                                             "state": lp.state}})
+        if persist:
+            self._persist()
+        return lp
+
+    async def del_port(self, name: str) -> None:
+        lp = self._port(name)
+        self._close_dev(lp, remove=True)
+        self.dp.remove_port(name)
+        del self.ports[name]
+        self.topo.ports = [p for p in self.topo.ports if p.name != name]
+        self.topo.fdb = [s for s in self.topo.fdb if s.port != name]
+        for m in list(self.mirrors.values()):
+            if m.output_port == name:
+                self.del_mirror(m.name)
+        log.info("port_deleted", extra={"kv": {"port": name}})
+        self._persist()
+
+    async def set_port(self, name: str, changes: dict[str, Any]) -> LivePort:
+        """Change port settings at run time (VLANs, flags, MTU, limits, netns, state=up)."""
+        from vswitch.topology import ConfigError, parse_port
+        lp = self._port(name)
+        reopen = changes.pop("state", None)
+        if reopen not in (None, "up"):
+            raise LiveError(f"state={reopen}: only state=up (re-open a down port) can be set")
+        merged = {**lp.cfg.to_dict(), **changes}
+        for key in ("name", "type", "number"):
+            if key in changes and changes[key] != getattr(lp.cfg, key):
+                raise LiveError(f"{key} cannot change at run time: delete the port and add it again")
+        # "none" clears an optional setting (tag=none, trunks=none, mac_limit=none).
+        merged = {k: v for k, v in merged.items() if v is not None and v != "none"}
+        try:
+            new = parse_port(merged, f"port {name!r}")
+        except ConfigError as e:
+            raise LiveError(str(e)) from None
+        old = lp.cfg
+        sp = new.switch_port(lp.number)
+        self.dp.switch.update_port(lp.number, vlan=sp.vlan, learning=sp.learning, flood=sp.flood,
+                                   mcast_flood=sp.mcast_flood, bcast_flood=sp.bcast_flood,
+                                   isolated=sp.isolated, hairpin=sp.hairpin, mtu=sp.mtu,
+                                   mac_limit=sp.mac_limit, mac_limit_policy=sp.mac_limit_policy)
+        lp.cfg = new
+        self.topo.ports = [new if p.name == name else p for p in self.topo.ports]
+        if lp.state == "up" and new.type == "tap" and (new.netns != old.netns or new.mtu != old.mtu):
+            if new.netns != old.netns:
+                self._close_dev(lp, remove=True)      # a TAP cannot move back: re-create it
+                await self._open(lp)
+            else:
+                await self._configure_tap(lp)
+        elif reopen == "up" and lp.state != "up":
+            await self._open(lp)
+        log.info("port_changed", extra={"kv": {"port": name, **{k: v for k, v in changes.items()}}})
+        self._persist()
+        return lp
+
+    def _port(self, name: str) -> LivePort:
+        lp = self.ports.get(name)
+        if lp is None:
+            known = ", ".join(sorted(self.ports)) or "none"
+            raise LiveError(f"unknown port {name!r} (ports: {known})")
+        return lp
+
+    async def _open(self, lp: LivePort) -> None:
+        cfg = lp.cfg
+        try:
+            if cfg.type == "tap":
+                lp.dev = TapPort(cfg.name, persist=cfg.persistent)
+                lp.offloads = True
+                await self._configure_tap(lp)
+            else:
+                lp.dev = PacketSocketPort(cfg.name, vnet_hdr=True)
+                lp.offloads = True
+        except PortGone as e:
+            self._set_state(lp, "pending" if cfg.type == "attach" and lp.attaches == 0 else "down", str(e))
+            lp.dev = None
+            return
+        except (OSError, LookupError, ValueError) as e:
+            if lp.dev is not None:
+                lp.dev.close() if isinstance(lp.dev, PacketSocketPort) else lp.dev.close(remove=True)
+            lp.dev = None
+            self._set_state(lp, "down", f"{type(e).__name__}: {e}")
+            return
+        assert self.loop is not None
+        self.loop.add_reader(lp.dev.fileno(), self._readable, lp)
+        lp.attaches += 1
+        self._set_state(lp, "up", None)
+
+    async def _configure_tap(self, lp: LivePort) -> None:
+        cfg = lp.cfg
+        try:
+            await netlink.aconfigure(cfg.name, netns=cfg.netns, mtu=cfg.mtu, up=True)
+        except Exception as e:          # pyroute2 raises NetlinkError, OSError, or its own types
+            where = f" in netns {cfg.netns!r}" if cfg.netns else ""
+            raise OSError(f"cannot configure tap {cfg.name}{where}: {e}") from e
+
+    def _close_dev(self, lp: LivePort, remove: bool) -> None:
+        dev, lp.dev = lp.dev, None
+        if dev is None:
+            return
+        if self.loop is not None:
+            try:
+                self.loop.remove_reader(dev.fileno())
+            except (ValueError, OSError):
+                pass
+        if isinstance(dev, TapPort):
+            dev.close(remove=remove)
+        else:
+            dev.close()
+
+    def _set_state(self, lp: LivePort, state: str, error: str | None) -> None:
+        if lp.state != state or lp.error != error:
+            lp.state, lp.error, lp.since_ns = state, error, self.clock()
+            kv = {"port": lp.cfg.name, "state": state}
+            if error:
+                kv["reason"] = error
+            log.info("port_state", extra={"kv": kv})
+
+    def _gone(self, lp: LivePort, err: Exception) -> None:
+        """The interface behind a port vanished: the port goes down, everyone else carries on."""
+        self._close_dev(lp, remove=False)
+        self._set_state(lp, "down", str(err))
+
+    # -- netlink -------------------------------------------------------------
+    def _on_netlink(self) -> None:
+        assert self.monitor is not None and self.loop is not None
+        try:
+            events = self.monitor.read_events()
+        except OSError as e:
+            log.warning("netlink_error", extra={"kv": {"error": str(e)}})
+            return
+        for ev in events:
+            lp = self.ports.get(ev.name)
+            if lp is None or lp.cfg.type != "attach":
+                continue
+            if ev.kind == "appeared" and lp.state != "up":
+                self.loop.create_task(self._open(lp))
+            elif ev.kind == "gone" and lp.state == "up":
+                self._gone(lp, OSError(f"{ev.name}: interface removed"))
+
+    # -- data path -----------------------------------------------------------
+    def _readable(self, lp: LivePort) -> None:
+        dev = lp.dev
+        perf = lp.perf
+        perf.wakeups += 1
+        if dev is None:
+            return
+        timer = self.timer
+        t0 = timer()
+        try:
+            items = dev.read_batch(self.batch)
+        except PortGone as e:
+            self._gone(lp, e)
+            return
+        except OSError as e:               # unexpected: keep the daemon alive, take the port down
+            log.warning("port_read_error", extra={"kv": {"port": lp.cfg.name, "error": str(e)}})
+            self._gone(lp, e)
+            return
+        if not items:
+            perf.idle_wakeups += 1
+            return
+        now = self.clock()
+        frames = []
+        for vnet, data in items:
+            if vnet is not None and needs_fixup(vnet):
+                frames.append(Frame(data, now, vnet=vnet))
+                perf.gso_in += 1
+            else:
+                frames.append(Frame(data, now))
+            if len(data) > perf.max_frame:
+                perf.max_frame = len(data)
+        if self.mirrors:
+            self._mirror_rx(lp, frames)
+        t1 = timer()
+        tx_before = perf.tx_ns
+        self._current = perf
+        self.dp.graph.push(lp.number, frames, now)
+        t2 = timer()
+        perf.rx_ns += t1 - t0
+        perf.dp_ns += (t2 - t1) - (perf.tx_ns - tx_before)
+        perf.batches += 1
+        perf.frames += len(frames)
+
+    _current: PortPerf | None = None
+
+    def _egress(self, lp: LivePort) -> Callable[[Batch, int], None]:
+        counters = self.dp.graph.ports[lp.number]
+        mtu = lp.cfg.mtu
+
+        def send(batch: Batch, now_ns: int) -> None:
+            t0 = self.timer()
+            dev = lp.dev
+            if self.mirrors:
+                self._mirror_tx(lp, batch)
+            failed = failed_bytes = 0
+            if dev is None:
+                failed = len(batch)
+                failed_bytes = sum(len(f.data) for f in batch)
+            else:
+                write = dev.write
+                try:
+                    for f in batch:
+                        if f.vnet is None or lp.offloads:
+                            ok = write(f.vnet, f.data)
+                        else:
+                            ok = self._write_plain(write, f, mtu)
+                        if not ok:
+                            failed += 1
+                            failed_bytes += len(f.data)
+                except PortGone as e:
+                    self._gone(lp, e)
+            if failed:
+                counters.tx_packets -= failed
+                counters.tx_bytes -= failed_bytes
+                counters.tx_dropped += failed
+            cur = self._current
+            if cur is not None:
+                cur.tx_ns += self.timer() - t0
+                cur.tx_calls += 1
+        return send
+
+    @staticmethod
+    def _write_plain(write: Callable[[bytes | None, bytes], bool], f: Frame, mtu: int) -> bool:
+        try:
+            pieces = to_plain(f.vnet, f.data, mtu)
+        except GsoError:
+            return False
+        ok = True
+        for p in pieces:
+            ok = write(None, p) and ok
+        return ok
+
+    # -- mirrors -------------------------------------------------------------
+    def add_mirror(self, name: str, select_src: list[str], select_dst: list[str], select_all: bool,
+                   output_port: str | None, output_pcap: str | None) -> Mirror:
+        if name in self.mirrors:
+            raise LiveError(f"mirror {name!r} already exists")
+        if (output_port is None) == (output_pcap is None):
+            raise LiveError("a mirror needs exactly one output: --output-port PORT or --output-pcap FILE")
+        for p in [*select_src, *select_dst, *([output_port] if output_port else [])]:
+            self._port(p)
+        if not (select_src or select_dst or select_all):
+            raise LiveError("a mirror needs a selection: --select-src-port, --select-dst-port or --select-all")
+        if output_port and (output_port in select_src or output_port in select_dst):
+            raise LiveError(f"mirror output port {output_port!r} cannot also be selected")
+        writer = None
+        if output_pcap:
+            try:
+                writer = PcapWriter(output_pcap)
+            except OSError as e:
+                raise LiveError(f"cannot write {output_pcap}: {e.strerror}") from None
+        m = Mirror(name, frozenset(select_src), frozenset(select_dst), select_all, output_port, output_pcap,
+                   writer)
+        self.mirrors[name] = m
+        log.info("mirror_added", extra={"kv": m.describe()})
+        return m
+
+    def del_mirror(self, name: str) -> None:
+        m = self.mirrors.pop(name, None)
+        if m is None:
+            raise LiveError(f"unknown mirror {name!r} (mirrors: {', '.join(self.mirrors) or 'none'})")
+        if m.writer:
+            m.writer.close()
+        log.info("mirror_deleted", extra={"kv": {"mirror": name}})
+
+    def _mirror_rx(self, lp: LivePort, frames: list[Frame]) -> None:
+        for m in self.mirrors.values():
+            if m.select_all or lp.cfg.name in m.select_src:
+                if m.output_port != lp.cfg.name:
+                    self._mirror_out(m, frames)
+
+    def _mirror_tx(self, lp: LivePort, frames: Batch) -> None:
+        for m in self.mirrors.values():
+            if (m.select_all or lp.cfg.name in m.select_dst) and m.output_port != lp.cfg.name:
+                self._mirror_out(m, frames)
+
+    def _mirror_out(self, m: Mirror, frames: Batch) -> None:
+        """Mirror copies are always plain frames: segmented, checksums complete."""
+        out = self.ports.get(m.output_port) if m.output_port else None
+        for f in frames:
+            try:
+                pieces = to_plain(f.vnet, f.data, 65535 if m.writer else (out.cfg.mtu if out else 1500))
+            except GsoError:
+                m.tx_dropped += 1
+                continue
+            for p in pieces:
+                if m.writer is not None:
+                    m.writer.write(p, f.ts_ns)
+                    ok = True
+                elif out is not None and out.dev is not None:
+                    try:
+                        ok = out.dev.write(None, p)
+                    except PortGone:
+                        ok = False
+                else:
+                    ok = False
+                if ok:
+                    m.tx_packets += 1
+                    m.tx_bytes += len(p)
+                else:
+                    m.tx_dropped += 1
+
+    # -- views -----------------------------------------------------------------
+    def show(self) -> dict[str, Any]:
+        b = self.topo.bridge
+        return {"bridge": {"name": b.name, "ageing_time": b.ageing_time, "mac_table_size": b.mac_table_size,
+                           "uptime_s": (self.clock() - self.started_ns) / 1e9},
+                "ports": [lp.describe() for lp in sorted(self.ports.values(), key=lambda p: p.number)],
+                "mirrors": [m.describe() for m in self.mirrors.values()]}
+
+    def counters(self, port: str | None = None) -> dict[str, Any]:
+        snap = self.dp.graph.snapshot()
+        if port is not None:
+            self._port(port)
+            return {"ports": {port: snap["ports"][port]}}
+        sw = snap["elements"][self.dp.switch.name]
+        return {"ports": snap["ports"], "switch": sw, "mirrors": {m.name: m.describe() for m in
+                                                                  self.mirrors.values()}}
+
+    def perf_show(self) -> dict[str, Any]:
+        """OVS pmd-perf-show, for the event loop: per-port stages in ns/frame, batches, wake-ups."""
+        snap = self.dp.graph.snapshot()
+        ports = {}
+        tot = PortPerf()
+        for name, lp in self.ports.items():
+            p = lp.perf
+            for k in tot.__dataclass_fields__:
+                if k == "max_frame":
+                    tot.max_frame = max(tot.max_frame, p.max_frame)
+                else:
+                    setattr(tot, k, getattr(tot, k) + getattr(p, k))
+            ports[name] = _perf_dict(p)
+        return {"total": _perf_dict(tot), "ports": ports,
+                "elements": snap.get("perf", {}),
+                "loop": {"ticks": self.ticks, "max_lag_us": self.loop_lag_max_ns / 1e3,
+                         "uptime_s": (self.clock() - self.started_ns) / 1e9}}
+
+
+def _perf_dict(p: PortPerf) -> dict[str, Any]:
+    f = p.frames or 1
+    busy = p.wakeups - p.idle_wakeups
+    return {"wakeups": p.wakeups, "busy_wakeups": busy, "idle_wakeups": p.idle_wakeups,
+            "busy_pct": 100.0 * busy / p.wakeups if p.wakeups else 0.0,
+            "frames": p.frames, "batches": p.batches,
+            "frames_per_batch": p.frames / p.batches if p.batches else 0.0,
+            "rx_ns_per_frame": p.rx_ns / f, "switch_ns_per_frame": p.dp_ns / f,
+            "tx_ns_per_frame": p.tx_ns / f,
+            "total_ns_per_frame": (p.rx_ns + p.dp_ns + p.tx_ns) / f,
+            "gso_frames_in": p.gso_in, "max_frame_bytes": p.max_frame}
