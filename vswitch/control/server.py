@@ -8,6 +8,7 @@ value or raises an error whose message is shown to the user as one line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -207,10 +208,8 @@ class ControlServer:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

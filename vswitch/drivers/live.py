@@ -24,6 +24,7 @@ restart).  A vanished interface never stops forwarding for the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -288,10 +289,8 @@ class LiveSwitch:
         if dev is None:
             return
         if self.loop is not None:
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 self.loop.remove_reader(dev.fileno())
-            except (ValueError, OSError):
-                pass
         if isinstance(dev, TapPort):
             dev.close(remove=remove)
         else:
@@ -454,9 +453,8 @@ class LiveSwitch:
 
     def _mirror_rx(self, lp: LivePort, frames: list[Frame]) -> None:
         for m in self.mirrors.values():
-            if m.select_all or lp.cfg.name in m.select_src:
-                if m.output_port != lp.cfg.name:
-                    self._mirror_out(m, frames)
+            if (m.select_all or lp.cfg.name in m.select_src) and m.output_port != lp.cfg.name:
+                self._mirror_out(m, frames)
 
     def _mirror_tx(self, lp: LivePort, frames: Batch) -> None:
         for m in self.mirrors.values():
