@@ -346,6 +346,12 @@ class LiveSwitch:
             return
         if not items:
             perf.idle_wakeups += 1
+            # A packet socket bound while its interface is down reports ENETDOWN as a poll
+            # error, and uvloop then stops polling the fd; re-arm so frames that arrive once
+            # the interface is up are seen.  Idle wake-ups are rare, so this costs nothing.
+            if self.loop is not None:
+                self.loop.remove_reader(dev.fileno())
+                self.loop.add_reader(dev.fileno(), self._readable, lp)
             return
         now = self.clock()
         frames = []

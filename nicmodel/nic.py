@@ -1,0 +1,690 @@
+"""Nic: the emulated PCIe NIC as one element, and the Python API a driver calls.
+
+Element `Nic`
+    input ``wire``  frames received from the link (``rx``);
+    output ``wire`` frames transmitted to the link (``tx_service`` emits them).
+    Guests' frames enter with ``tx(pool, frames, now_ns)``; received frames
+    leave with ``poll(queue, budget, now_ns)``.
+
+Inside (each an Element with its own counters): `VmdqSorter` (pool selection),
+`RxRings` (rings, drop enable, packet buffer), `Interrupts` (moderation,
+NAPI), `TxArbiter` (TX rings, arbitration, rate limits).  The programmable
+state lives in `NicState`; `registers.RegisterFile` (BAR0) and this class's
+methods both change it and nothing else, so either way gives the same NIC.
+`pci.ConfigSpace` is the PCI function on top (``nic.pci``); an SR-IOV VF
+will be a pool plus its own `ConfigSpace`.
+
+TX order per frame (nic-model.md A "TX path"): queue service (arbiter) ->
+VMVIR VLAN insertion -> anti-spoof (MACAS, VLANAS; insertion first is the
+reference's unverified assumption, E.3) -> rate limit (arbiter) -> VEB
+loopback when PFDTXGSWC.LBE is set, the link is up and RX is enabled.
+
+Own counters (port, datasheet names): ``gptc``/``gotc``/``bptc``/``mptc``
+(frames to the wire), ``ssvpc`` (anti-spoof drops), ``loopback_packets``.
+Drop reasons: ``link_down``, ``rx_disabled``, ``spoofed_mac``,
+``spoofed_vlan``, ``vlan_not_allowed`` (VMVIR forbids a guest's own tag).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from nicmodel.interrupts import NAPI_BUDGET, Interrupts
+from nicmodel.profiles import Profile, get_profile
+from nicmodel.rings import RxRings, check_ring_size
+from nicmodel.sorter import VmdqSorter, bits_of, select_pools
+from nicmodel.state import VMVIR_MODES, MirrorRule, NicState
+from nicmodel.tables import NicError, hash12
+from nicmodel.tx_arbiter import TxArbiter
+from vswitch.core.element import Batch, Element, PortId
+from vswitch.core.frame import BROADCAST, Frame, mac_str, parse_mac, push_tag
+
+__all__ = ["Nic", "as_mac"]
+
+_TPID = b"\x81\x00"
+POOL_FLAGS = ("aupe", "rompe", "rope", "bam", "mpe", "upe", "vpe")
+
+
+def as_mac(mac: str | bytes) -> bytes:
+    if isinstance(mac, bytes | bytearray):
+        if len(mac) != 6:
+            raise NicError(f"MAC address must be 6 bytes, got {len(mac)}")
+        return bytes(mac)
+    return parse_mac(mac)
+
+
+class Nic(Element):
+    INPUTS: ClassVar[tuple[PortId, ...]] = ("wire",)
+    OUTPUTS: ClassVar[tuple[PortId, ...]] = ("wire",)
+    COUNTERS = ("gptc", "gotc", "bptc", "mptc", "ssvpc", "loopback_packets")
+    DROP_REASONS = ("link_down", "rx_disabled", "spoofed_mac", "spoofed_vlan", "vlan_not_allowed")
+
+    def __init__(self, name: str = "nic0", profile: str | Profile = "82599", *,
+                 mrqc: int | None = None, packet_buffer_bytes: int | None = None,
+                 tx_arbitration: str = "rr", init: bool = True) -> None:
+        super().__init__(name)
+        self.profile = get_profile(profile)
+        p = self.profile
+        self.state = NicState.reset(p)
+        self.rings = RxRings(f"{name}.rx", p.num_queues,
+                             packet_buffer_bytes if packet_buffer_bytes is not None else p.packet_buffer_bytes)
+        self.sorter = VmdqSorter(f"{name}.sorter", self.state, self.rings)
+        self.irq = Interrupts(f"{name}.irq", p.num_queues)
+        self.txa = TxArbiter(f"{name}.tx", self.state, p.num_queues, tx_arbitration)
+        self._raised: list[int] = []
+        # Imported here: registers/pci sit beside the datapath and need this class's API.
+        from nicmodel.pci import ConfigSpace
+        from nicmodel.registers import RegisterFile
+        self.regs = RegisterFile(self)
+        self.pci = ConfigSpace.for_profile(p)
+        if init:
+            self.init_vmdq(mrqc)
+        elif mrqc is not None:
+            self.set_layout(mrqc)
+
+    # ======================================================================
+    # configuration API (every method ends in state.changed())
+    # ======================================================================
+    def _changed(self) -> None:
+        self.state.changed()
+
+    def init_vmdq(self, mrqc: int | None = None, *, def_pool: int = 0, replication: bool = True,
+                  vlan_filter: bool = True) -> None:
+        """What a PF driver does to bring the port up in VMDq mode.
+
+        VT on, the given MRQC layout, replication on, VLAN filtering on,
+        ``def_pool`` as default pool, every pool RX/TX-enabled (the PF owns
+        them all until they are given out), every queue enabled with a
+        512-descriptor ring and drop enable on (ixgbe forces QDE, E.8).
+        Pool filter flags stay off: a pool receives nothing until programmed.
+        """
+        st = self.state
+        self.set_layout(mrqc if mrqc is not None else self.profile.default_mrqc)
+        st.vt_en = True
+        st.rpl_en = replication
+        st.vlan_filter_en = vlan_filter
+        st.check_pool(def_pool)
+        st.def_pool = def_pool
+        st.dis_def_pool = False
+        every = (1 << st.num_pools) - 1
+        st.vfre = st.vfte = every
+        for q in self.rings.queues:
+            q.set_enabled(True)
+            q.drop_en = True
+        for tq in self.txa.queues:
+            tq.enabled = True
+        self._changed()
+
+    def set_layout(self, mrqc: int) -> None:
+        """MRQC: pools x queues per pool (82599: 0xB 64x2, 0xA 32x4, 0x8 64x2 without RSS)."""
+        self.state.layout = self.profile.layout(mrqc)
+        self._changed()
+
+    def set_vt(self, enabled: bool) -> None:
+        """PFVTCTL.VT_ENA; off: a single promiscuous queue (vswitchd's software mode)."""
+        self.state.vt_en = enabled
+        self._changed()
+
+    def set_replication(self, on: bool) -> None:
+        self.state.rpl_en = on
+        self._changed()
+
+    def set_vlan_filter(self, on: bool) -> None:
+        self.state.vlan_filter_en = on
+        self._changed()
+
+    def set_default_pool(self, pool: int, *, disabled: bool = False) -> None:
+        self.state.check_pool(pool)
+        self.state.def_pool = pool
+        self.state.dis_def_pool = disabled
+        self._changed()
+
+    def set_multicast_offset(self, mo: int) -> None:
+        if mo not in (0, 1, 2, 3):
+            raise NicError(f"MCSTCTRL.MO must be 0..3, got {mo}")
+        self.state.mo = mo
+        self._changed()
+
+    def set_pool_enabled(self, pool: int, *, rx: bool | None = None, tx: bool | None = None) -> None:
+        """PFVFRE / PFVFTE bit of a pool."""
+        st = self.state
+        st.check_pool(pool)
+        if rx is not None:
+            st.vfre = st.vfre | (1 << pool) if rx else st.vfre & ~(1 << pool)
+        if tx is not None:
+            st.vfte = st.vfte | (1 << pool) if tx else st.vfte & ~(1 << pool)
+        self._changed()
+
+    def set_pool_flags(self, pool: int, **flags: bool) -> None:
+        """VMOLR/PFVML2FLT bits: aupe, rompe, rope, bam, mpe, upe, vpe."""
+        st = self.state
+        st.check_pool(pool)
+        cfg = st.pools[pool]
+        for k, v in flags.items():
+            if k not in POOL_FLAGS:
+                raise NicError(f"unknown pool flag {k!r} (known: {', '.join(POOL_FLAGS)})")
+            if k in ("upe", "vpe") and v and not self.profile.per_pool_upe:
+                raise NicError(f"{self.profile.name} has no per-pool {k.upper()} (X540 and later only; "
+                               "ixgbe returns EOPNOTSUPP), nic-model.md E.4")
+            setattr(cfg, k, bool(v))
+        self._changed()
+
+    def set_max_frame(self, pool: int, max_frame: int | None) -> None:
+        """Per-pool max frame length with FCS (LPE + RLPML); None: standard 1518."""
+        st = self.state
+        st.check_pool(pool)
+        cfg = st.pools[pool]
+        if max_frame is None:
+            cfg.lpe, cfg.rlpml = False, 1518
+        else:
+            if not 64 <= max_frame <= 0x3FFF:
+                raise NicError(f"max frame {max_frame} out of range 64..16383 (RLPML is 14 bits)")
+            cfg.lpe, cfg.rlpml = True, max_frame
+        self._changed()
+
+    # -- filters -----------------------------------------------------------
+    def add_mac(self, pool: int, mac: str | bytes) -> int:
+        """Exact filter for ``pool`` (RAR + MPSAR bit); returns the RAR index. TableFull when out."""
+        self.state.check_pool(pool)
+        i = self.state.rar.add(as_mac(mac), pool)
+        self._changed()
+        return i
+
+    def remove_mac(self, pool: int, mac: str | bytes) -> None:
+        self.state.rar.remove(as_mac(mac), pool)
+        self._changed()
+
+    def set_pool_mac(self, pool: int, mac: str | bytes | None) -> None:
+        """Replace every exact filter of ``pool`` by ``mac`` (MAC reconfiguration)."""
+        st = self.state
+        st.check_pool(pool)
+        new = as_mac(mac) if mac is not None else None
+        for old in st.rar.macs_of(pool):
+            if old != new:
+                st.rar.remove(old, pool)
+        if new is not None:
+            st.rar.add(new, pool)
+        self._changed()
+
+    def add_vlan(self, pool: int, vid: int) -> int:
+        """Join VLAN ``vid`` (VLVF entry + VLVFB bit, and the VFTA bit); returns the VLVF index."""
+        st = self.state
+        st.check_pool(pool)
+        i = st.vlvf.add(vid, pool)
+        st.vfta.set(vid)
+        self._changed()
+        return i
+
+    def remove_vlan(self, pool: int, vid: int) -> None:
+        st = self.state
+        st.vlvf.remove(vid, pool)
+        if vid not in st.vlvf.lookup:
+            st.vfta.set(vid, False)
+        self._changed()
+
+    def set_pool_vlans(self, pool: int, vids: Iterable[int]) -> None:
+        want = list(dict.fromkeys(vids))
+        for v in self.state.vlvf.vids_of(pool):
+            if v not in want:
+                self.remove_vlan(pool, v)
+        for v in want:
+            self.add_vlan(pool, v)
+        self._changed()
+
+    def add_multicast(self, group: str | bytes) -> int:
+        """Set the MTA bit of a multicast group (shared by every pool, E.2); returns the hash."""
+        h = hash12(as_mac(group), self.state.mo)
+        self.state.mta.set(h)
+        self._changed()
+        return h
+
+    def add_multicast_hash(self, h: int) -> None:
+        """A VF's SET_MULTICAST sends hashes, not addresses (E.2)."""
+        self.state.mta.set(h)
+        self._changed()
+
+    def add_unicast_hash(self, mac: str | bytes) -> int:
+        h = hash12(as_mac(mac), self.state.mo)
+        self.state.uta.set(h)
+        self._changed()
+        return h
+
+    def set_vfta(self, vid: int, on: bool = True) -> None:
+        self.state.vfta.set(vid, on)
+        self._changed()
+
+    def set_mirror(self, rule: int, *, dst: int, pools: Iterable[int] = (), vlans: Iterable[int] = (),
+                   uplink: bool = False, downlink: bool = False) -> None:
+        """Mirror rule 0..3: copy frames for ``pools`` / on ``vlans`` / from or to the wire to ``dst``."""
+        st = self.state
+        if not 0 <= rule < 4:
+            raise NicError(f"mirror rule {rule} out of range 0..3 (four PFMRCTL rules)")
+        st.check_pool(dst)
+        pools, vlans = list(pools), list(vlans)
+        bits = 0
+        for v in vlans:
+            idx = st.vlvf.index.get(v)
+            if idx is None:
+                raise NicError(f"VLAN mirroring needs VLAN {v} in the VLVF table (rules name VLVF entries)")
+            bits |= 1 << idx
+        pm = sum(1 << p for p in pools)
+        st.mirror[rule] = MirrorRule(bool(pools), uplink, downlink, bool(vlans), pm, bits, dst)
+        self._changed()
+
+    def clear_mirror(self, rule: int) -> None:
+        self.state.mirror[rule] = MirrorRule()
+        self._changed()
+
+    # -- TX side config ----------------------------------------------------
+    def set_loopback(self, veb: bool, lle_pools: Iterable[int] = ()) -> None:
+        """PFDTXGSWC.LBE (VEB) and PFVMTXSW.LLE (a pool may receive its own frames)."""
+        self.state.veb_en = veb
+        self.state.lle = sum(1 << p for p in lle_pools)
+        self._changed()
+
+    def set_spoofcheck(self, pool: int, mac: bool = True, vlan: bool = False) -> None:
+        if vlan and not mac:
+            raise NicError("VLAN anti-spoof requires MAC anti-spoof (VLANAS needs MACAS)")
+        self.state.check_pool(pool)
+        self.state.pools[pool].spoof_mac = mac
+        self.state.pools[pool].spoof_vlan = vlan
+        self._changed()
+
+    def set_vmvir(self, pool: int, mode: str, vid: int = 0, qos: int = 0) -> None:
+        """PFVMVIR: 'use_desc' | 'always_default' (insert vid/qos) | 'never'."""
+        if mode not in VMVIR_MODES:
+            raise NicError(f"VMVIR mode {mode!r}: expected one of {VMVIR_MODES}")
+        if not 0 <= vid <= 4095 or not 0 <= qos <= 7:
+            raise NicError(f"VMVIR vid {vid} / qos {qos} out of range (0..4095 / 0..7)")
+        self.state.check_pool(pool)
+        cfg = self.state.pools[pool]
+        cfg.vmvir_mode, cfg.vmvir_vid, cfg.vmvir_qos = mode, vid, qos
+        self._changed()
+
+    def set_tx_weight(self, pool: int, refill: int) -> None:
+        """Credit refill of a pool for weighted arbitration, in 64-byte units (1..200)."""
+        if not 1 <= refill <= 511:
+            raise NicError(f"credit refill {refill} out of range 1..511 (64-byte units)")
+        self.state.check_pool(pool)
+        self.state.pools[pool].tx_refill = refill
+        self._changed()
+
+    def set_tx_arbitration(self, mode: str) -> None:
+        self.txa.set_mode(mode)
+
+    def set_tx_rate(self, queue: int, rate_bps: int) -> None:
+        """Per-queue rate limit (RTTBCNRC); 0 removes it.  Shapes, never drops."""
+        if rate_bps < 0 or rate_bps > self.profile.link_speed_bps:
+            raise NicError(f"rate {rate_bps} b/s out of range 0..{self.profile.link_speed_bps}")
+        self.txa.queues[queue].rate_bps = rate_bps
+        self._changed()
+
+    def set_pool_tx_rate(self, pool: int, max_tx_rate_mbps: int) -> None:
+        """As ``ip link set PF vf N max_tx_rate M``: the same factor on each of the pool's queues (E.9)."""
+        self.state.check_pool(pool)
+        for q in self.state.pool_queues(pool):
+            self.set_tx_rate(q, max_tx_rate_mbps * 1_000_000)
+
+    def set_link(self, up: bool) -> None:
+        """Link state.  A speed change would clear rate limits (E.9); the model has one speed."""
+        self.state.link_up = up
+        self._changed()
+
+    def set_rx_enable(self, on: bool) -> None:
+        self.state.rx_enable = on
+        self._changed()
+
+    # -- queues ------------------------------------------------------------
+    def _check_queue(self, q: int) -> None:
+        if not 0 <= q < self.profile.num_queues:
+            raise NicError(f"queue {q} out of range: {self.profile.name} has {self.profile.num_queues}")
+
+    def set_rings(self, rx: int | None = None, tx: int | None = None, queue: int | None = None) -> None:
+        """Ring sizes as ``ethtool -G rx N tx N`` (64..4096), for one queue or all."""
+        qs = range(self.profile.num_queues) if queue is None else [queue]
+        for n in (rx, tx):
+            if n is not None:
+                check_ring_size(n)
+        for q in qs:
+            self._check_queue(q)
+            if rx is not None:
+                self.rings.queues[q].set_size(rx)
+            if tx is not None:
+                self.txa.queues[q].set_size(tx)
+        if rx is not None:
+            self.rings.service()
+        self._changed()
+
+    def set_drop_enable(self, queue: int | None, on: bool) -> None:
+        """SRRCTL.DROP_EN / PFQDE for one queue, or every queue (None)."""
+        qs = range(self.profile.num_queues) if queue is None else [queue]
+        for q in qs:
+            self._check_queue(q)
+            self.rings.queues[q].drop_en = on
+        self.rings.service()  # a blocked head may now be dropped instead
+        self._changed()
+
+    def set_queue_enabled(self, queue: int, rx: bool | None = None, tx: bool | None = None) -> None:
+        self._check_queue(queue)
+        if rx is not None:
+            self.rings.queues[queue].set_enabled(rx)
+            self.rings.service()
+        if tx is not None:
+            self.txa.queues[queue].enabled = tx
+        self._changed()
+
+    def set_vlan_strip(self, queue: int, on: bool) -> None:
+        """RXDCTL.VME of one queue (per queue on the 82599)."""
+        self._check_queue(queue)
+        self.rings.queues[queue].vlan_strip = on
+        self._changed()
+
+    def set_coalesce(self, rx_usecs: int | None = None, rx_frames: int | None = None,
+                     queue: int | None = None) -> None:
+        """Interrupt moderation as ``ethtool -C rx-usecs N rx-frames N``."""
+        qs = range(self.profile.num_queues) if queue is None else [queue]
+        for q in qs:
+            self.irq.set_coalesce(q, rx_usecs, rx_frames)
+
+    # -- one call for a guest port -----------------------------------------
+    def program_pool(self, pool: int, mac: str | bytes | None = None, vlan: int | None = None, *,
+                     aupe: bool | None = None, bam: bool = True, rompe: bool = False,
+                     rope: bool = False, mpe: bool = False, strip_vlan: bool | None = None,
+                     max_frame: int | None = None, drop_en: bool = True,
+                     multicast: Iterable[str | bytes] = ()) -> None:
+        """Bind a guest to ``pool``: its MAC in RAR, its VLAN in VLVF, its filter flags.
+
+        With ``vlan`` set the pool is a port-VLAN pool: untagged frames are not
+        accepted (AUPE off, as ``ip link set vf N vlan V`` does) and the tag is
+        stripped on its queues; without it, the pool takes untagged frames.
+        """
+        st = self.state
+        st.check_pool(pool)
+        self.set_pool_mac(pool, mac)
+        self.set_pool_vlans(pool, [] if vlan is None else [vlan])
+        self.set_pool_flags(pool, aupe=(vlan is None) if aupe is None else aupe, bam=bam,
+                            rompe=rompe, rope=rope, mpe=mpe)
+        self.set_max_frame(pool, max_frame)
+        strip = (vlan is not None) if strip_vlan is None else strip_vlan
+        for q in st.pool_queues(pool):
+            self.rings.queues[q].vlan_strip = strip
+            self.rings.queues[q].drop_en = drop_en
+            self.rings.queues[q].set_enabled(True)
+            self.txa.queues[q].enabled = True
+        for g in multicast:
+            self.add_multicast(g)
+        self.set_pool_enabled(pool, rx=True, tx=True)
+
+    def clear_pool(self, pool: int) -> None:
+        """Unbind a pool: its filters, VLANs and flags go; its queues stay enabled."""
+        self.set_pool_mac(pool, None)
+        self.set_pool_vlans(pool, [])
+        self.set_pool_flags(pool, aupe=False, bam=False, rompe=False, rope=False, mpe=False)
+        self.set_max_frame(pool, None)
+
+    # -- BAR0 through the PCI function ---------------------------------------
+    def mmio_write(self, addr: int, value: int) -> bool:
+        """A 32-bit memory write on the bus: reaches the registers only inside BAR0 with MEM on."""
+        off = self._bar0_offset(addr)
+        if off is None:
+            return False
+        self.regs.write32(off, value)
+        return True
+
+    def mmio_read(self, addr: int) -> int:
+        """A 32-bit memory read; all-ones when BAR0 does not decode it (as a master abort)."""
+        off = self._bar0_offset(addr)
+        return 0xFFFFFFFF if off is None else self.regs.read32(off)
+
+    def _bar0_offset(self, addr: int) -> int | None:
+        if not self.pci.memory_enabled:
+            return None
+        base = self.pci.bar_address(0)
+        off = addr - base
+        return off if base and 0 <= off < self.pci.bar_sizes[0] else None
+
+    # ======================================================================
+    # data path
+    # ======================================================================
+    def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
+        self.rx(batch, now_ns)
+
+    def _signal(self, now_ns: int) -> list[int]:
+        touched = self.rings.touched
+        if touched:
+            note = self.irq.note_rx
+            raised = self._raised
+            for q in touched:
+                if note(q.index, len(q.ring), now_ns):
+                    raised.append(q.index)
+            touched.clear()
+        out = self._raised
+        self._raised = []
+        return out
+
+    def rx(self, frames: Batch, now_ns: int) -> list[int]:
+        """Frames from the wire; returns the queues that raised an interrupt."""
+        st = self.state
+        if not (st.link_up and st.rx_enable):
+            self.drop_many(frames, "link_down" if not st.link_up else "rx_disabled")
+            return []
+        for el in (self.sorter, self.rings):
+            el.graph = self.graph  # drops count as rx_dropped on the ingress port
+        self.sorter.sort(frames, now_ns)
+        return self._signal(now_ns)
+
+    def poll(self, queue: int, budget: int = NAPI_BUDGET, now_ns: int = 0) -> list[Frame]:
+        """NAPI poll: up to ``budget`` frames of ``queue``; fewer than budget re-arms its interrupt."""
+        frames = self.rings.take(queue, budget)
+        self.irq.note_poll(queue, len(frames), budget)
+        self._raised.extend(self._signal(now_ns))
+        return frames
+
+    def tick(self, now_ns: int) -> list[int]:  # type: ignore[override]
+        """Fire expired moderation timers; returns the queues that raised an interrupt."""
+        return self._signal(now_ns) + self.irq.tick(now_ns)
+
+    def take_interrupts(self) -> list[int]:
+        """Interrupts raised outside rx()/tick() (e.g. by loopback or poll refills)."""
+        out, self._raised = self._raised, []
+        return out
+
+    def next_timer_ns(self) -> int | None:
+        return self.irq.next_deadline_ns()
+
+    def tx(self, pool: int, frames: Batch, now_ns: int, index: int = 0) -> int:
+        """A guest hands frames to its pool's TX queue ``index``; returns how many fit."""
+        st = self.state
+        st.check_pool(pool)
+        if not 0 <= index < st.layout.queues_per_pool:
+            raise NicError(f"pool {pool} has queues 0..{st.layout.queues_per_pool - 1}, not {index}")
+        return self.txa.enqueue(self.profile.queue_of(st.layout, pool, index), frames, now_ns)
+
+    def _vlan_insert(self, f: Frame, pool: int) -> Frame | None:
+        cfg = self.state.pools[pool]
+        tagged = f.data[12:14] == _TPID
+        if cfg.vmvir_mode == "use_desc":
+            if f.vlan is not None and not tagged:  # the descriptor asks for insertion
+                return f.copy(push_tag(f.data, f.vlan, f.pcp))
+            return f
+        if tagged:
+            self.drop(f, "vlan_not_allowed")
+            return None
+        if cfg.vmvir_mode == "always_default":
+            return f.copy(push_tag(f.data, cfg.vmvir_vid, cfg.vmvir_qos))
+        return f
+
+    def _antispoof(self, f: Frame, pool: int) -> bool:
+        st = self.state
+        cfg = st.pools[pool]
+        d = f.data
+        if cfg.spoof_mac and not (st.rar.lookup.get(d[6:12], 0) >> pool) & 1:
+            self.counters["ssvpc"] += 1
+            self.drop(f, "spoofed_mac")
+            return False
+        if cfg.spoof_vlan and d[12:14] == _TPID:
+            vid = ((d[14] << 8) | d[15]) & 0xFFF
+            if not (st.vlvf.lookup.get(vid, 0) >> pool) & 1:
+                self.counters["ssvpc"] += 1
+                self.drop(f, "spoofed_vlan")
+                return False
+        return True
+
+    def tx_service(self, now_ns: int, limit: int | None = None) -> list[Frame]:
+        """Run the TX side up to ``now_ns``: frames for the wire (also emitted on ``wire``)."""
+        st = self.state
+        if self.sorter._gen != st.generation:
+            self.sorter.refresh()
+        wire: list[Frame] = []
+        c = self.counters
+        for f0, pool in self.txa.service(now_ns, limit):
+            f = self._vlan_insert(f0, pool)
+            if f is None or not self._antispoof(f, pool):
+                continue
+            to_wire = True
+            if st.veb_en and st.link_up and st.rx_enable:
+                to_wire = self._loopback(f, pool, now_ns)
+            if to_wire:
+                if not st.link_up:
+                    self.drop(f, "link_down")
+                    continue
+                d = f.data
+                c["gptc"] += 1
+                c["gotc"] += len(d)
+                if d[0] & 1:
+                    c["bptc" if d[0:6] == BROADCAST else "mptc"] += 1
+                wire.append(f)
+                dl = 0
+                for r in st.mirror:
+                    if r.downlink_mirror:
+                        dl |= 1 << r.dst
+                dl &= st.vfre
+                if dl:
+                    self.sorter.deliver_local(f, dl, dl, now_ns)
+        self._raised.extend(self._signal(now_ns))
+        self.emit("wire", wire, now_ns)
+        return wire
+
+    def _loopback(self, f: Frame, pool: int, now_ns: int) -> bool:
+        """VEB (A "TX path" 5): local copies; returns whether the frame also goes to the wire."""
+        st = self.state
+        d = f.data
+        da = d[0:6]
+        tagged = d[12:14] == _TPID
+        vid = ((d[14] << 8) | d[15]) & 0xFFF if tagged else 0
+        P, mirrored = select_pools(st, self.sorter._derived, da, tagged, vid, False, pool)
+        if tagged and st.vlan_filter_en and not (st.vfta.bits >> vid) & 1:
+            P = mirrored = 0
+        if P:
+            self.counters["loopback_packets"] += 1
+            self.sorter.deliver_local(f, P, mirrored, now_ns)
+        if da[0] & 1:
+            return True  # broadcast / multicast: local copies and the wire
+        # unicast: the wire unless it matched a VFRE-enabled pool's exact filter
+        return not (st.rar.lookup.get(da, 0) & st.vfre & P)
+
+    # ======================================================================
+    # counters and state
+    # ======================================================================
+    def _pools_counters(self) -> dict[str, dict[str, int]]:
+        st = self.state
+        out = {}
+        for p in range(st.num_pools):
+            qs = st.pool_queues(p)
+            rx = [self.rings.queues[q] for q in qs]
+            tx = [self.txa.queues[q] for q in qs]
+            out[str(p)] = {
+                "gprc": sum(q.rx_packets for q in rx), "gorc": sum(q.rx_bytes for q in rx),
+                "mprc": sum(q.rx_multicast for q in rx),
+                "gptc": sum(q.tx_packets for q in tx), "gotc": sum(q.tx_bytes for q in tx),
+                "rx_dropped": sum(q.rx_dropped for q in rx),
+            }
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter, nested: port, pools, queues, interrupts, drops by reason."""
+        s, r, i = self.sorter.counters, self.rings.counters, self.irq.counters
+        port = {
+            "gprc": r["gprc"], "gorc": r["gorc"], "bprc": s["bprc"], "mprc": s["mprc"],
+            "gptc": self.counters["gptc"], "gotc": self.counters["gotc"],
+            "bptc": self.counters["bptc"], "mptc": self.counters["mptc"],
+            "roc": s["roc"], "ruc": s["ruc"], "mpc": r["mpc"], "qprdc": r["qprdc"],
+            "ssvpc": self.counters["ssvpc"],
+        }
+        queues = self.rings.queue_counters()
+        queues.update(self.txa.queue_counters())
+        drops: dict[str, int] = {}
+        for el in (self.sorter, self.rings, self):
+            for k, v in el.drops.items():
+                drops[k] = drops.get(k, 0) + v
+        return {
+            "profile": self.profile.name,
+            "port": port,
+            "pools": self._pools_counters(),
+            "queues": dict(sorted(queues.items(), key=lambda kv: (int(kv[0][1:].split("_")[0]), kv[0]))),
+            "interrupts": {"interrupts": i["interrupts"], "polls": i["polls"],
+                           "poll_frames": i["poll_frames"], "budget_exhausted": i["budget_exhausted"]},
+            "drops": drops,
+            "elements": {el.name: el.snapshot() for el in (self.sorter, self.rings, self.irq, self.txa)}
+                        | {self.name: Element.snapshot(self)},
+        }
+
+    def config(self) -> dict[str, Any]:
+        """Programmed state only (no counters): equal for register- and API-programmed NICs."""
+        st = self.state
+        pools = {}
+        for p in range(st.num_pools):
+            cfg = st.pools[p]
+            pools[str(p)] = {
+                "macs": [mac_str(m) for m in st.rar.macs_of(p)],
+                "vlans": st.vlvf.vids_of(p),
+                "flags": [k for k in POOL_FLAGS if getattr(cfg, k)],
+                "max_frame": cfg.max_frame,
+                "rx_enabled": bool((st.vfre >> p) & 1), "tx_enabled": bool((st.vfte >> p) & 1),
+                "queues": st.pool_queues(p),
+                "vmvir": {"mode": cfg.vmvir_mode, "vid": cfg.vmvir_vid, "qos": cfg.vmvir_qos},
+                "spoofchk": {"mac": cfg.spoof_mac, "vlan": cfg.spoof_vlan},
+                "tx_refill": cfg.tx_refill,
+                "lle": bool((st.lle >> p) & 1),
+            }
+        rings = {}
+        for q in range(self.profile.num_queues):
+            rq, tq = self.rings.queues[q], self.txa.queues[q]
+            rings[str(q)] = {"pool": st.pool_of_queue(q), "rx": rq.config(), "tx": tq.config()}
+        return {
+            "profile": self.profile.name,
+            "mode": {"vt_enabled": st.vt_en, "replication": st.rpl_en, "mrqc": st.layout.mrqc,
+                     "pools": st.layout.pools, "queues_per_pool": st.layout.queues_per_pool,
+                     "rss": st.layout.rss, "default_pool": st.def_pool,
+                     "default_pool_disabled": st.dis_def_pool, "vlan_filter": st.vlan_filter_en,
+                     "multicast_offset": st.mo, "veb": st.veb_en, "link_up": st.link_up,
+                     "rx_enable": st.rx_enable, "tx_enable": st.tx_enable,
+                     "tx_arbitration": self.txa.mode},
+            "filters": {
+                "rar": [{"index": i, "mac": mac_str(st.rar.mac[i]), "valid": st.rar.valid[i],
+                         "pools": bits_of(st.rar.pools[i])}
+                        for i in range(st.rar.size) if st.rar.valid[i] or st.rar.pools[i]],
+                "rar_size": st.rar.size,
+                "vlvf": [{"index": i, "vid": st.vlvf.vid[i], "pools": bits_of(st.vlvf.pools[i])}
+                         for i in range(st.vlvf.size) if st.vlvf.valid[i]],
+                "vlvf_size": st.vlvf.size,
+                "mta": st.mta.set_bits(), "uta": st.uta.set_bits(), "vfta": st.vfta.set_bits(),
+            },
+            "mirror": [{"rule": k, "pool": r.pool_mirror, "uplink": r.uplink_mirror,
+                        "downlink": r.downlink_mirror, "vlan": r.vlan_mirror,
+                        "pools": bits_of(r.pools), "vlvf": bits_of(r.vlvf_bits), "dst": r.dst}
+                       for k, r in enumerate(st.mirror) if r.active],
+            "pools": pools,
+            "rings": rings,
+            "coalesce": {str(v.queue): {"rx_usecs": v.rx_usecs, "rx_frames": v.rx_frames}
+                         for v in self.irq.vectors},
+        }
+
+    def show(self) -> dict[str, Any]:
+        """Everything ``vswitchctl nic show`` renders: config (pools, filters, rings) and counters."""
+        return self.config() | {"counters": self.snapshot(),
+                                "packet_buffer": {"size": self.rings.packet_buffer_bytes,
+                                                  "used": self.rings.packet_buffer_used,
+                                                  "blocked": self.rings.blocked}}
+

@@ -1,0 +1,337 @@
+"""vswitchd end to end: real TAP devices, real namespaces, real ping/iperf3/scapy traffic."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import dpkt
+import pytest
+
+from tests.netns.harness import Daemon, guest, mac_of, ping_ok
+
+pytestmark = pytest.mark.netns
+L2TOOL = str(Path(__file__).with_name("l2tool.py"))
+
+
+@pytest.fixture
+def workdir():
+    # World-traversable, so the socket's own mode is what stops an unprivileged user.
+    d = tempfile.mkdtemp(prefix="vswitchd-test-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def tap_config(lab, guests: dict[str, dict]) -> tuple[str, dict[str, str]]:
+    """TOML with one tap port per guest namespace; returns (text, {guest: tap name})."""
+    lines = ["[bridge]", 'name = "br0"', ""]
+    taps = {}
+    for g, opts in guests.items():
+        ns = lab.netns(g)
+        tap = lab.name("t" + g)
+        taps[g] = tap
+        lines += ["[[port]]", f'name = "{tap}"', f'netns = "{ns}"']
+        for k, v in opts.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        lines.append("")
+    return "\n".join(lines), taps
+
+
+def ns_of(lab, g: str) -> str:
+    return lab.prefix + g
+
+
+def test_three_guests_ping_and_fdb_has_each_mac(lab, workdir):
+    text, taps = tap_config(lab, {"g1": {}, "g2": {}, "g3": {}})
+    d = Daemon(lab, workdir, text).start()
+    for i, g in enumerate(("g1", "g2", "g3"), 1):
+        guest(lab, ns_of(lab, g), taps[g], f"10.99.0.{i}/24")
+    for a in (1, 2, 3):
+        for b in (1, 2, 3):
+            if a != b:
+                assert ping_ok(lab, ns_of(lab, f"g{a}"), f"10.99.0.{b}", 2), (a, b, d.log.read_text())
+    fdb = d.ctl_json("fdb", "show")
+    where = {e["mac"]: e["port"] for e in fdb}
+    for g in ("g1", "g2", "g3"):
+        assert where[mac_of(lab, ns_of(lab, g), taps[g])] == taps[g]
+    counters = d.ctl_json("counters")
+    for tap in taps.values():
+        assert counters["ports"][tap]["rx_packets"] >= 4 and counters["ports"][tap]["tx_packets"] >= 4
+    sw = counters["switch"]
+    assert sw["forwarded"] > 0 and sw["drops"]["vlan_not_allowed"] == 0
+    assert d.stop() == 0
+    # Clean exit: the daemon's TAP devices are gone, the socket is removed.
+    assert not os.path.exists(d.socket)
+    for g, tap in taps.items():
+        assert lab.run(ns_of(lab, g), "ip", "-o", "link").stdout.count(tap) == 0
+
+
+def sniff(lab, ns: str, iface: str, seconds: float) -> subprocess.Popen[str]:
+    return lab.spawn(ns, sys.executable, L2TOOL, "sniff", iface, str(seconds))
+
+
+def sniff_result(p: subprocess.Popen[str]) -> list[dict]:
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    return json.loads(out)
+
+
+def test_vlan_access_ports_are_isolated_and_trunk_sees_both_tagged(lab, workdir):
+    from scapy.layers.l2 import ARP, Dot1Q, Ether
+    text, taps = tap_config(lab, {"a1": {"tag": 10}, "a2": {"tag": 10}, "b1": {"tag": 20},
+                                  "tr": {"vlan_mode": "trunk", "trunks": "10,20"}})
+    d = Daemon(lab, workdir, text).start()
+    guest(lab, ns_of(lab, "a1"), taps["a1"], "10.98.0.1/24")
+    guest(lab, ns_of(lab, "a2"), taps["a2"], "10.98.0.2/24")
+    guest(lab, ns_of(lab, "b1"), taps["b1"], "10.98.0.3/24")
+    lab.run(ns_of(lab, "tr"), "ip", "link", "set", taps["tr"], "up")
+    assert ping_ok(lab, ns_of(lab, "a1"), "10.98.0.2")             # same VLAN
+    assert not ping_ok(lab, ns_of(lab, "a1"), "10.98.0.3", 2)      # VLAN 10 -> 20: no way
+    assert not ping_ok(lab, ns_of(lab, "b1"), "10.98.0.2", 2)
+
+    # The trunk carries both VLANs, tagged: ARP broadcasts from a1 (VLAN 10) and b1 (VLAN 20).
+    sn = sniff(lab, ns_of(lab, "tr"), taps["tr"], 6)
+    time.sleep(2.5)                                                 # scapy's import, then it listens
+    lab.ping(ns_of(lab, "a1"), "10.98.0.77", 2).wait(timeout=20)
+    lab.ping(ns_of(lab, "b1"), "10.98.0.78", 2).wait(timeout=20)
+    frames = sniff_result(sn)
+    mac_a1 = mac_of(lab, ns_of(lab, "a1"), taps["a1"])
+    mac_b1 = mac_of(lab, ns_of(lab, "b1"), taps["b1"])
+    seen = {(Ether(bytes.fromhex(f["hex"])).src, f["vlan"]) for f in frames}
+    assert (mac_a1, 10) in seen and (mac_b1, 20) in seen, seen
+    assert (mac_a1, None) not in seen and (mac_b1, None) not in seen   # never untagged on the trunk
+
+    # A tagged frame sent on the trunk in VLAN 10 reaches a1, whose reply comes back tagged 10.
+    me = "02:aa:00:00:00:10"
+    req = Ether(dst="ff:ff:ff:ff:ff:ff", src=me) / Dot1Q(vlan=10) / ARP(
+        op=1, hwsrc=me, psrc="10.98.0.50", pdst="10.98.0.1")
+    sn = sniff(lab, ns_of(lab, "tr"), taps["tr"], 5)
+    time.sleep(2.5)
+    lab.run(ns_of(lab, "tr"), sys.executable, L2TOOL, "send", taps["tr"], bytes(req).hex())
+    replies = [Ether(bytes.fromhex(f["hex"])) for f in sniff_result(sn)]
+    arp_replies = [p for p in replies if ARP in p and p[ARP].op == 2 and p[ARP].psrc == "10.98.0.1"]
+    assert arp_replies and all(p[Dot1Q].vlan == 10 for p in arp_replies)
+    fdb = d.ctl_json("fdb", "show", "--vlan", "10")
+    assert {"mac": me, "port": taps["tr"]}.items() <= next(e for e in fdb if e["mac"] == me).items()
+
+
+def test_isolated_ports_cannot_talk_to_each_other(lab, workdir):
+    text, taps = tap_config(lab, {"i1": {"isolated": True}, "i2": {"isolated": True}, "n": {}})
+    Daemon(lab, workdir, text).start()
+    guest(lab, ns_of(lab, "i1"), taps["i1"], "10.97.0.1/24")
+    guest(lab, ns_of(lab, "i2"), taps["i2"], "10.97.0.2/24")
+    guest(lab, ns_of(lab, "n"), taps["n"], "10.97.0.3/24")
+    assert ping_ok(lab, ns_of(lab, "i1"), "10.97.0.3")
+    assert ping_ok(lab, ns_of(lab, "i2"), "10.97.0.3")
+    assert not ping_ok(lab, ns_of(lab, "i1"), "10.97.0.2", 2)
+
+
+def test_ports_deleted_and_readded_at_runtime(lab, workdir):
+    text, taps = tap_config(lab, {"g1": {}, "g2": {}})
+    d = Daemon(lab, workdir, text).start()
+    guest(lab, ns_of(lab, "g1"), taps["g1"], "10.96.0.1/24")
+    guest(lab, ns_of(lab, "g2"), taps["g2"], "10.96.0.2/24")
+    assert ping_ok(lab, ns_of(lab, "g1"), "10.96.0.2")
+    r = d.ctl("del-port", taps["g2"])
+    assert r.returncode == 0, r.stderr
+    assert [p["name"] for p in d.call("show")["ports"]] == [taps["g1"]]
+    assert not ping_ok(lab, ns_of(lab, "g1"), "10.96.0.2", 2)
+    r = d.ctl("add-port", taps["g2"], "--netns", ns_of(lab, "g2"))
+    assert r.returncode == 0, r.stderr
+    guest(lab, ns_of(lab, "g2"), taps["g2"], "10.96.0.2/24")       # a new device: configure it again
+    # The new TAP has a new MAC: g1 must forget the old one (a VM would keep its MAC).
+    lab.run(ns_of(lab, "g1"), "ip", "neigh", "flush", "dev", taps["g1"])
+    assert ping_ok(lab, ns_of(lab, "g1"), "10.96.0.2")
+
+
+def test_attach_port_pending_up_down_up_while_others_keep_talking(lab, workdir):
+    text, taps = tap_config(lab, {"g1": {}, "g2": {}})
+    d = Daemon(lab, workdir, text).start()
+    guest(lab, ns_of(lab, "g1"), taps["g1"], "10.95.0.1/24")
+    guest(lab, ns_of(lab, "g2"), taps["g2"], "10.95.0.2/24")
+    vm_ns = lab.netns("vm")
+    veth = lab.name("v0")
+    r = d.ctl("add-port", veth, "--type", "attach")
+    assert r.returncode == 0 and "pending" in r.stderr
+    assert d.port(veth)["state"] == "pending"
+
+    def make_veth():
+        lab.veth("v0", "p0", vm_ns)
+        subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+        guest(lab, vm_ns, lab.name("p0"), "10.95.0.9/24")
+
+    make_veth()
+    d.wait_state(veth, "up")
+    assert ping_ok(lab, vm_ns, "10.95.0.1")
+    # The "VM" goes away: the port goes down, the others keep forwarding.
+    subprocess.run(["ip", "link", "del", veth], check=True)
+    d.wait_state(veth, "down")
+    assert ping_ok(lab, ns_of(lab, "g1"), "10.95.0.2")
+    assert d.proc is not None and d.proc.poll() is None
+    make_veth()
+    p = d.wait_state(veth, "up")
+    assert p["attaches"] == 2
+    assert ping_ok(lab, vm_ns, "10.95.0.2")
+
+
+def test_malformed_frames_are_counted_and_dropped_forwarding_goes_on(lab, workdir):
+    text, taps = tap_config(lab, {"g1": {}, "g2": {}})
+    d = Daemon(lab, workdir, text).start()
+    guest(lab, ns_of(lab, "g1"), taps["g1"], "10.94.0.1/24")
+    guest(lab, ns_of(lab, "g2"), taps["g2"], "10.94.0.2/24")
+    bad = [
+        "ffffffffffff" + "020000000001" + "8100" + "00",          # 802.1Q tag cut short (15 bytes)
+        "ffffffffffff" + "010000000001" + "0800" + "00" * 46,     # multicast source MAC
+        "ffffffffffff" + "000000000000" + "0800" + "00" * 46,     # all-zero source MAC
+        "0180c2000000" + "020000000002" + "0026" + "42" * 46,     # STP BPDU: link-local, not forwarded
+    ]
+    before = d.call("counters")["switch"]["drops"]
+    lab.run(ns_of(lab, "g1"), sys.executable, L2TOOL, "send", taps["g1"], *bad)
+    time.sleep(0.5)
+    c = d.call("counters")
+    drops = c["switch"]["drops"]
+    assert drops["runt"] - before["runt"] == 1
+    assert drops["invalid_src_mac"] - before["invalid_src_mac"] == 2
+    assert drops["reserved_multicast"] - before["reserved_multicast"] == 1
+    assert c["ports"][taps["g1"]]["rx_dropped"] >= 4
+    assert ping_ok(lab, ns_of(lab, "g1"), "10.94.0.2")
+    assert d.proc is not None and d.proc.poll() is None
+
+
+@pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 is not installed (apt-get install iperf3)")
+def test_iperf3_tcp_crosses_as_gso_superframes(lab, workdir):
+    text, taps = tap_config(lab, {"g1": {}, "g2": {}})
+    d = Daemon(lab, workdir, text).start()
+    guest(lab, ns_of(lab, "g1"), taps["g1"], "10.93.0.1/24")
+    guest(lab, ns_of(lab, "g2"), taps["g2"], "10.93.0.2/24")
+    server = lab.spawn(ns_of(lab, "g2"), "iperf3", "-s", "-1")
+    time.sleep(0.5)
+    r = lab.run(ns_of(lab, "g1"), "iperf3", "-c", "10.93.0.2", "-t", "3", "-J", timeout=60)
+    server.wait(timeout=20)
+    res = json.loads(r.stdout)
+    assert "error" not in res, res.get("error")
+    received = res["end"]["sum_received"]["bytes"]
+    assert received > 10_000_000
+    perf = d.call("perf-show")
+    sender = perf["ports"][taps["g1"]]
+    assert sender["gso_frames_in"] > 0 and sender["max_frame_bytes"] > 1514   # super-frames, unsegmented
+    counters = d.call("counters")
+    assert counters["ports"][taps["g1"]]["rx_bytes"] >= received
+    assert counters["switch"]["drops"]["oversize"] == 0
+    for tap in taps.values():
+        assert counters["ports"][tap]["tx_errors"] == 0
+
+
+def call_as_user(uid: int, path: str) -> str:
+    """What vswitchctl's client says when an unprivileged user asks the daemon (forked, setuid)."""
+    from vswitch.control.client import Client
+    from vswitch.control.protocol import ControlError
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                          # child: drop root, try the socket
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            try:
+                Client(path).call("show")
+                msg = "accepted"
+            except ControlError as e:
+                msg = str(e)
+            os.write(w, msg.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return data.decode()
+
+
+def test_restart_keeps_ports_and_socket_refuses_unprivileged_user(lab, workdir):
+    d = Daemon(lab, workdir).start()                      # no config file yet: empty switch
+    ns = lab.netns("g1")
+    tap = lab.name("tg1")
+    assert d.ctl("add-port", tap, "--netns", ns, "--vlan", "30", "--isolated").returncode == 0
+    assert d.ctl("set-port", tap, "mtu=1400", "learning=off").returncode == 0
+    pend = lab.name("pv")
+    assert d.ctl("add-port", pend, "--type", "attach", "--trunk", "5-7").returncode == 0
+    saved = d.config.read_text()
+    assert tap in saved and pend in saved
+    mode = stat.S_IMODE(os.stat(d.socket).st_mode)
+    assert mode == 0o660
+    msg = call_as_user(65534, d.socket)                   # nobody
+    assert msg.startswith("permission denied on ") and "\n" not in msg
+    assert d.stop() == 0
+
+    d2 = Daemon(lab, workdir).start()
+    ports = {p["name"]: p for p in d2.call("show")["ports"]}
+    assert set(ports) == {tap, pend}
+    assert ports[tap]["tag"] == 30 and ports[tap]["isolated"] and ports[tap]["mtu"] == 1400
+    assert ports[tap]["learning"] is False and ports[tap]["state"] == "up"
+    assert ports[pend]["trunks"] == "5-7" and ports[pend]["state"] == "pending"
+    mtu = json.loads(lab.run(ns, "ip", "-j", "link", "show", tap).stdout)[0]["mtu"]
+    assert mtu == 1400
+
+
+def test_cli_errors_are_one_clear_line(lab, workdir):
+    text, taps = tap_config(lab, {"g1": {}})
+    d = Daemon(lab, workdir, text).start()
+    cases = [
+        (["del-port", "nosuchport"], "unknown port 'nosuchport'"),
+        (["add-port", lab.name("x"), "--vlan", "5000"], "bad VLAN 5000"),
+        (["set-port", taps["g1"], "tag=abc"], "tag=abc: expected an integer"),
+        (["set-port", taps["g1"], "colour=blue"], "unknown port setting 'colour'"),
+        (["fdb", "show", "--vlan", "4096"], "bad VLAN 4096"),
+        (["counters", "--port", "nope"], "unknown port 'nope'"),
+    ]
+    for argv, msg in cases:
+        r = d.ctl(*argv)
+        assert r.returncode == 1, (argv, r.stdout, r.stderr)
+        assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, (argv, r.stderr)
+    d.stop()
+    r = d.ctl("show")
+    assert r.returncode == 1 and "vswitchd is not running" in r.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_metrics_and_pcap_mirror(lab, workdir):
+    text, taps = tap_config(lab, {"g1": {}, "g2": {}})
+    port = _free_port()
+    d = Daemon(lab, workdir, text, extra=["--metrics", f"127.0.0.1:{port}"]).start()
+    guest(lab, ns_of(lab, "g1"), taps["g1"], "10.92.0.1/24")
+    guest(lab, ns_of(lab, "g2"), taps["g2"], "10.92.0.2/24")
+    pcap = workdir / "mirror.pcap"
+    r = d.ctl("mirror", "add", "m1", "--select-src-port", taps["g1"], "--output-pcap", str(pcap))
+    assert r.returncode == 0, r.stderr
+    assert ping_ok(lab, ns_of(lab, "g1"), "10.92.0.2", 3)
+    m = d.ctl_json("mirror", "show")[0]
+    assert m["tx_packets"] >= 4
+    assert d.ctl("mirror", "del", "m1").returncode == 0
+    with open(pcap, "rb") as f:
+        frames = [bytes(buf) for _, buf in dpkt.pcap.Reader(f)]
+    src = bytes.fromhex(mac_of(lab, ns_of(lab, "g1"), taps["g1"]).replace(":", ""))
+    assert len(frames) == m["tx_packets"] and all(f[6:12] == src for f in frames)
+    icmp = [f for f in frames if f[12:14] == b"\x08\x00" and f[23] == 1]
+    assert len(icmp) >= 3
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    line = next(ln for ln in body.splitlines()
+                if ln.startswith(f'vswitch_port_rx_packets_total{{port="{taps["g1"]}"}}'))
+    assert float(line.split()[-1]) >= 4
+    assert 'vswitch_drops_total{element="br0",reason="runt"}' in body
