@@ -160,8 +160,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bench.demo import run_offline_demo
-    return run_offline_demo(args.out)
+    from bench.demo import run_demo
+    return run_demo(args.out, offline=args.offline)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("-q", "--quiet", action="store_true", help="summary line only, no tables")
     rp.set_defaults(func=cmd_replay)
 
-    dm = sub.add_parser("demo", help="three guests through a 3-port switch, offline")
-    dm.add_argument("--out", default=None, help="keep the generated captures here")
+    dm = sub.add_parser("demo", help="three guests through a 3-port switch (live as root, else offline)")
+    dm.add_argument("--offline", action="store_true", help="replay a generated trace even as root")
+    dm.add_argument("--out", default=None, help="offline: keep the generated captures here")
     dm.set_defaults(func=cmd_demo)
 
     sw = sub.add_parser("switch", help="learning switch frames/s benchmark", add_help=False)

@@ -23,6 +23,17 @@ from vswitch.topology import PortConfig, Topology, build_dataplane
 from vswitch.views import fdb_view
 
 
+def run_demo(out: str | None = None, offline: bool = False) -> int:
+    """The live demo when possible (root), else the offline one, saying why."""
+    from bench.live_demo import live_possible, run_live_demo
+    console = make_console()
+    why = "asked for --offline" if offline else live_possible()
+    if why is None:
+        return run_live_demo(console)
+    console.print(f"(live demo not possible: {why}; running the offline demo instead)\n")
+    return run_offline_demo(out)
+
+
 def run_offline_demo(out: str | None = None) -> int:
     console = make_console()
     guests = demo_guests()

@@ -173,7 +173,7 @@ def test_per_port_files_merge_by_time_and_aging_uses_capture_time(tmp_path) -> N
 
 
 def test_demo_prints_the_mac_table(capsys) -> None:
-    assert bench_main(["demo"]) == 0
+    assert bench_main(["demo", "--offline"]) == 0
     out = capsys.readouterr().out
     for mac in ("02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"):
         assert mac in out
