@@ -478,7 +478,8 @@ class Nic(Element):
         """NAPI poll: up to ``budget`` frames of ``queue``; fewer than budget re-arms its interrupt."""
         frames = self.rings.take(queue, budget)
         self.irq.note_poll(queue, len(frames), budget)
-        self._raised.extend(self._signal(now_ns))
+        # _signal hands back (and empties) the pending list; keep it whole until taken.
+        self._raised = self._signal(now_ns)
         return frames
 
     def tick(self, now_ns: int) -> list[int]:  # type: ignore[override]
@@ -562,7 +563,8 @@ class Nic(Element):
                 dl &= st.vfre
                 if dl:
                     self.sorter.deliver_local(f, dl, dl, now_ns)
-        self._raised.extend(self._signal(now_ns))
+        # _signal hands back (and empties) the pending list; keep it whole until taken.
+        self._raised = self._signal(now_ns)
         self.emit("wire", wire, now_ns)
         return wire
 

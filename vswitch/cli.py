@@ -107,7 +107,31 @@ def render_perf(r: dict[str, Any]) -> list[Table]:
     lp = r["loop"]
     loop = _table("event loop", ["uptime s", "ticks", "max lag us"],
                   [[f"{lp['uptime_s']:.0f}", lp["ticks"], f"{lp['max_lag_us']:.0f}"]])
-    return [t, el, loop]
+    out = [t, el, loop]
+    n = r.get("nic")
+    if n:
+        out.append(_table(f"emulated NIC ({n['mode']} mode): NIC model vs hypervisor, ns per frame",
+                          ["frames from wire", "frames from guests", "polls", "NIC model ns/f", "hypervisor ns/f",
+                           "GSO segmented"],
+                          [[n["rx_frames"], n["tx_frames"], n["polls"], f"{n['nic_model_ns_per_frame']:.0f}",
+                            f"{n['hypervisor_ns_per_frame']:.0f}", n["segmented_superframes"]]]))
+    return out
+
+
+def render_nic(r: dict[str, Any]) -> list[Table]:
+    c = r["counters"]
+    pools_c = c.get("pools", {})
+    binds = _table(f"NIC {r['profile']} ({r['mode']} mode), uplink {r['uplink']}",
+                   ["pool", "port", "MAC", "VLAN", "queues", "gprc", "gorc", "gptc", "gotc", "rx_dropped"],
+                   [[b["pool"], b["port"], b["mac"] or "(not yet seen)", b["vlan"], ",".join(map(str, b["queues"])),
+                     *(pools_c.get(str(b["pool"]), {}).get(k, 0) for k in ("gprc", "gorc", "gptc", "gotc",
+                                                                            "rx_dropped"))]
+                    for b in r["bindings"]])
+    port = c.get("port", {})
+    pt = _table("NIC port counters", ["counter", "value"], [[k, v] for k, v in port.items()])
+    qt = _table("queue counters (non-zero)", ["counter", "value"],
+                [[k, v] for k, v in c.get("queues", {}).items() if v])
+    return [binds, pt, qt]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = shower("counters", help="port counters (kernel names) and drop reasons")
     c.add_argument("--port")
     shower("perf-show", help="per-stage ns/frame, frames per batch, wake-ups (as OVS pmd-perf-show)")
+
+    nic = sub.add_parser("nic", help="the emulated NIC ([nic] in the config)").add_subparsers(
+        dest="nic_cmd", required=True)
+    nic.add_parser("show", help="pools, filters, rings and counters").add_argument("--json", action="store_true")
 
     mir = sub.add_parser("mirror", help="port mirroring (SPAN) to a port or a pcap file").add_subparsers(
         dest="mirror_cmd", required=True)
@@ -236,6 +264,9 @@ def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
     if cmd == "perf-show":
         r = cl.call("perf-show")
         return r, render_perf(r)
+    if cmd == "nic":
+        r = cl.call("nic/show")
+        return r, render_nic(r)
     if cmd == "mirror":
         sc = args.mirror_cmd
         if sc == "add":

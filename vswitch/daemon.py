@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
+    for noisy in ("pyroute2", "asyncio"):          # --log-level debug is for vswitchd's own events
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.batch < 1:
         ap.error(f"--batch {args.batch}: must be >= 1")
     try:

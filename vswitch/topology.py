@@ -84,6 +84,7 @@ class PortConfig:
     mac_limit_policy: str = "stop"
     netns: str | None = None
     persistent: bool = False
+    mac: str | None = None       # the guest's MAC, for a VMDq pool (else learned from its frames)
 
     def vlan(self) -> PortVlan:
         return PortVlan.build(tag=self.tag, trunks=self.trunks, mode=self.vlan_mode)
@@ -100,6 +101,22 @@ class PortConfig:
                 if f.name == "name" or getattr(self, f.name) != getattr(default, f.name)}
 
 
+NIC_MODES = ("software", "vmdq")
+
+
+@dataclass
+class NicConfig:
+    """``[nic]``: an emulated NIC between the uplink port and the guests (vswitchd)."""
+
+    profile: str = "82599"
+    mode: str = "vmdq"
+    uplink: str = ""
+    rx_ring: int = 512
+    tx_ring: int = 512
+    rx_usecs: int = 0
+    rx_frames: int = 0
+
+
 @dataclass
 class StaticFdbConfig:
     mac: str
@@ -112,6 +129,7 @@ class Topology:
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     ports: list[PortConfig] = field(default_factory=list)
     fdb: list[StaticFdbConfig] = field(default_factory=list)
+    nic: NicConfig | None = None
 
     def port(self, name: str) -> PortConfig:
         for p in self.ports:
@@ -127,7 +145,7 @@ _DAMP_KEYS = {"moves": ("damp_moves", int), "window": ("damp_window", (int, floa
               "hold": ("damp_hold", (int, float))}
 _PORT_TYPES: dict[str, Any] = {
     "name": str, "type": str, "number": int, "vlan_mode": str, "tag": int, "trunks": (str, list),
-    "mtu": int, "mac_limit": int, "mac_limit_policy": str, "netns": str, "persistent": bool,
+    "mtu": int, "mac_limit": int, "mac_limit_policy": str, "netns": str, "persistent": bool, "mac": str,
     **{k: bool for k in PORT_FLAGS},
 }
 
@@ -159,6 +177,10 @@ def parse_port(data: dict[str, Any], where: str) -> PortConfig:
     port = PortConfig(**kw)
     try:
         port.switch_port(port.number or 1)
+        if port.mac is not None:
+            mac = parse_mac(port.mac)
+            if mac[0] & 1:
+                raise ValueError(f"mac {port.mac}: a guest MAC must be unicast")
     except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
     return port
@@ -166,9 +188,9 @@ def parse_port(data: dict[str, Any], where: str) -> PortConfig:
 
 def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
     topo = Topology()
-    unknown = set(doc) - {"bridge", "port", "fdb"}
+    unknown = set(doc) - {"bridge", "port", "fdb", "nic"}
     if unknown:
-        raise ConfigError(f"{source}: unknown table(s) {', '.join(sorted(unknown))} (known: bridge, port, fdb)")
+        raise ConfigError(f"{source}: unknown table(s) {', '.join(sorted(unknown))} (known: bridge, port, fdb, nic)")
     br = doc.get("bridge", {})
     for key, value in br.items():
         where = f"{source}: [bridge]"
@@ -222,7 +244,37 @@ def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
         if fd["port"] not in seen:
             raise ConfigError(f"{where}: port {fd['port']!r} is not a configured port")
         topo.fdb.append(StaticFdbConfig(fd["mac"], fd["port"], fd.get("vlan", 0)))
+    if "nic" in doc:
+        topo.nic = parse_nic(doc["nic"], f"{source}: [nic]", seen)
     return topo
+
+
+_NIC_KEYS: dict[str, Any] = {"profile": str, "mode": str, "uplink": str, "rx_ring": int, "tx_ring": int,
+                             "rx_usecs": int, "rx_frames": int}
+
+
+def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
+    from nicmodel.profiles import PROFILES
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(data) - set(_NIC_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(_NIC_KEYS)})")
+    cfg = NicConfig(**{k: _typed(where, k, v, _NIC_KEYS[k]) for k, v in data.items()})
+    if cfg.profile not in PROFILES:
+        raise ConfigError(f"{where}: profile {cfg.profile!r}: use one of {', '.join(sorted(PROFILES))}")
+    if cfg.mode not in NIC_MODES:
+        raise ConfigError(f"{where}: mode {cfg.mode!r}: use one of {', '.join(NIC_MODES)}")
+    if not cfg.uplink:
+        raise ConfigError(f"{where}: uplink: name the port behind the NIC (its wire side)")
+    if cfg.uplink not in ports:
+        raise ConfigError(f"{where}: uplink {cfg.uplink!r} is not a configured port")
+    for k in ("rx_ring", "tx_ring"):
+        if not 64 <= getattr(cfg, k) <= 4096:
+            raise ConfigError(f"{where}: {k} {getattr(cfg, k)}: descriptors 64-4096 (as ethtool -G)")
+    if cfg.rx_usecs < 0 or cfg.rx_frames < 0:
+        raise ConfigError(f"{where}: rx_usecs and rx_frames must be >= 0")
+    return cfg
 
 
 def load_topology(path: str | Path) -> Topology:
@@ -249,6 +301,10 @@ def topology_to_dict(topo: Topology) -> dict[str, Any]:
     doc: dict[str, Any] = {"bridge": bridge, "port": [p.to_dict() for p in topo.ports]}
     if topo.fdb:
         doc["fdb"] = [{"mac": s.mac, "port": s.port, "vlan": s.vlan} for s in topo.fdb]
+    if topo.nic is not None:
+        default_nic = NicConfig()
+        doc["nic"] = {k: getattr(topo.nic, k) for k in _NIC_KEYS
+                      if getattr(topo.nic, k) != getattr(default_nic, k) or k in ("mode", "uplink")}
     return doc
 
 

@@ -170,6 +170,11 @@ async def _perf(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return sw.perf_show()
 
 
+@command("nic/show")
+async def _nic_show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
+    return sw.nic_show()
+
+
 @command("mirror/add")
 async def _mirror_add(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     m = sw.add_mirror(a["name"], a.get("select_src", []), a.get("select_dst", []), bool(a.get("select_all")),

@@ -34,6 +34,7 @@ from typing import Any
 from vswitch.core.element import Batch
 from vswitch.core.frame import Frame
 from vswitch.core.graph import Graph
+from vswitch.drivers.nic_mode import Binding, NicMode
 from vswitch.elements.gso import GsoError, needs_fixup, to_plain
 from vswitch.io import netlink
 from vswitch.io.errors import PortGone
@@ -74,12 +75,18 @@ class LivePort:
     attaches: int = 0
     offloads: bool = True
     perf: PortPerf = field(default_factory=PortPerf)
+    uplink: bool = False                 # the wire side of the emulated NIC
+    binding: Binding | None = None       # its VMDq pool (guest ports in vmdq mode)
 
     def describe(self) -> dict[str, Any]:
         d = self.cfg.to_dict()
         d.update({"number": self.number, "type": self.cfg.type, "state": self.state,
                   "error": self.error, "attaches": self.attaches,
                   "ifindex": getattr(self.dev, "ifindex", None)})
+        if self.uplink:
+            d["nic"] = "uplink"
+        elif self.binding is not None:
+            d["nic"] = f"pool {self.binding.pool}"
         return d
 
 
@@ -127,6 +134,8 @@ class LiveSwitch:
         self.ticks = 0
         self._tick_task: asyncio.Task[None] | None = None
         self._changed: Callable[[], None] | None = None   # persistence hook
+        self.nicmode: NicMode | None = NicMode(topo.nic, timer) if topo.nic is not None else None
+        self._nic_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self, on_change: Callable[[], None] | None = None) -> None:
@@ -183,8 +192,19 @@ class LiveSwitch:
         cfg.number = number
         self.dp.add_port(cfg, number)
         lp = LivePort(cfg, number, since_ns=self.clock())
+        nm = self.nicmode
+        if nm is not None and cfg.name == nm.cfg.uplink:
+            lp.uplink = True
+        elif nm is not None and nm.vmdq:
+            vlan = lp.cfg.vlan()
+            try:
+                lp.binding = nm.bind(cfg.name, vlan.tag if vlan.mode == "access" else None, cfg.mac)
+            except ValueError as e:
+                self.dp.remove_port(cfg.name)
+                raise LiveError(str(e)) from None
         self.ports[cfg.name] = lp
-        self.dp.graph.attach_egress(self.dp.switch, number, number, self._egress(lp))
+        send = self._uplink_egress(lp) if lp.uplink else self._egress(lp)
+        self.dp.graph.attach_egress(self.dp.switch, number, number, send)
         if cfg not in self.topo.ports:
             self.topo.ports.append(cfg)
         await self._open(lp)
@@ -196,7 +216,11 @@ class LiveSwitch:
 
     async def del_port(self, name: str) -> None:
         lp = self._port(name)
+        if lp.uplink:
+            raise LiveError(f"port {name!r} is the NIC's uplink: change [nic] in the config to remove it")
         self._close_dev(lp, remove=True)
+        if self.nicmode is not None:
+            self.nicmode.unbind(name)
         self.dp.remove_port(name)
         del self.ports[name]
         self.topo.ports = [p for p in self.topo.ports if p.name != name]
@@ -368,7 +392,14 @@ class LiveSwitch:
         t1 = timer()
         tx_before = perf.tx_ns
         self._current = perf
-        self.dp.graph.push(lp.number, frames, now)
+        if self.nicmode is None:
+            self.dp.graph.push(lp.number, frames, now)
+        elif lp.uplink:
+            self._wire_rx(lp, frames, now)
+        elif lp.binding is not None:
+            self._guest_tx(lp, lp.binding, frames, now)
+        else:
+            self.dp.graph.push(lp.number, frames, now)
         t2 = timer()
         perf.rx_ns += t1 - t0
         perf.dp_ns += (t2 - t1) - (perf.tx_ns - tx_before)
@@ -423,6 +454,124 @@ class LiveSwitch:
         for p in pieces:
             ok = write(None, p) and ok
         return ok
+
+    # -- the emulated NIC (vswitch/drivers/nic_mode.py) -----------------------------
+    def _wire_rx(self, uplink: LivePort, frames: list[Frame], now: int) -> None:
+        """Frames from the wire: into the NIC, then deliver what its queues hold."""
+        nm = self.nicmode
+        assert nm is not None
+        c = self.dp.graph.ports[uplink.number]
+        c.rx_packets += len(frames)
+        c.rx_bytes += sum(len(f.data) for f in frames)
+        raised = nm.wire_rx(frames, now, uplink.cfg.mtu)
+        self._nic_deliver(raised, now)
+
+    def _nic_deliver(self, raised: list[int], now: int) -> None:
+        """NAPI-poll the queues that raised an interrupt and hand their frames on: in software
+        mode (and from the hypervisor's default pool 0) to the software switch; in vmdq mode
+        straight to the guest bound to the frame's pool."""
+        nm = self.nicmode
+        assert nm is not None
+        if raised:
+            frames = nm.poll(raised, now)
+            if frames:
+                t0 = self.timer()
+                uplink = self.ports.get(nm.cfg.uplink)
+                if not nm.vmdq:
+                    if uplink is not None:
+                        self._switch_push(uplink.number, frames, now)
+                else:
+                    by_pool: dict[int, list[Frame]] = {}
+                    for f in frames:
+                        by_pool.setdefault(f.pool, []).append(f)
+                    for pool, fl in by_pool.items():
+                        b = nm.by_pool.get(pool)
+                        lp = self.ports.get(b.port) if b is not None else None
+                        if lp is not None:
+                            self._write_guest(lp, fl)
+                        elif uplink is not None:
+                            # The default pool (0): the hypervisor's slow path, the software switch.
+                            self._switch_push(uplink.number, fl, now)
+                nm.perf.host_ns += self.timer() - t0
+        self._arm_nic_timer(now)
+
+    def _switch_push(self, number: int, frames: list[Frame], now: int) -> None:
+        """Into the software switch as if received on port ``number`` (already counted in rx)."""
+        for f in frames:
+            f.in_port = number
+        self.dp.switch.push(number, frames, now)
+
+    def _write_guest(self, lp: LivePort, frames: list[Frame]) -> None:
+        c = self.dp.graph.ports[lp.number]
+        dev = lp.dev
+        for f in frames:
+            ok = False
+            if dev is not None:
+                try:
+                    ok = dev.write(f.vnet, f.data) if (f.vnet is None or lp.offloads) else \
+                        self._write_plain(dev.write, f, lp.cfg.mtu)
+                except PortGone as e:
+                    self._gone(lp, e)
+                    dev = None
+            if ok:
+                c.tx_packets += 1
+                c.tx_bytes += len(f.data)
+            else:
+                c.tx_dropped += 1
+
+    def _guest_tx(self, lp: LivePort, b: Binding, frames: list[Frame], now: int) -> None:
+        """A guest's frames (vmdq mode): its pool's TX queue, then the wire or VEB loopback."""
+        nm = self.nicmode
+        assert nm is not None
+        c = self.dp.graph.ports[lp.number]
+        c.rx_packets += len(frames)
+        c.rx_bytes += sum(len(f.data) for f in frames)
+        src = frames[-1].data[6:12]
+        if b.mac != src and nm.program_mac(b, src):
+            log.info("pool_programmed", extra={"kv": {"port": lp.cfg.name, "pool": b.pool,
+                                                      "mac": src.hex(":"), "vlan": b.vlan}})
+        wire, raised = nm.guest_tx(b, frames, now)
+        uplink = self.ports.get(nm.cfg.uplink)
+        if wire and uplink is not None:
+            self._write_guest(uplink, wire)
+        self._nic_deliver(raised, now)
+
+    def _uplink_egress(self, uplink: LivePort) -> Callable[[Batch, int], None]:
+        """Frames the software switch sends to the uplink leave through the NIC's TX path."""
+        counters = self.dp.graph.ports[uplink.number]
+
+        def send(batch: Batch, now_ns: int) -> None:
+            nm = self.nicmode
+            assert nm is not None
+            counters.tx_packets -= len(batch)          # counted again as the NIC hands them to the wire
+            counters.tx_bytes -= sum(len(f.data) for f in batch)
+            wire, raised = nm.guest_tx(nm.hypervisor, batch, now_ns)
+            if wire:
+                self._write_guest(uplink, wire)
+            if raised:
+                self._nic_deliver(raised, now_ns)
+        return send
+
+    def _arm_nic_timer(self, now: int) -> None:
+        """Interrupt moderation: wake up when the NIC's next moderation timer expires."""
+        nm = self.nicmode
+        if nm is None or self.loop is None or self._nic_timer is not None:
+            return
+        due = nm.nic.next_timer_ns()
+        if due is not None:
+            self._nic_timer = self.loop.call_later(max(0, due - now) / 1e9, self._on_nic_timer)
+
+    def _on_nic_timer(self) -> None:
+        self._nic_timer = None
+        nm = self.nicmode
+        assert nm is not None
+        now = self.clock()
+        self._nic_deliver(nm.nic.tick(now), now)
+
+    def nic_show(self) -> dict[str, Any]:
+        if self.nicmode is None:
+            raise LiveError("no emulated NIC: add a [nic] section (profile, mode, uplink) to the config")
+        return self.nicmode.show()
 
     # -- mirrors -------------------------------------------------------------
     def add_mirror(self, name: str, select_src: list[str], select_dst: list[str], select_all: bool,
@@ -524,6 +673,7 @@ class LiveSwitch:
                     setattr(tot, k, getattr(tot, k) + getattr(p, k))
             ports[name] = _perf_dict(p)
         return {"total": _perf_dict(tot), "ports": ports,
+                "nic": self.nicmode.perf_view() if self.nicmode is not None else None,
                 "elements": snap.get("perf", {}),
                 "loop": {"ticks": self.ticks, "max_lag_us": self.loop_lag_max_ns / 1e3,
                          "uptime_s": (self.clock() - self.started_ns) / 1e9}}

@@ -145,8 +145,8 @@ class Fdb:
 
     def _insert(self, tbl: dict[bytes, FdbEntry], vlan: int, mac: bytes, port: int, now_ns: int) -> None:
         limit = self.port_limits.get(port)
-        if limit is not None and self._per_port.get(port, 0) >= limit[0] and (
-                limit[1] == "stop" or not self._evict_from(port)):
+        if limit is not None and self._per_port.get(port, 0) >= limit[0] and not self._free_slot(
+                port, now_ns, evict=limit[1] == "evict"):
             self.stats["learn_refused"] += 1
             return
         if self.n_dynamic + self.n_static >= self.max_entries:
@@ -178,8 +178,8 @@ class Fdb:
                 return
             times.append(now_ns)
         limit = self.port_limits.get(port)
-        if limit is not None and self._per_port.get(port, 0) >= limit[0] and (
-                limit[1] == "stop" or not self._evict_from(port)):
+        if limit is not None and self._per_port.get(port, 0) >= limit[0] and not self._free_slot(
+                port, now_ns, evict=limit[1] == "evict"):
             self.stats["learn_refused"] += 1
             return
         self.moves.append(Move(e.mac, e.vlan, e.port, port, now_ns))
@@ -271,6 +271,32 @@ class Fdb:
                 continue
             self._remove(e)
             self.stats["evicted"] += 1
+            return True
+        return False
+
+    def _free_slot(self, port: int, now_ns: int, evict: bool) -> bool:
+        """Make room under ``port``'s limit: remove its least recently seen dynamic entry if
+        that has aged out (counted ``expired``), or with ``evict`` in any case (``evicted``).
+        False if nothing was removed.  Reads the port's heap only, never the whole table."""
+        heap = self._heaps.get(port)
+        while heap:
+            seen, _, e = heap[0]
+            if not e.alive or e.port != port or e.static:
+                heapq.heappop(heap)
+                continue
+            if e.seen != seen:          # refreshed since pushed: re-file under its real age
+                self._seq += 1
+                heapq.heapreplace(heap, (e.seen, self._seq, e))
+                continue
+            if now_ns - e.seen >= self.ageing_ns:
+                reason = "expired"
+            elif evict:
+                reason = "evicted"
+            else:
+                return False
+            heapq.heappop(heap)
+            self._remove(e)
+            self.stats[reason] += 1
             return True
         return False
 

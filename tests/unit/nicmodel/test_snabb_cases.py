@@ -174,3 +174,26 @@ def test_runt_and_vfta_miss() -> None:
     snap = nic.snapshot()
     assert snap["drops"]["runt"] == 1 and snap["port"]["ruc"] == 1
     assert snap["drops"]["vfta_miss"] == 1
+
+
+def test_veb_loopback_raises_the_interrupt_of_the_receiving_queue():
+    """A frame looped back by VEB must raise its queue's interrupt, or NAPI never polls it
+    (the vector would stay masked with frames waiting)."""
+    from nicmodel import Nic
+    from vswitch.core.frame import Frame
+    nic = Nic("veb", "82599")
+    nic.set_loopback(True)
+    nic.program_pool(1, "02:00:00:00:00:01")
+    nic.program_pool(2, "02:00:00:00:00:02")
+    q2 = nic.state.pool_queues(2)[0]
+    frame = Frame(b"\xff" * 6 + bytes.fromhex("020000000001") + b"\x08\x06" + bytes(46))
+    nic.tx(1, [frame], 1000)
+    nic.tx_service(1000)
+    raised = nic.take_interrupts()
+    assert q2 in raised
+    got = nic.poll(q2, 64, 2000)
+    assert len(got) == 1 and got[0].pool == 2
+    # The poll re-armed the vector: the next looped-back frame interrupts again.
+    nic.tx(1, [frame], 3000)
+    nic.tx_service(3000)
+    assert q2 in nic.take_interrupts()
