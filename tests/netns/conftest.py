@@ -103,7 +103,8 @@ class Lab:
         """Start pinging ``addr`` from ``ns`` (``ping`` if installed, else a tiny Python pinger)."""
         if shutil.which("ping"):
             return self.spawn(ns, "ping", "-c", str(count), "-i", "0.2", "-W", "2", addr)
-        return self.spawn(ns, sys.executable, str(Path(__file__).resolve().parents[2] / "bench" / "pinger.py"), addr, str(count))
+        pinger = Path(__file__).resolve().parents[2] / "bench" / "pinger.py"
+        return self.spawn(ns, sys.executable, str(pinger), addr, str(count))
 
     def on_cleanup(self, fn: Callable[[], None]) -> None:
         self.closers.append(fn)
