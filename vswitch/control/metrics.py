@@ -55,6 +55,7 @@ class SnapshotCollector(Collector):
             fdb = snap.get("fdb")
             if fdb:
                 for k, v in fdb.items():
+                    m: GaugeMetricFamily | CounterMetricFamily
                     if k in ("current_entries", "max_entries", "static"):
                         m = GaugeMetricFamily(f"vswitch_fdb_{k}", f"FDB {k}", labels=["bridge"])
                     else:

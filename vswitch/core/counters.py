@@ -18,8 +18,8 @@ class PortCounters:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        for c in PORT_COUNTERS:
-            setattr(self, c, 0)
+        self.rx_packets = self.rx_bytes = self.rx_dropped = self.rx_errors = 0
+        self.tx_packets = self.tx_bytes = self.tx_dropped = self.tx_errors = 0
 
     def as_dict(self) -> dict[str, int]:
         return {c: getattr(self, c) for c in PORT_COUNTERS}

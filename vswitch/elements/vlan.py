@@ -79,6 +79,9 @@ class PortVlan:
         if self.tag is not None:
             check_vid(self.tag)
         trunks = self.trunks or ALL_VLANS
+        carries: frozenset[int]
+        tagged: frozenset[int]
+        untagged: int | None
         if self.mode == "access":
             if self.tag is None:
                 raise ValueError("vlan_mode access needs a tag (the port's VLAN)")

@@ -105,7 +105,7 @@ def _read_pcap(path: str, f: BinaryIO) -> Iterator[tuple[int, bytes]]:
         ph_cls = dpkt.pcap.PktHdr
     if fh.linktype != LINKTYPE_ETHERNET:
         raise NotEthernet(path, fh.linktype)
-    hdr_len = ph_cls.__hdr_len__
+    hdr_len: int = ph_cls.__hdr_len__  # type: ignore[attr-defined]
     scale = 1 if nano else 1000
     offset = len(buf)
     n = 0
