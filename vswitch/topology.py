@@ -44,7 +44,7 @@ from vswitch.core.frame import parse_mac
 from vswitch.core.graph import Graph
 from vswitch.elements.fdb import NS, Fdb
 from vswitch.elements.learning_switch import LearningSwitch, SwitchPort
-from vswitch.elements.vlan import PortVlan, check_vid
+from vswitch.elements.vlan import PortVlan, check_vid, parse_vlan_list
 
 PORT_TYPES = ("tap", "attach", "replay")
 PORT_FLAGS = ("learning", "flood", "mcast_flood", "bcast_flood", "isolated", "hairpin")
@@ -175,6 +175,12 @@ def parse_port(data: dict[str, Any], where: str) -> PortConfig:
     if kw.get("type", "tap") not in PORT_TYPES:
         raise ConfigError(f"{where}: type {kw['type']!r}: use one of {', '.join(PORT_TYPES)}")
     port = PortConfig(**kw)
+    for key in ("tag", "trunks"):              # name the key in VLAN errors
+        if getattr(port, key) is not None:
+            try:
+                (check_vid(port.tag) if key == "tag" else parse_vlan_list(port.trunks or ""))
+            except ValueError as e:
+                raise ConfigError(f"{where}: {key}: {e}") from None
     try:
         port.switch_port(port.number or 1)
         if port.mac is not None:
@@ -243,6 +249,8 @@ def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
             raise ConfigError(f"{where}: {e}") from None
         if fd["port"] not in seen:
             raise ConfigError(f"{where}: port {fd['port']!r} is not a configured port")
+        if fd.get("vlan", 0) not in topo.port(fd["port"]).vlan().carries:
+            raise ConfigError(f"{where}: port {fd['port']!r} does not carry VLAN {fd.get('vlan', 0)}")
         topo.fdb.append(StaticFdbConfig(fd["mac"], fd["port"], fd.get("vlan", 0)))
     if "nic" in doc:
         topo.nic = parse_nic(doc["nic"], f"{source}: [nic]", seen)

@@ -118,6 +118,8 @@ class Graph:
         """Declare graph port ``number``; frames pushed to it enter ``element`` at ``inp``."""
         if number in self.ports:
             raise GraphError(f"port number {number} is already in use by {self.ports[number].name!r}")
+        if any(p.name == name for p in self.ports.values()):
+            raise GraphError(f"port name {name!r} is already in use")
         self._check(element, inp, "input")
         counters = PortCounters(name)
         self.ports[number] = counters

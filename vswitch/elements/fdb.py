@@ -150,7 +150,12 @@ class Fdb:
             self.stats["learn_refused"] += 1
             return
         if self.n_dynamic + self.n_static >= self.max_entries:
-            self.expire(now_ns)
+            # Full: an aged-out entry goes first.  Each port's oldest entry is the top of
+            # its heap, so this costs one peek per port, never a scan of the table (a MAC
+            # flood into a full table must stay cheap).
+            for p in list(self._per_port):
+                if self._free_slot(p, now_ns, evict=False):
+                    break
         if self.n_dynamic + self.n_static >= self.max_entries:
             victim_port = max(self._per_port, key=self._per_port.__getitem__, default=None)
             if victim_port is None or not self._evict_from(victim_port):

@@ -43,7 +43,7 @@ from typing import Any
 
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import Frame
-from vswitch.elements.fdb import Fdb
+from vswitch.elements.fdb import Fdb, FdbEntry
 from vswitch.elements.gso import shift_offsets
 from vswitch.elements.vlan import PortVlan
 
@@ -129,6 +129,10 @@ class LearningSwitch(Element):
         self.ports[number] = new
         if new.vlan != old.vlan or (old.learning and not new.learning):
             self.fdb.flush(port=number)
+        # Static entries for VLANs the port no longer carries would leak frames between VLANs.
+        for vid in list(self.fdb.vlans):
+            if vid not in new.vlan.carries:
+                self.fdb.flush(port=number, vlan=vid, static=True)
         self.fdb.set_port_limit(number, new.mac_limit, new.mac_limit_policy)
         self._flood_cache.clear()
         self._app = None
@@ -174,14 +178,16 @@ class LearningSwitch(Element):
         learn = fdb.learn
         learning = port.learning
         hairpin = port.hairpin
-        untagged_vid = port.vlan.untagged_vid
+        # -1: this port takes no untagged frames (untagged_ok is then False).
+        untagged_vid: int = -1 if port.vlan.untagged_vid is None else port.vlan.untagged_vid
         untagged_ok = untagged_vid in port.vlan.carries
-        utbl = table(untagged_vid) if untagged_ok else None
+        utbl: dict[bytes, FdbEntry] = table(untagged_vid) if untagged_ok else {}
         max_frame = port.max_frame
         ports = self.ports
         src_isolated = port.isolated
         drop = self.drop
         app = self._app
+        assert app is not None
         copies0 = self.counters["flood_copies"]
         mixed = False        # False while every frame is in the port's untagged VLAN
 
@@ -242,7 +248,7 @@ class LearningSwitch(Element):
                 continue
             self._flood(f, d, in_port, vid, now_ns)
 
-        self._egress(None if mixed else untagged_vid, now_ns, copies0)
+        self._egress(None if mixed or not untagged_ok else untagged_vid, now_ns, copies0)
 
     def _pop_tag(self, f: Frame, port: SwitchPort) -> int | None:
         """Classify an 802.1Q-tagged frame and pop its tag; None if dropped."""
@@ -251,9 +257,12 @@ class LearningSwitch(Element):
             self.drop(f, "runt")
             return None
         tci = (d[14] << 8) | d[15]
-        vid = tci & 0xFFF
+        vid: int | None = tci & 0xFFF
         if vid == 0:                          # priority tag: classify as untagged
             vid = port.vlan.untagged_vid
+        elif port.vlan.mode == "access":
+            # OVS: an access port drops any frame with a nonzero VID, its own VLAN included.
+            vid = None
         if vid is None or vid not in port.vlan.carries:
             self.drop(f, "vlan_not_allowed")
             return None
@@ -283,6 +292,7 @@ class LearningSwitch(Element):
         c["flooded"] += 1
         c["flood_copies"] += len(targets)
         app = self._app
+        assert app is not None
         for out in targets:
             app[out](f)
 

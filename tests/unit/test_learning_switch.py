@@ -1,0 +1,568 @@
+"""The bridge element: flooding, learning, VLAN modes, port flags, ingress checks, accounting."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import BCAST, LLDP, MCAST, MCAST6, NS, STP, ZERO, Bridge, eth, mac, tagged
+
+from vswitch.elements.vlan import PortVlan
+from vswitch.topology import PortConfig, StaticFdbConfig, Topology, build_dataplane
+
+A, B, C, D = (mac(i) for i in (0xA, 0xB, 0xC, 0xD))
+
+
+def trunks(n: int, **kw) -> list[PortConfig]:
+    return [PortConfig(name=f"p{i}", **kw) for i in range(1, n + 1)]
+
+
+@pytest.fixture
+def br4():
+    return Bridge(*trunks(4))
+
+
+# -- flooding and learning --------------------------------------------------------------------
+
+@pytest.mark.parametrize("dst, kind", [(BCAST, "flood_broadcast"), (MCAST, "flood_multicast"),
+                                       (MCAST6, "flood_multicast"), (B, "flood_unknown")])
+def test_flood_goes_to_every_other_port(br4, dst, kind):
+    f = eth(dst, A)
+    out = br4.send(2, f)
+    assert out == {1: [f], 3: [f], 4: [f]}
+    assert br4.counters["flooded"] == 1
+    assert br4.counters[kind] == 1
+    assert br4.counters["flood_copies"] == 3
+    assert br4.counters["forwarded"] == 0
+    br4.check_accounting()
+
+
+def test_flood_copies_share_the_same_bytes(br4):
+    br4.send(1, eth(BCAST, A))
+    datas = [br4.out[n][0].data for n in (2, 3, 4)]
+    assert datas[0] is datas[1] is datas[2]
+
+
+def test_learned_unicast_goes_to_exactly_one_port(br4):
+    br4.send(1, eth(BCAST, A))              # A learned on 1
+    fb = eth(A, B)
+    assert br4.send(3, fb) == {1: [fb]}     # B learned on 3
+    fa = eth(B, A)
+    assert br4.send(1, fa) == {3: [fa]}
+    assert br4.counters["forwarded"] == 2
+    assert br4.counters["flooded"] == 1
+    assert br4.fdb.lookup(0, A, 0) == 1 and br4.fdb.lookup(0, B, 0) == 3
+    br4.check_accounting()
+
+
+def test_unicast_to_the_ingress_port_is_dropped(br4):
+    br4.send(1, eth(BCAST, A))
+    assert br4.send(1, eth(A, C)) == {}
+    assert br4.drops["same_port"] == 1
+    assert br4.graph.ports[1].rx_dropped == 1
+    br4.check_accounting()
+
+
+def test_hairpin_sends_back_out_of_the_ingress_port():
+    br = Bridge(PortConfig(name="p1", hairpin=True), *trunks(3)[1:])
+    br.send(1, eth(BCAST, A))
+    f = eth(A, C)
+    assert br.send(1, f) == {1: [f]}
+    fb = eth(BCAST, C)
+    assert br.send(1, fb) == {1: [fb], 2: [fb], 3: [fb]}
+    # a port without hairpin still never gets its own frames
+    assert 2 not in br.send(2, eth(BCAST, D))
+    br.check_accounting()
+
+
+def test_moved_mac_is_forwarded_to_its_new_port(br4):
+    br4.send(1, eth(BCAST, A))
+    br4.send(2, eth(BCAST, A), t=1)
+    f = eth(A, B)
+    assert br4.send(3, f, t=2) == {2: [f]}
+    assert br4.fdb.stats["moved"] == 1
+
+
+def test_learned_entry_ages_out_exactly_at_the_ageing_time():
+    br = Bridge(*trunks(3), ageing_time=10)
+    t0 = 5 * NS
+    br.send(1, eth(BCAST, A), t=t0)
+    f = eth(A, B)
+    assert br.send(2, f, t=t0 + 10 * NS - 1) == {1: [f]}
+    assert br.send(2, f, t=t0 + 10 * NS) == {1: [f], 3: [f]}
+
+
+def test_traffic_from_a_mac_keeps_it_learned():
+    br = Bridge(*trunks(3), ageing_time=10)
+    br.send(1, eth(BCAST, A), t=0)
+    br.send(1, eth(B, A), t=8 * NS)         # refresh through the data path
+    f = eth(A, B)
+    assert br.send(2, f, t=17 * NS) == {1: [f]}
+    assert br.send(2, f, t=18 * NS) == {1: [f], 3: [f]}
+
+
+def test_static_entry_from_the_topology():
+    dp = build_dataplane(Topology(ports=trunks(3), fdb=[StaticFdbConfig(mac="02:00:00:00:00:0a", port="p3")]))
+    got = {n: [] for n in (1, 2, 3)}
+    for n in got:
+        dp.graph.attach_egress(dp.switch, n, n, lambda b, now, n=n: got[n].extend(b))
+    from vswitch.core import Frame
+    f = eth(A, B)
+    dp.graph.push(1, [Frame(f)], 10**15)
+    assert [x.data for x in got[3]] == [f] and got[2] == [] and got[1] == []
+
+
+def test_snapshot_includes_the_fdb(br4):
+    br4.send(1, eth(BCAST, A))
+    snap = br4.graph.snapshot()["elements"][br4.switch.name]
+    assert snap["fdb"]["current_entries"] == 1
+    assert snap["fdb"]["learned"] == 1
+    assert snap["flooded"] == 1
+
+
+# -- VLAN modes -------------------------------------------------------------------------------
+
+def vlan_bridge() -> Bridge:
+    """1: access 10, 2: access 20, 3: trunk all, 4: trunk 10,20, 5: native-untagged 10 + 20,
+    6: native-tagged 10 + 20, 7: trunk 30."""
+    return Bridge(
+        PortConfig(name="acc10", tag=10),
+        PortConfig(name="acc20", tag=20),
+        PortConfig(name="trunk"),
+        PortConfig(name="trunk1020", trunks="10,20"),
+        PortConfig(name="nu10", vlan_mode="native-untagged", tag=10, trunks="20"),
+        PortConfig(name="nt10", vlan_mode="native-tagged", tag=10, trunks="20"),
+        PortConfig(name="trunk30", trunks="30"),
+    )
+
+
+def test_access_ingress_goes_out_tagged_or_untagged_per_port():
+    br = vlan_bridge()
+    f = eth(BCAST, A)
+    t10 = tagged(f, 10)
+    assert br.send(1, f) == {3: [t10], 4: [t10], 5: [f], 6: [t10]}
+    br.check_accounting()
+
+
+def test_tagged_ingress_on_a_trunk_is_popped_for_untagged_ports():
+    br = vlan_bridge()
+    inner = eth(BCAST, A)
+    t20 = tagged(inner, 20)
+    assert br.send(3, t20) == {2: [inner], 4: [t20], 5: [t20], 6: [t20]}
+    t10 = tagged(inner, 10)
+    assert br.send(4, t10) == {1: [inner], 3: [t10], 5: [inner], 6: [t10]}
+
+
+def test_native_untagged_ingress():
+    br = vlan_bridge()
+    f = eth(BCAST, A)
+    t10 = tagged(f, 10)
+    assert br.send(5, f) == {1: [f], 3: [t10], 4: [t10], 6: [t10]}
+    t20 = tagged(f, 20)
+    assert br.send(5, t20) == {2: [f], 3: [t20], 4: [t20], 6: [t20]}
+
+
+def test_native_tagged_ingress_untagged_and_tagged():
+    br = vlan_bridge()
+    f = eth(BCAST, A)
+    t10 = tagged(f, 10)
+    assert br.send(6, f) == {1: [f], 3: [t10], 4: [t10], 5: [f]}
+    assert br.send(6, t10) == {1: [f], 3: [t10], 4: [t10], 5: [f]}
+
+
+def test_untagged_on_trunk_all_is_vlan0_and_stays_untagged():
+    br = vlan_bridge()
+    f = eth(BCAST, A)
+    assert br.send(3, f) == {}              # no other port carries VLAN 0
+    assert br.drops["no_flood_ports"] == 1
+    br2 = Bridge(*trunks(3))
+    assert br2.send(1, f) == {2: [f], 3: [f]}
+
+
+def test_pcp_and_dei_are_preserved():
+    br = vlan_bridge()
+    f = eth(BCAST, A)
+    t = tagged(f, 20, pcp=0b1011)           # PCP 5, DEI set
+    out = br.send(3, t)
+    assert out[4] == [t] and out[6] == [t]
+    assert out[2] == [f]
+
+
+def test_priority_tag_classifies_as_the_untagged_vlan_and_keeps_pcp():
+    br = vlan_bridge()
+    f = eth(BCAST, A)
+    prio = tagged(f, 0, pcp=6)
+    out = br.send(1, prio)                  # access 10: VLAN 10, PCP 6
+    assert out == {3: [tagged(f, 10, pcp=6)], 4: [tagged(f, 10, pcp=6)], 5: [f], 6: [tagged(f, 10, pcp=6)]}
+    out = br.send(5, prio)                  # native-untagged 10
+    assert out[3] == [tagged(f, 10, pcp=6)] and out[1] == [f]
+
+
+def test_priority_tag_on_a_trunk_without_vlan0_is_not_allowed():
+    br = vlan_bridge()
+    assert br.send(4, tagged(eth(BCAST, A), 0)) == {}
+    assert br.drops["vlan_not_allowed"] == 1
+
+
+def test_priority_tag_on_a_trunk_of_all_vlans_is_vlan0():
+    br = Bridge(*trunks(3))
+    f = eth(BCAST, A)
+    assert br.send(1, tagged(f, 0, pcp=3)) == {2: [f], 3: [f]}
+
+
+def test_unicast_learned_in_one_vlan_is_unknown_in_another():
+    br = vlan_bridge()
+    br.send(3, tagged(eth(BCAST, A), 10))
+    f = eth(A, B)
+    assert br.send(4, tagged(f, 10)) == {3: [tagged(f, 10)]}
+    out = br.send(4, tagged(f, 20))
+    assert set(out) == {2, 3, 5, 6}
+    assert br.fdb.lookup(10, A, 0) == 3 and br.fdb.lookup(20, A, 0) is None
+
+
+def test_8021ad_outer_tag_is_an_untagged_frame_carried_transparently():
+    br = vlan_bridge()
+    qinq = eth(BCAST, A, vlan=100, tpid=0x88A8)
+    assert qinq[12:14] == b"\x88\xa8"
+    t10 = tagged(qinq, 10)
+    assert br.send(1, qinq) == {3: [t10], 4: [t10], 5: [qinq], 6: [t10]}
+    # an S-tag inside a C-tag comes out with the C-tag popped, the S-tag intact
+    assert br.send(4, t10)[1] == [qinq]
+    # 0x88a8 on a trunk without an untagged VLAN is an untagged frame it does not carry
+    assert br.send(7, qinq) == {}
+    assert br.drops["vlan_not_allowed"] == 1
+
+
+@pytest.mark.parametrize("port, frame", [
+    (4, tagged(eth(BCAST, A), 30)),         # trunk 10,20
+    (4, eth(BCAST, A)),                     # untagged on a trunk without VLAN 0
+    (1, tagged(eth(BCAST, A), 20)),         # access 10
+    (5, tagged(eth(BCAST, A), 30)),         # native-untagged 10 + 20
+    (7, tagged(eth(BCAST, A), 10)),
+])
+def test_vlan_not_allowed(port, frame):
+    br = vlan_bridge()
+    assert br.send(port, frame) == {}
+    assert br.nonzero_drops() == {"vlan_not_allowed": 1}
+    assert br.graph.ports[port].rx_dropped == 1
+    assert len(br.fdb) == 0
+    br.check_accounting()
+
+
+def test_access_port_drops_tagged_frames_as_ovs_does():
+    br = vlan_bridge()
+    assert br.send(1, tagged(eth(BCAST, A), 10)) == {}
+    assert br.drops["vlan_not_allowed"] == 1
+
+
+def test_mixed_vlan_batch_is_tagged_per_frame():
+    br = vlan_bridge()
+    f1, f2, f3 = eth(BCAST, A), eth(BCAST, B), eth(BCAST, C, payload_len=80)
+    out = br.send(3, tagged(f1, 10), tagged(f2, 20, pcp=2), tagged(f3, 10, pcp=7))
+    assert out[1] == [f1, f3]
+    assert out[2] == [f2]
+    assert out[4] == [tagged(f1, 10), tagged(f2, 20, pcp=2), tagged(f3, 10, pcp=7)]
+    assert out[5] == [f1, tagged(f2, 20, pcp=2), f3]
+    assert out[6] == [tagged(f1, 10), tagged(f2, 20, pcp=2), tagged(f3, 10, pcp=7)]
+    br.check_accounting()
+
+
+def test_known_unicast_is_tagged_for_the_egress_port():
+    br = vlan_bridge()
+    br.send(1, eth(BCAST, A))               # A on access 10
+    br.send(6, eth(BCAST, B))               # B on native-tagged 10 (untagged in -> VLAN 10)
+    f = eth(B, A)
+    assert br.send(1, f) == {6: [tagged(f, 10)]}
+    g = eth(A, B)
+    assert br.send(6, tagged(g, 10, pcp=4)) == {1: [g]}
+
+
+# -- port flags ---------------------------------------------------------------------------------
+
+def test_learning_off_does_not_learn():
+    br = Bridge(PortConfig(name="p1", learning=False), *trunks(3)[1:])
+    br.send(1, eth(BCAST, A))
+    assert len(br.fdb) == 0
+    f = eth(A, B)
+    assert br.send(2, f) == {1: [f], 3: [f]}
+    assert br.counters["flood_unknown"] == 1
+
+
+def test_learning_off_does_not_move_a_known_mac():
+    br = Bridge(PortConfig(name="p1", learning=False), *trunks(3)[1:])
+    br.send(2, eth(BCAST, A))
+    br.send(1, eth(BCAST, A), t=1)
+    assert br.fdb.lookup(0, A, 2) == 2
+
+
+@pytest.mark.parametrize("flag, dst", [("flood", B), ("mcast_flood", MCAST), ("bcast_flood", BCAST)])
+def test_flood_flags(flag, dst):
+    br = Bridge(PortConfig(name="p1"), PortConfig(name="p2", **{flag: False}), PortConfig(name="p3"))
+    f = eth(dst, A)
+    assert br.send(1, f) == {3: [f]}
+    # the other kinds still reach p2
+    for other in {B: "flood", MCAST: "mcast_flood", BCAST: "bcast_flood"}.items():
+        if other[1] != flag:
+            g = eth(other[0], C)
+            assert 2 in br.send(1, g)
+
+
+def test_known_unicast_ignores_the_flood_flag():
+    br = Bridge(PortConfig(name="p1"), PortConfig(name="p2", flood=False, bcast_flood=False,
+                                                  mcast_flood=False), PortConfig(name="p3"))
+    br.send(2, eth(BCAST, B))
+    f = eth(B, A)
+    assert br.send(1, f) == {2: [f]}
+
+
+def test_flood_with_no_eligible_port_is_a_named_drop():
+    br = Bridge(PortConfig(name="p1"), PortConfig(name="p2", bcast_flood=False))
+    assert br.send(1, eth(BCAST, A)) == {}
+    assert br.nonzero_drops() == {"no_flood_ports": 1}
+    assert br.graph.ports[1].rx_dropped == 1
+    br.check_accounting()
+
+
+def isolated_bridge() -> Bridge:
+    return Bridge(PortConfig(name="iso1", isolated=True), PortConfig(name="iso2", isolated=True),
+                  PortConfig(name="up1"), PortConfig(name="up2"))
+
+
+def test_isolated_ports_never_flood_to_each_other():
+    br = isolated_bridge()
+    f = eth(BCAST, A)
+    assert br.send(1, f) == {3: [f], 4: [f]}
+    assert br.send(3, f) == {1: [f], 2: [f], 4: [f]}
+    g = eth(B, A)                           # unknown unicast
+    assert br.send(2, g) == {3: [g], 4: [g]}
+
+
+def test_isolated_ports_never_unicast_to_each_other():
+    br = isolated_bridge()
+    br.send(2, eth(BCAST, B))
+    br.send(3, eth(BCAST, C))
+    assert br.send(1, eth(B, A)) == {}
+    assert br.drops["isolated"] == 1
+    f = eth(C, A)
+    assert br.send(1, f) == {3: [f]}
+    g = eth(A, C)
+    assert br.send(3, g) == {1: [g]}
+    br.check_accounting()
+
+
+# -- ingress checks --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [0, 1, 6, 12, 13])
+def test_runt_shorter_than_an_ethernet_header(br4, n):
+    assert br4.send(1, eth(BCAST, A)[:n]) == {}
+    assert br4.nonzero_drops() == {"runt": 1}
+    br4.check_accounting()
+
+
+@pytest.mark.parametrize("n", [14, 15, 16, 17])
+def test_runt_vlan_tag_cut_short(br4, n):
+    f = eth(BCAST, A, vlan=10)[:n]
+    assert f[12:14] == b"\x81\x00" or n < 14
+    assert br4.send(1, f) == {}
+    assert br4.nonzero_drops() == {"runt": 1}
+
+
+def test_minimal_headers_are_not_runts(br4):
+    bare = BCAST + A + b"\x08\x00"           # 14 bytes, untagged
+    assert set(br4.send(1, bare)) == {2, 3, 4}
+    hdr = eth(BCAST, A, vlan=10, payload_len=0)[:18]
+    out = br4.send(1, hdr)
+    assert out[2] == [hdr]
+    assert br4.nonzero_drops() == {}
+
+
+def test_oversize_is_mtu_plus_18():
+    br = Bridge(PortConfig(name="p1"), PortConfig(name="p2"), PortConfig(name="jumbo", mtu=9000))
+    max_std = eth(BCAST, A, vlan=10, payload_len=1500)       # 12 + 4 + 2 + 1500 = 1518
+    assert len(max_std) == 1518
+    assert br.send(1, max_std) == {2: [max_std], 3: [max_std]}
+    too_big = eth(BCAST, A, vlan=10, payload_len=1501)
+    assert br.send(1, too_big) == {}
+    assert br.nonzero_drops() == {"oversize": 1}
+    jumbo = eth(BCAST, B, payload_len=9004)                  # 9018 bytes, untagged
+    assert len(jumbo) == 9018
+    assert set(br.send(3, jumbo)) == {1, 2}
+    assert br.send(3, jumbo + b"\0") == {}
+    assert br.drops["oversize"] == 2
+    br.check_accounting()
+
+
+def test_gso_superframe_with_vnet_header_is_not_oversize():
+    br = Bridge(*trunks(2))
+    big = eth(BCAST, A, payload_len=64000)
+    vnet = bytes(12)
+    assert br.send(1, big, vnet=vnet) == {2: [big]}
+    assert br.nonzero_drops() == {}
+    # but a runt is a runt, vnet or not
+    assert br.send(1, big[:10], vnet=vnet) == {}
+    assert br.nonzero_drops() == {"runt": 1}
+
+
+@pytest.mark.parametrize("dst", [STP, LLDP, bytes.fromhex("0180c2000002"), bytes.fromhex("0180c2000003"),
+                                 bytes.fromhex("0180c200000f")])
+def test_reserved_link_local_group_addresses_are_not_forwarded(br4, dst):
+    assert br4.send(1, eth(dst, A)) == {}
+    assert br4.nonzero_drops() == {"reserved_multicast": 1}
+    br4.check_accounting()
+
+
+@pytest.mark.parametrize("dst", [bytes.fromhex("0180c2000010"), bytes.fromhex("0180c2000100"),
+                                 bytes.fromhex("0180c3000000")])
+def test_group_addresses_next_to_the_reserved_range_are_flooded(br4, dst):
+    assert set(br4.send(1, eth(dst, A))) == {2, 3, 4}
+
+
+def test_reserved_frames_are_filtered_before_learning(br4):
+    """The docstring's order: destination filter (3) before learning (4)."""
+    br4.send(1, eth(STP, A))
+    assert br4.fdb.lookup(0, A, 0) is None
+
+
+@pytest.mark.parametrize("src", [ZERO, BCAST, MCAST, bytes.fromhex("0300000000aa")])
+def test_invalid_source_mac_is_dropped_and_not_learned(br4, src):
+    assert br4.send(1, eth(BCAST, src)) == {}
+    assert br4.send(1, eth(B, src)) == {}
+    assert br4.nonzero_drops() == {"invalid_src_mac": 2}
+    assert len(br4.fdb) == 0
+    br4.check_accounting()
+
+
+# -- reconfiguration -------------------------------------------------------------------------------
+
+def test_vlan_change_flushes_the_ports_learned_entries(br4):
+    br4.send(1, eth(BCAST, A))
+    br4.send(1, tagged(eth(BCAST, C), 10))
+    br4.send(2, eth(BCAST, B))
+    br4.switch.update_port(1, flood=False)  # not a VLAN change: kept
+    assert {(e.vlan, e.mac) for e in br4.fdb.entries()} == {(0, A), (10, C), (0, B)}
+    br4.switch.update_port(1, vlan=PortVlan.build(tag=10))
+    assert {(e.vlan, e.mac, e.port) for e in br4.fdb.entries()} == {(0, B, 2)}
+    # and the new config is in force: untagged in on port 1 is VLAN 10 now
+    f = eth(BCAST, D)
+    assert br4.send(1, f) == {2: [tagged(f, 10)], 3: [tagged(f, 10)], 4: [tagged(f, 10)]}
+
+
+def test_vlan_change_updates_the_flood_set(br4):
+    f = eth(BCAST, A)
+    assert set(br4.send(1, f)) == {2, 3, 4}
+    br4.switch.update_port(3, vlan=PortVlan.build(tag=10))
+    assert set(br4.send(1, f)) == {2, 4}
+
+
+def test_removed_port_entries_are_flushed_and_it_gets_nothing(br4):
+    br4.send(2, eth(BCAST, B))
+    br4.fdb.add_static(0, C, 2)
+    br4.send(3, eth(BCAST, D))
+    br4.dp.remove_port("p2")
+    assert {(e.mac, e.port) for e in br4.fdb.entries()} == {(D, 3)}
+    f = eth(B, A)
+    assert br4.send(1, f) == {3: [f], 4: [f]}
+    g = eth(C, A)
+    assert br4.send(1, g) == {3: [g], 4: [g]}
+    assert br4.switch.unconnected == {}
+
+
+def test_added_port_joins_the_flood_set(br4):
+    br4.dp.add_port(PortConfig(name="p9"), 9)
+    got = []
+    br4.graph.attach_egress(br4.switch, 9, 9, lambda b, now: got.extend(b))
+    f = eth(BCAST, A)
+    br4.send(1, f)
+    assert [x.data for x in got] == [f]
+
+
+# -- the accounting identity ----------------------------------------------------------------------
+
+def test_every_ingress_frame_is_counted_exactly_once():
+    br = vlan_bridge()
+    br.send(1, eth(BCAST, A))                          # flooded
+    br.send(3, tagged(eth(A, B), 10))                  # forwarded
+    br.send(3, tagged(eth(A, C), 10), tagged(eth(MCAST, C), 20), tagged(eth(B, D), 30))  # fwd, flood, flood
+    br.send(1, eth(A, C))                              # same_port (A is on 1 in VLAN 10)
+    br.send(4, tagged(eth(BCAST, A), 30))              # vlan_not_allowed
+    br.send(1, eth(BCAST, A)[:10])                     # runt
+    br.send(1, eth(BCAST, A, payload_len=2000))        # oversize
+    br.send(1, eth(STP, A))                            # reserved
+    br.send(1, eth(BCAST, ZERO))                       # invalid_src_mac
+    br.send(7, eth(BCAST, A))                          # vlan_not_allowed (trunk 30, untagged)
+    br.send(7, tagged(eth(BCAST, A), 30))              # flooded (to the trunk of all VLANs)
+    br.send(3, eth(BCAST, A))                          # no_flood_ports (VLAN 0 is on port 3 only)
+    c = br.counters
+    assert c["forwarded"] == 2
+    assert c["flooded"] == 4
+    assert br.nonzero_drops() == {"same_port": 1, "vlan_not_allowed": 2, "runt": 1, "oversize": 1,
+                                  "reserved_multicast": 1, "invalid_src_mac": 1, "no_flood_ports": 1}
+    assert sum(p.rx_packets for p in br.graph.ports.values()) == 14
+    br.check_accounting()
+
+
+def test_unconnected_switch_outputs_are_counted():
+    dp = build_dataplane(Topology(ports=trunks(3)))
+    from vswitch.core import Frame
+    dp.graph.push(1, [Frame(eth(BCAST, A))], 0)
+    assert dp.switch.unconnected == {2: 1, 3: 1}
+    assert dp.switch.counters["flood_copies"] == 2
+
+
+# -- FDB configuration through the switch ------------------------------------------------------------
+
+def test_the_switch_uses_the_fdb_it_is_given():
+    """Regression: ``fdb or Fdb()`` replaced an (empty, hence falsy) configured Fdb by a default one."""
+    from vswitch.elements.fdb import Fdb
+    from vswitch.elements.learning_switch import LearningSwitch
+    mine = Fdb(max_entries=5, ageing_ns=7 * NS)
+    assert LearningSwitch("sw", mine).fdb is mine
+    br = Bridge(*trunks(2), ageing_time=42, mac_table_size=3, move_log=2,
+                damp_moves=2, damp_window=4, damp_hold=6)
+    f = br.fdb
+    assert (f.max_entries, f.ageing_ns) == (3, 42 * NS)
+    assert (f.damp_moves, f.damp_window_ns, f.damp_hold_ns) == (2, 4 * NS, 6 * NS)
+    assert f.moves.maxlen == 2
+
+
+def test_table_size_limits_learning_through_the_switch():
+    br = Bridge(*trunks(3), mac_table_size=2)
+    br.send(1, eth(BCAST, A), t=0)
+    br.send(1, eth(BCAST, B), t=1)
+    br.send(2, eth(BCAST, C), t=2)          # full: port 1 (2 entries) loses A
+    assert {e.mac for e in br.fdb.entries()} == {B, C}
+    f = eth(A, D)
+    assert set(br.send(3, f, t=3)) == {1, 2}
+
+
+def test_port_mac_limit_stop_still_forwards():
+    br = Bridge(PortConfig(name="p1", mac_limit=1), *trunks(3)[1:])
+    br.send(1, eth(BCAST, A))
+    f = eth(BCAST, B)
+    assert br.send(1, f) == {2: [f], 3: [f]}
+    assert br.fdb.stats["learn_refused"] == 1
+    g = eth(B, C)
+    assert set(br.send(2, g)) == {1, 3}     # B was not learned: unknown unicast
+    br.check_accounting()
+
+
+def test_move_damping_through_the_switch():
+    br = Bridge(*trunks(3), damp_moves=1, damp_window=10, damp_hold=30)
+    br.send(1, eth(BCAST, A), t=0)
+    br.send(2, eth(BCAST, A), t=1 * NS)     # first move: allowed
+    br.send(1, eth(BCAST, A), t=2 * NS)     # second within 10 s: frozen on 2
+    f = eth(A, B)
+    assert br.send(3, f, t=3 * NS) == {2: [f]}
+    assert br.fdb.stats["moves_damped"] == 1
+    br.send(1, eth(BCAST, A), t=32 * NS)    # hold over
+    assert br.send(3, f, t=33 * NS) == {1: [f]}
+
+
+def test_static_entry_never_leaks_a_vlan_into_a_port_that_does_not_carry_it():
+    M = mac(0x55)
+    br = Bridge(*trunks(3))
+    br.fdb.add_static(10, M, 2)
+    f = eth(M, A, vlan=10)
+    assert br.send(1, f) == {2: [f]}
+    br.switch.update_port(2, vlan=PortVlan.build(tag=20))   # port 2 no longer carries VLAN 10
+    out = br.send(1, f)
+    assert 2 not in out
+    br.check_accounting()
