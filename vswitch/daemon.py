@@ -88,6 +88,8 @@ async def run(args: argparse.Namespace) -> int:
     metrics = _parse_metrics(args.metrics) if args.metrics else None
 
     sw = LiveSwitch(topo, batch=args.batch)
+    from vswitch.io.memory import keep_heap
+    heap_kept = keep_heap()
 
     def persist() -> None:
         try:
@@ -109,7 +111,8 @@ async def run(args: argparse.Namespace) -> int:
             exporter = start_exporter(sw, loop, *metrics)
         log.info("started", extra={"kv": {"config": str(config), "socket": args.socket,
                                           "ports": len(sw.ports), "loop": type(loop).__module__,
-                                          "metrics": args.metrics or "off", "pid": os.getpid()}})
+                                          "metrics": args.metrics or "off", "pid": os.getpid(),
+                                          "malloc_trim": "off" if heap_kept else "default"}})
         await stop.wait()
         log.info("stopping", extra={"kv": {"reason": "signal"}})
     finally:

@@ -379,10 +379,9 @@ class LiveSwitch:
                 self.loop.add_reader(dev.fileno(), self._readable, lp)
             return
         now = self.clock()
-        # Keep the virtio-net header only when it carries work (a partial checksum or a GSO
-        # type): a plain frame stays a plain Frame.  Inlined needs_fixup(): this is per frame.
-        frames = [Frame(data, now, vnet=vnet) if vnet is not None and (vnet[0] & 1 or vnet[1])
-                  else Frame(data, now) for vnet, data in items]
+        # Ports hand over a virtio-net header only when it carries work (partial checksum,
+        # GSO type); otherwise None, and the frame is a plain Frame.
+        frames = [Frame(data, now, vnet=vnet) for vnet, data in items]
         biggest = max(map(len, (data for _, data in items)))
         if biggest > perf.max_frame:
             perf.max_frame = biggest

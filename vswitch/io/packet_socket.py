@@ -27,7 +27,7 @@ import errno
 import socket
 import struct
 
-from vswitch.elements.gso import VNET_HDR_LEN, VNET_NONE, shift_offsets
+from vswitch.elements.gso import F_NEEDS_CSUM, VNET_HDR_LEN, VNET_NONE, shift_offsets
 from vswitch.io.errors import GONE_ERRNOS, PortGone
 
 __all__ = ["PacketSocketPort", "RX_FRAME_MAX"]
@@ -142,7 +142,8 @@ class PacketSocketPort:
                 self.rx_truncated += 1
                 continue
             frame = bytes(mv[: n - hlen])
-            vnet = bytes(hdr) if hlen else None
+            # Only a header that asks for work (partial checksum, GSO type) travels on.
+            vnet = bytes(hdr) if hlen and (hdr[0] & F_NEEDS_CSUM or hdr[1]) else None
             for level, typ, data in anc:
                 if level == SOL_PACKET and typ == PACKET_AUXDATA and len(data) >= _AUX.size:
                     status, _, _, _, _, tci, tpid = _AUX.unpack_from(data)

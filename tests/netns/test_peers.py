@@ -1,0 +1,59 @@
+"""Smoke test of the peer benchmark (`bench.peers`): vswitchd and the Linux bridge, 1 rep of 1 s."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from bench import peers
+
+pytestmark = pytest.mark.netns
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the peer benchmark needs root (namespaces, veth pairs, TAP devices)"
+    for tool in ("iperf3", "vde_switch", "ping", "ip"):
+        if shutil.which(tool) is None:
+            return f"the peer benchmark needs {tool} (apt-get install iperf3 vde2 iputils-ping iproute2)"
+    return None
+
+
+def _leftovers(prefix: str) -> list[str]:
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
+    return sorted(n for n in [*netns, *names] if n.startswith(prefix))
+
+
+def test_peers_smoke_vswitchd_and_bridge(tmp_path):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "peers.json"
+    assert peers.main(["--only", "bridge,vswitchd", "--reps", "1", "--duration", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["errors"] == [] and res["cleanup_problems"] == []
+    assert set(res["switches"]) == {"bridge", "vswitchd"}
+    assert res["settings"]["reps"] == 1 and res["machine"]["cpus"] >= 1
+    for name, sw in res["switches"].items():
+        for m in peers.METRICS:
+            v = sw[m]
+            if name == "bridge" and m == "cpu_us_per_frame":
+                assert v is None            # in-kernel: n/a
+                continue
+            assert isinstance(v, float) and v > 0, (name, m, v)
+            assert len(sw["samples"][m]) == 1
+    for m, r in res["switches"]["vswitchd"]["ratio_to_bridge"].items():
+        assert r is not None and r > 0, m
+    assert {t["metric"] for t in res["targets"]} >= {"tcp1_gbps", "tcp4_gbps", "ping_avg_us"}
+    # Everything it created (namespaces, links: all named with its prefix) is gone.
+    assert res["prefix"].startswith("vsb") and _leftovers(res["prefix"]) == []
+
+
+def test_peers_refuses_unknown_switch():
+    assert peers.main(["--only", "ovs"]) == 2
