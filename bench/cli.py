@@ -6,6 +6,7 @@ Subcommands:
 ``demo``       three guests (ARP, ping, a broadcast) through a 3-port switch.
 ``switch``     frames/s of the learning switch (see bench/switch_bench.py).
 ``nic-sorter`` cost per frame of the NIC model's VMDq sorter + ring enqueue.
+``peers``      vswitchd against the Linux bridge and vde_switch (root; iperf3, vde2).
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
 2 bad arguments or configuration.
@@ -191,16 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     dm.add_argument("--out", default=None, help="offline: keep the generated captures here")
     dm.set_defaults(func=cmd_demo)
 
-    sw = sub.add_parser("switch", help="learning switch frames/s benchmark", add_help=False)
-    sw.set_defaults(func=None, module="bench.switch_bench")
-    ns = sub.add_parser("nic-sorter", help="NIC model sorter + ring benchmark", add_help=False)
-    ns.set_defaults(func=None, module="bench.nic_sorter")
+    sub.add_parser("switch", help="learning switch frames/s benchmark", add_help=False)
+    sub.add_parser("nic-sorter", help="NIC model sorter + ring benchmark", add_help=False)
+    sub.add_parser("peers", help="vswitchd vs the Linux bridge and vde_switch (root)", add_help=False)
 
+    # These subcommands own their argument parsing.
+    modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers"}
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("switch", "nic-sorter"):
+    if argv and argv[0] in modules:
         import importlib
-        mod = importlib.import_module("bench.switch_bench" if argv[0] == "switch" else "bench.nic_sorter")
-        return int(mod.main(argv[1:]))
+        return int(importlib.import_module(modules[argv[0]]).main(argv[1:]))
     args = ap.parse_args(argv)
     if getattr(args, "batch", 1) < 1:
         ap.error(f"--batch {args.batch}: must be >= 1")

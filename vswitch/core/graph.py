@@ -72,6 +72,7 @@ class Graph:
         self.ports: dict[int, PortCounters] = {}
         self._entry: dict[int, tuple[Element, PortId]] = {}
         self._timer = timer
+        self._pushers: dict[str, Callable[[PortId, Batch, int], None]] = {}   # push, timed if asked
         self.busy_ns: dict[str, int] = {}
         self.calls: dict[str, int] = {}
 
@@ -83,6 +84,7 @@ class Graph:
         element.graph = self
         self.busy_ns[element.name] = 0
         self.calls[element.name] = 0
+        self._pushers[element.name] = self._pusher(element)
         return element
 
     def _check(self, element: Element, port: PortId, kind: str) -> None:
@@ -109,7 +111,7 @@ class Graph:
         """Wire ``src``'s output ``out`` to ``dst``'s input ``inp``."""
         self._check(src, out, "output")
         self._check(dst, inp, "input")
-        link = Link(src, out, dst, inp, self._pusher(dst))
+        link = Link(src, out, dst, inp, self._pushers[dst.name])
         self.links.append(link)
         src._out[out] = link.send
         return link
@@ -153,10 +155,7 @@ class Graph:
         element, inp = self._entry[port]
         for f in batch:
             f.in_port = port
-        if self._timer is None:
-            element.push(inp, batch, now_ns)
-        else:
-            self._pusher(element)(inp, batch, now_ns)
+        self._pushers[element.name](inp, batch, now_ns)
 
     def note_drop(self, frame: Frame) -> None:
         """Called by Element.drop: a dropped frame counts as rx_dropped on its ingress port."""

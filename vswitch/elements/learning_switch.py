@@ -43,7 +43,7 @@ from typing import Any
 
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import Frame
-from vswitch.elements.fdb import Fdb, FdbEntry
+from vswitch.elements.fdb import Fdb
 from vswitch.elements.gso import shift_offsets
 from vswitch.elements.vlan import PortVlan
 
@@ -105,6 +105,7 @@ class LearningSwitch(Element):
         self._flood_cache: dict[tuple[int, int], tuple[tuple[int, ...], ...]] = {}
         self._outs: dict[int, list[Frame]] = {}
         self._app: dict[int, Any] | None = None
+        self._ctx: dict[int, tuple[Any, ...]] = {}
 
     # -- ports -------------------------------------------------------------
     def inputs(self) -> Sequence[PortId]:
@@ -159,35 +160,38 @@ class LearningSwitch(Element):
         return sets
 
     # -- data path ---------------------------------------------------------
-    def _rebuild_out(self) -> None:
-        # Per-port output lists reused across batches (emptied by _egress), with their
-        # bound append methods: the hot loop appends through one dict lookup.
+    def _rebuild(self) -> None:
+        """Per-port state the data path reads once per batch, rebuilt on any config change.
+
+        Output lists are reused across batches (emptied by _egress), with their bound
+        append methods, so the hot loop appends through one dict lookup; each port's
+        constants come as one tuple, so a batch of one frame stays cheap."""
         self._outs = {n: [] for n in self.ports}
         self._app = {n: lst.append for n, lst in self._outs.items()}
+        ctx = {}
+        for n, p in self.ports.items():
+            untagged = -1 if p.vlan.untagged_vid is None else p.vlan.untagged_vid   # -1: none taken
+            ok = untagged in p.vlan.carries
+            # The FDB keeps its per-VLAN dicts for good, so holding one here is safe.
+            ctx[n] = (p, p.learning, p.hairpin, p.isolated, untagged, ok,
+                      self.fdb.table(untagged) if ok else {}, p.max_frame)
+        self._ctx = ctx
 
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
         in_port: int = inp  # type: ignore[assignment]
-        port = self.ports.get(in_port)
-        if port is None:                     # raced with remove_port: nothing to do
-            return
         if self._app is None:
-            self._rebuild_out()
+            self._rebuild()
+        c = self._ctx.get(in_port)
+        if c is None:                        # raced with remove_port: nothing to do
+            return
+        port, learning, hairpin, src_isolated, untagged_vid, untagged_ok, utbl, max_frame = c
         fdb = self.fdb
         table = fdb.table
         ageing = fdb.ageing_ns
         learn = fdb.learn
-        learning = port.learning
-        hairpin = port.hairpin
-        # -1: this port takes no untagged frames (untagged_ok is then False).
-        untagged_vid: int = -1 if port.vlan.untagged_vid is None else port.vlan.untagged_vid
-        untagged_ok = untagged_vid in port.vlan.carries
-        utbl: dict[bytes, FdbEntry] = table(untagged_vid) if untagged_ok else {}
-        max_frame = port.max_frame
         ports = self.ports
-        src_isolated = port.isolated
         drop = self.drop
         app = self._app
-        assert app is not None
         copies0 = self.counters["flood_copies"]
         mixed = False        # False while every frame is in the port's untagged VLAN
 
@@ -298,7 +302,7 @@ class LearningSwitch(Element):
 
     def _egress(self, bvid: int | None, now_ns: int, copies0: int) -> None:
         """Emit each port's frames, pushing the tag back on where the port wants it tagged."""
-        tagged_copy: dict[int, Frame] = {}
+        tagged_copy: dict[int, Frame] | None = None      # one tagged copy per frame, shared
         ports = self.ports
         outs = self._out
         emitted = 0
@@ -309,11 +313,13 @@ class LearningSwitch(Element):
             emitted += len(frames)
             lst.clear()
             tagged = ports[out].vlan.tagged
-            if bvid is not None:                # one VLAN in the batch: decide once
-                if bvid in tagged:
+            if tagged and (bvid is None or bvid in tagged):
+                if tagged_copy is None:
+                    tagged_copy = {}
+                if bvid is not None:            # one VLAN in the batch, carried tagged: all of them
                     frames = [self._tagged(f, tagged_copy) for f in frames]
-            elif tagged:
-                frames = [self._tagged(f, tagged_copy) if f.vlan in tagged else f for f in frames]
+                else:
+                    frames = [self._tagged(f, tagged_copy) if f.vlan in tagged else f for f in frames]
             send = outs.get(out)
             if send is None:
                 self.unconnected[out] = self.unconnected.get(out, 0) + len(frames)

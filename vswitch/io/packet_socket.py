@@ -24,6 +24,7 @@ interface down only drops frames (`write` returns False).
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import struct
 
@@ -103,6 +104,8 @@ class PacketSocketPort:
         self._buf = bytearray(RX_FRAME_MAX)
         self._mv = memoryview(self._buf)
         self._bufs = [self._hdr, self._buf] if vnet_hdr else [self._buf]
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -154,6 +157,8 @@ class PacketSocketPort:
                         if vnet is not None:
                             vnet = shift_offsets(vnet, 4)
             out.append((vnet, frame))
+            if len(out) == 1 and not self._poll.poll(0):     # see TapPort.read_batch
+                break
         return out
 
     def write(self, vnet: bytes | None, frame: bytes) -> bool:
