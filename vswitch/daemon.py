@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
+from vswitch.control.server import ControlServer
+from vswitch.drivers.live import LiveSwitch
+from vswitch.io.memory import keep_heap
 from vswitch.topology import ConfigError, Topology, load_topology, save_topology
 
 DEFAULT_CONFIG = "/etc/vswitch/vswitchd.toml"
@@ -72,8 +75,6 @@ def _socket_in_use(path: str) -> bool:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from vswitch.control.server import ControlServer
-    from vswitch.drivers.live import LiveSwitch
 
     config = Path(args.config)
     if config.exists():
@@ -88,7 +89,6 @@ async def run(args: argparse.Namespace) -> int:
     metrics = _parse_metrics(args.metrics) if args.metrics else None
 
     sw = LiveSwitch(topo, batch=args.batch)
-    from vswitch.io.memory import keep_heap
     heap_kept = keep_heap()
 
     def persist() -> None:

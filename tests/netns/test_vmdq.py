@@ -82,6 +82,13 @@ def test_vmdq_access_vlan_guest_is_tagged_on_the_wire(lab, workdir):
     b3 = next(b for b in nic["bindings"] if b["port"] == taps["g3"])
     assert b3["vlan"] == 30
     assert any(v["vid"] == 30 and v["pools"] == [b3["pool"]] for v in nic["filters"]["vlvf"])
+    # Taking the port out of VLAN 30 at run time re-programs its pool: untagged again, it reaches the wire.
+    r = d.ctl("set-port", taps["g3"], "tag=none")
+    assert r.returncode == 0, r.stderr
+    nic = d.ctl_json("nic", "show")
+    assert next(b for b in nic["bindings"] if b["port"] == taps["g3"])["vlan"] is None
+    assert not any(v["vid"] == 30 for v in nic["filters"]["vlvf"])
+    assert ping_ok(lab, lab.prefix + "g3", "10.61.0.100")
 
 
 def test_software_mode_one_queue_switch_classifies_everything(lab, workdir):

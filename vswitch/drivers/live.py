@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vswitch.core.element import Batch
-from vswitch.core.frame import Frame
+from vswitch.core.frame import Frame, parse_mac
 from vswitch.core.graph import Graph
 from vswitch.drivers.nic_mode import Binding, NicMode
 from vswitch.elements.gso import GsoError, to_plain
@@ -41,7 +41,7 @@ from vswitch.io.errors import PortGone
 from vswitch.io.packet_socket import PacketSocketPort
 from vswitch.io.pcap import PcapWriter
 from vswitch.io.tap import TapPort
-from vswitch.topology import Dataplane, PortConfig, Topology, build_dataplane
+from vswitch.topology import ConfigError, Dataplane, PortConfig, Topology, build_dataplane, parse_port
 
 log = logging.getLogger("vswitchd")
 
@@ -146,7 +146,6 @@ class LiveSwitch:
         self.loop.add_reader(self.monitor.fileno(), self._on_netlink)
         for cfg in self.topo.ports:
             await self.add_port(cfg, persist=False)
-        from vswitch.core.frame import parse_mac
         for s in self.topo.fdb:
             self.dp.switch.fdb.add_static(s.vlan, parse_mac(s.mac), self.ports[s.port].number)
         self._changed = on_change
@@ -234,7 +233,6 @@ class LiveSwitch:
 
     async def set_port(self, name: str, changes: dict[str, Any]) -> LivePort:
         """Change port settings at run time (VLANs, flags, MTU, limits, netns, state=up)."""
-        from vswitch.topology import ConfigError, parse_port
         lp = self._port(name)
         reopen = changes.pop("state", None)
         if reopen not in (None, "up"):
@@ -257,6 +255,13 @@ class LiveSwitch:
                                    mac_limit=sp.mac_limit, mac_limit_policy=sp.mac_limit_policy)
         lp.cfg = new
         self.topo.ports = [new if p.name == name else p for p in self.topo.ports]
+        if lp.binding is not None and self.nicmode is not None and (new.vlan() != old.vlan() or
+                                                                   new.mac != old.mac):
+            # The guest's pool follows its VLAN and MAC: program it again.
+            mac = new.mac or (lp.binding.mac.hex(":") if lp.binding.mac else None)
+            self.nicmode.unbind(name)
+            v = new.vlan()
+            lp.binding = self.nicmode.bind(name, v.tag if v.mode == "access" else None, mac)
         if lp.state == "up" and new.type == "tap" and (new.netns != old.netns or new.mtu != old.mtu):
             if new.netns != old.netns:
                 self._close_dev(lp, remove=True)      # a TAP cannot move back: re-create it
