@@ -35,6 +35,7 @@ from vswitch.core.frame import Frame, mac_str, parse_mac
 from vswitch.elements.gso import GsoError, to_plain
 from vswitch.topology import NIC_MODES, NicConfig
 
+RESET_VMVIR = "use_desc"   # a pool's VMVIR mode after reset
 # Live pools accept up to the RLPML maximum; the wire side is segmented to the MTU anyway.
 LIVE_MAX_FRAME = 0x3FFF
 
@@ -110,6 +111,7 @@ class NicMode:
         if b is not None:
             del self.by_pool[b.pool]
             self.nic.clear_pool(b.pool)
+            self.nic.set_vmvir(b.pool, RESET_VMVIR)     # clear_pool keeps VLAN insertion
 
     def program_mac(self, b: Binding, mac: bytes) -> bool:
         """Program (or re-program) the guest's MAC into RAR; False if unchanged."""
