@@ -10,9 +10,10 @@ kernel's TAP queue (txqueuelen) is the only TX queue, and a full one counts
 Offloads.  TAP ports are opened with ``IFF_VNET_HDR`` and checksum/TSO
 offloads; attach ports with ``PACKET_VNET_HDR``.  A frame keeps its
 virtio-net header (``Frame.vnet``) across the switch, so a 64 KB TCP GSO
-super-frame crosses unsegmented between offloading ports.  A port with
-``offloads = false`` (and every pcap mirror) gets `gso.to_plain` frames:
-segmented, checksums completed, never over the MTU.
+super-frame crosses unsegmented between ports (every port type takes the
+header: where the device behind an attach port cannot do TSO, the kernel
+segments in software).  Mirrors, to a pcap file or to a port, get
+`gso.to_plain` frames: segmented, checksums completed, never over the MTU.
 
 Port states: ``up``; ``pending`` (an attach port whose interface does not
 exist yet: it attaches when netlink reports it); ``down`` (its interface
@@ -73,7 +74,6 @@ class LivePort:
     error: str | None = None
     since_ns: int = 0
     attaches: int = 0
-    offloads: bool = True
     perf: PortPerf = field(default_factory=PortPerf)
     uplink: bool = False                 # the wire side of the emulated NIC
     binding: Binding | None = None       # its VMDq pool (guest ports in vmdq mode)
@@ -286,11 +286,9 @@ class LiveSwitch:
         try:
             if cfg.type == "tap":
                 lp.dev = TapPort(cfg.name, persist=cfg.persistent)
-                lp.offloads = True
                 await self._configure_tap(lp)
             else:
                 lp.dev = PacketSocketPort(cfg.name, vnet_hdr=True)
-                lp.offloads = True
         except PortGone as e:
             self._set_state(lp, "pending" if cfg.type == "attach" and lp.attaches == 0 else "down", str(e))
             lp.dev = None
@@ -413,7 +411,6 @@ class LiveSwitch:
 
     def _egress(self, lp: LivePort) -> Callable[[Batch, int], None]:
         counters = self.dp.graph.ports[lp.number]
-        mtu = lp.cfg.mtu
 
         def send(batch: Batch, now_ns: int) -> None:
             t0 = self.timer()
@@ -428,10 +425,7 @@ class LiveSwitch:
                 write = dev.write
                 try:
                     for f in batch:
-                        if f.vnet is None or lp.offloads:
-                            ok = write(f.vnet, f.data)
-                        else:
-                            ok = self._write_plain(write, f, mtu)
+                        ok = write(f.vnet, f.data)
                         if not ok:
                             failed += 1
                             failed_bytes += len(f.data)
@@ -446,17 +440,6 @@ class LiveSwitch:
                 cur.tx_ns += self.timer() - t0
                 cur.tx_calls += 1
         return send
-
-    @staticmethod
-    def _write_plain(write: Callable[[bytes | None, bytes], bool], f: Frame, mtu: int) -> bool:
-        try:
-            pieces = to_plain(f.vnet, f.data, mtu)
-        except GsoError:
-            return False
-        ok = True
-        for p in pieces:
-            ok = write(None, p) and ok
-        return ok
 
     # -- the emulated NIC (vswitch/drivers/nic_mode.py) -----------------------------
     def _wire_rx(self, uplink: LivePort, frames: list[Frame], now: int) -> None:
@@ -511,8 +494,7 @@ class LiveSwitch:
             ok = False
             if dev is not None:
                 try:
-                    ok = dev.write(f.vnet, f.data) if (f.vnet is None or lp.offloads) else \
-                        self._write_plain(dev.write, f, lp.cfg.mtu)
+                    ok = dev.write(f.vnet, f.data)
                 except PortGone as e:
                     self._gone(lp, e)
                     dev = None
