@@ -105,8 +105,9 @@ def render_perf(r: dict[str, Any]) -> list[Table]:
     el = _table("elements (inclusive time)", ["element", "calls", "busy ms"],
                 [[n, e["calls"], f"{e['busy_ns'] / 1e6:.1f}"] for n, e in r["elements"].items()])
     lp = r["loop"]
-    loop = _table("event loop", ["uptime s", "ticks", "max lag us"],
-                  [[f"{lp['uptime_s']:.0f}", lp["ticks"], f"{lp['max_lag_us']:.0f}"]])
+    loop = _table("event loop", ["uptime s", "ticks", "max lag us", "busy poll us", "frames caught polling"],
+                  [[f"{lp['uptime_s']:.0f}", lp["ticks"], f"{lp['max_lag_us']:.0f}", lp["busy_poll_us"],
+                    lp["busy_poll_catches"]]])
     out = [t, el, loop]
     n = r.get("nic")
     if n:

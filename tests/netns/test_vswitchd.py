@@ -359,3 +359,18 @@ def test_mirror_to_a_port_copies_what_another_port_sends(lab, workdir):
     got = _rx_packets(lab, ns_of(lab, "spy"), taps["spy"]) - before
     assert got == m["tx_packets"]
     assert d.ctl("mirror", "add", "bad", "--select-all", "--output-port", "nope").returncode == 1
+
+
+def test_busy_poll_catches_replies_without_sleeping(lab, workdir):
+    text, taps = tap_config(lab, {"g1": {}, "g2": {}})
+    d = Daemon(lab, workdir, text, extra=["--busy-poll-us", "500"]).start()
+    guest(lab, ns_of(lab, "g1"), taps["g1"], "10.90.0.1/24")
+    guest(lab, ns_of(lab, "g2"), taps["g2"], "10.90.0.2/24")
+    assert ping_ok(lab, ns_of(lab, "g1"), "10.90.0.2", 5)
+    loop = d.call("perf-show")["loop"]
+    assert loop["busy_poll_us"] == 500
+    # Each echo reply comes back within the polling window of its request: caught while spinning.
+    assert loop["busy_poll_catches"] >= 5
+    r = subprocess.run([sys.executable, "-m", "vswitch.daemon", "--busy-poll-us", "-1"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2 and "--busy-poll-us -1: must be 0-1000000" in r.stderr
