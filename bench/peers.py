@@ -7,6 +7,10 @@ namespaces, a client and a server, each with one interface, joined by
               of its own, STP off, br_netfilter calls off: a plain bridge);
 ``vde``       vde_switch (Debian vde2) with two ``-tap`` ports, the TAPs moved
               into the guest namespaces (the switch keeps their fds);
+``relay``     ``python -m bench.relay``: two TAPs and a bare copy loop on uvloop
+              with the same offloads and I/O code as vswitchd, no switching:
+              the floor of any Python TAP switch (frames counted from the
+              TAPs' own kernel statistics);
 ``vswitchd``  ``python -m vswitch.daemon`` with a generated config: two tap
               ports with ``netns`` set, the full pipeline on (learning, VLAN
               classification, counters).
@@ -60,8 +64,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SWITCHES = ("bridge", "vde", "vswitchd")
-LABELS = {"bridge": "Linux bridge", "vde": "vde_switch", "vswitchd": "vswitchd"}
+SWITCHES = ("bridge", "vde", "relay", "vswitchd")
+LABELS = {"bridge": "Linux bridge", "vde": "vde_switch", "relay": "bare Python relay", "vswitchd": "vswitchd"}
 METRICS = ("tcp1_gbps", "tcp4_gbps", "udp64_rx_pps", "ping_avg_us", "ping_p99_us", "cpu_us_per_frame")
 CLIENT_IP, SERVER_IP, PLEN = "10.213.0.1", "10.213.0.2", 24
 IPERF_PORT = 5201
@@ -431,8 +435,45 @@ class VswitchdTopo(Topo):
         return {"perf_show": self.client.call("perf-show"), "counters": self.client.call("counters")}
 
 
-TOPOS: dict[str, type[Topo]] = {"bridge": BridgeTopo, "vde": VdeTopo, "vswitchd": VswitchdTopo}
-TAGS = {"bridge": "b", "vde": "v", "vswitchd": "d"}
+class RelayTopo(Topo):
+    kind = "relay"
+
+    def setup(self) -> None:
+        lab = self.lab
+        self.taps = [lab.name(self.tag + "c"), lab.name(self.tag + "s")]
+        self.proc = lab.spawn([sys.executable, "-m", "bench.relay", f"{self.taps[0]}={self.client_ns}",
+                               f"{self.taps[1]}={self.server_ns}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+        def stop() -> None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+        lab.closers.append(stop)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            raise MeasureError(f"relay did not start: {line} {self.proc.stderr.read() if self.proc.stderr else ''}")
+        self.pid = self.proc.pid
+        guest_addr(self.client_ns, self.taps[0], CLIENT_IP)
+        guest_addr(self.server_ns, self.taps[1], SERVER_IP)
+
+    def frames(self) -> int | None:
+        """Frames the guests sent into the relay: the TAPs' tx counters in their namespaces."""
+        total = 0
+        for tap, ns in zip(self.taps, (self.client_ns, self.server_ns), strict=True):
+            with ipr(ns) as ip:
+                link = ip.get_links(link_index(ip, tap))[0]
+                total += int(link.get_attr("IFLA_STATS64")["tx_packets"])
+        return total
+
+
+TOPOS: dict[str, type[Topo]] = {"bridge": BridgeTopo, "vde": VdeTopo, "relay": RelayTopo,
+                                "vswitchd": VswitchdTopo}
+TAGS = {"bridge": "b", "vde": "v", "relay": "r", "vswitchd": "d"}
 
 
 # -- measurements ----------------------------------------------------------------
@@ -627,6 +668,7 @@ def summarize(switches: list[str], reps: int, duration: float, samples: dict[str
     for s in switches:
         sw[s]["ratio_to_bridge"] = {m: ratio(s, "bridge", m) for m in METRICS if m != "cpu_us_per_frame"}
     res["cpu_ratio_vswitchd_to_vde"] = ratio("vswitchd", "vde", "cpu_us_per_frame")
+    res["ratio_vswitchd_to_relay"] = {m: ratio("vswitchd", "relay", m) for m in METRICS}
     targets = [
         ("TCP 1 stream vs Linux bridge", "tcp1_gbps", "bridge", ">=", 0.9),
         ("TCP 4 streams vs Linux bridge", "tcp4_gbps", "bridge", ">=", 0.5),
@@ -689,6 +731,9 @@ def render(res: dict[str, Any], console: Any) -> None:
     console.print(tt)
     if res.get("cpu_ratio_vswitchd_to_vde") is not None:
         console.print(f"CPU per frame vswitchd / vde_switch: {res['cpu_ratio_vswitchd_to_vde']:.2f}x")
+    rel = {m: r for m, r in (res.get("ratio_vswitchd_to_relay") or {}).items() if r is not None}
+    if rel:
+        console.print("vswitchd / bare Python relay: " + ", ".join(f"{m} {r:.2f}x" for m, r in rel.items()))
     for e in res["errors"]:
         console.print(f"error: {e}", markup=False, highlight=False)
     for p in res["cleanup_problems"]:

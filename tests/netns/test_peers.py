@@ -30,15 +30,16 @@ def _leftovers(prefix: str) -> list[str]:
     return sorted(n for n in [*netns, *names] if n.startswith(prefix))
 
 
-def test_peers_smoke_vswitchd_and_bridge(tmp_path):
+def test_peers_smoke_bridge_relay_vswitchd(tmp_path):
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
     out = tmp_path / "peers.json"
-    assert peers.main(["--only", "bridge,vswitchd", "--reps", "1", "--duration", "1", "--json", str(out)]) == 0
+    argv = ["--only", "bridge,relay,vswitchd", "--reps", "1", "--duration", "1", "--json", str(out)]
+    assert peers.main(argv) == 0
     res = json.loads(out.read_text())
     assert res["errors"] == [] and res["cleanup_problems"] == []
-    assert set(res["switches"]) == {"bridge", "vswitchd"}
+    assert set(res["switches"]) == {"bridge", "relay", "vswitchd"}
     assert res["settings"]["reps"] == 1 and res["machine"]["cpus"] >= 1
     for name, sw in res["switches"].items():
         for m in peers.METRICS:
@@ -51,6 +52,7 @@ def test_peers_smoke_vswitchd_and_bridge(tmp_path):
     for m, r in res["switches"]["vswitchd"]["ratio_to_bridge"].items():
         assert r is not None and r > 0, m
     assert {t["metric"] for t in res["targets"]} >= {"tcp1_gbps", "tcp4_gbps", "ping_avg_us"}
+    assert all(r is not None and r > 0 for r in res["ratio_vswitchd_to_relay"].values())
     # Everything it created (namespaces, links: all named with its prefix) is gone.
     assert res["prefix"].startswith("vsb") and _leftovers(res["prefix"]) == []
 
