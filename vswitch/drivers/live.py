@@ -389,7 +389,8 @@ class LiveSwitch:
         now = self.clock()
         # Ports hand over a virtio-net header only when it carries work (partial checksum,
         # GSO type); otherwise None, and the frame is a plain Frame.
-        frames = [Frame(data, now, vnet=vnet) for vnet, data in items]
+        # Positional arguments: ~100 ns per frame cheaper than vnet=... on this CPython.
+        frames = [Frame(data, now, -1, None, 0, vnet) for vnet, data in items]
         biggest = max(map(len, (data for _, data in items)))
         if biggest > perf.max_frame:
             perf.max_frame = biggest
