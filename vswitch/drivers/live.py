@@ -665,6 +665,8 @@ class LiveSwitch:
                     m.tx_bytes += len(p)
                 else:
                     m.tx_dropped += 1
+        if m.writer is not None:
+            m.writer.flush()        # a mirror file is read while it grows (tcpdump -r, Wireshark)
 
     # -- views -----------------------------------------------------------------
     def show(self) -> dict[str, Any]:

@@ -174,6 +174,10 @@ class PcapWriter:
         self.packets += 1
         self.bytes += n
 
+    def flush(self) -> None:
+        """Push buffered records to the file, so a reader (tcpdump -r) sees them now."""
+        self._f.flush()
+
     def close(self) -> None:
         if not self._f.closed:
             self._f.close()
