@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -633,7 +634,7 @@ def run_benchmark(switches: list[str], reps: int, duration: float,
                 for s in switches:
                     if s == "bridge" and not for_bridge:
                         continue
-                    record(s, key, lambda fn=fn, s=s: fn(topos[s]))
+                    record(s, key, functools.partial(fn, topos[s]))
         for s, t in topos.items():
             with contextlib.suppress(Exception):
                 if t.extra():

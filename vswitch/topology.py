@@ -175,12 +175,16 @@ def parse_port(data: dict[str, Any], where: str) -> PortConfig:
     if kw.get("type", "tap") not in PORT_TYPES:
         raise ConfigError(f"{where}: type {kw['type']!r}: use one of {', '.join(PORT_TYPES)}")
     port = PortConfig(**kw)
-    for key in ("tag", "trunks"):              # name the key in VLAN errors
-        if getattr(port, key) is not None:
-            try:
-                (check_vid(port.tag) if key == "tag" else parse_vlan_list(port.trunks or ""))
-            except ValueError as e:
-                raise ConfigError(f"{where}: {key}: {e}") from None
+    try:                                       # name the key in VLAN errors
+        if port.tag is not None:
+            check_vid(port.tag)
+    except ValueError as e:
+        raise ConfigError(f"{where}: tag: {e}") from None
+    try:
+        if port.trunks is not None:
+            parse_vlan_list(port.trunks)
+    except ValueError as e:
+        raise ConfigError(f"{where}: trunks: {e}") from None
     try:
         port.switch_port(port.number or 1)
         if port.mac is not None:

@@ -1,4 +1,4 @@
-"""Layering and lint run inside the test suite: the core imports no I/O, ruff is clean."""
+"""Layering and lint run inside the test suite: the core imports no I/O, ruff and mypy are clean."""
 
 from __future__ import annotations
 
@@ -18,4 +18,10 @@ def test_import_linter_contracts_hold() -> None:
 
 def test_ruff_is_clean() -> None:
     r = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_is_clean(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy")], cwd=ROOT,
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -440,10 +440,10 @@ class LiveSwitch:
                 ready = poller.poll(0)
                 if ready:
                     for fd, _ in ready:
-                        lp = by_fd.get(fd)
-                        if lp is not None and lp.dev is not None:
+                        port = by_fd.get(fd)
+                        if port is not None and port.dev is not None:
                             self.busy_polls += 1
-                            self._readable(lp)
+                            self._readable(port)
                     deadline = timer() + self.busy_poll_ns
         finally:
             self._spinning = False

@@ -160,7 +160,7 @@ class LearningSwitch(Element):
         return sets
 
     # -- data path ---------------------------------------------------------
-    def _rebuild(self) -> None:
+    def _rebuild(self) -> dict[int, Any]:
         """Per-port state the data path reads once per batch, rebuilt on any config change.
 
         Output lists are reused across batches (emptied by _egress), with their bound
@@ -176,11 +176,11 @@ class LearningSwitch(Element):
             ctx[n] = (p, p.learning, p.hairpin, p.isolated, untagged, ok,
                       self.fdb.table(untagged) if ok else {}, p.max_frame)
         self._ctx = ctx
+        return self._app
 
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
         in_port: int = inp  # type: ignore[assignment]
-        if self._app is None:
-            self._rebuild()
+        app = self._app if self._app is not None else self._rebuild()
         c = self._ctx.get(in_port)
         if c is None:                        # raced with remove_port: nothing to do
             return
@@ -191,7 +191,6 @@ class LearningSwitch(Element):
         learn = fdb.learn
         ports = self.ports
         drop = self.drop
-        app = self._app
         copies0 = self.counters["flood_copies"]
         mixed = False        # False while every frame is in the port's untagged VLAN
 
