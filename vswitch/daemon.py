@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         with runner:
             return runner.run(run(args))
     except (ConfigError, ControlError) as e:
-        log.error("fatal", extra={"kv": {"error": str(e)}})
-        print(f"vswitchd: {e}", file=sys.stderr)
+        print(f"vswitchd: {e}", file=sys.stderr)      # one line, not also a log line
         return 2
     except PermissionError as e:
         print(f"vswitchd: permission denied: {e} (run as root: TAP devices need CAP_NET_ADMIN)", file=sys.stderr)
