@@ -452,6 +452,8 @@ class LiveSwitch:
         counters = self.dp.graph.ports[lp.number]
 
         def send(batch: Batch, now_ns: int) -> None:
+            if not batch:
+                return
             t0 = self.timer()
             dev = lp.dev
             if self.mirrors:
@@ -462,6 +464,7 @@ class LiveSwitch:
                 failed_bytes = sum(len(f.data) for f in batch)
             else:
                 write = dev.write
+                f = batch[0]
                 try:
                     for f in batch:
                         ok = write(f.vnet, f.data)
@@ -470,6 +473,9 @@ class LiveSwitch:
                             failed_bytes += len(f.data)
                 except PortGone as e:
                     self._gone(lp, e)
+                    rest = batch[batch.index(f):]   # this frame and the rest never reached the device
+                    failed += len(rest)
+                    failed_bytes += sum(len(x.data) for x in rest)
             if failed:
                 counters.tx_packets -= failed
                 counters.tx_bytes -= failed_bytes
