@@ -9,7 +9,9 @@ native-tagged      VLAN T (T and L carried)   tagged, T included
 native-untagged    VLAN T (T and L carried)   untagged for T, tagged others
 =================  =========================  ==============================
 
-``trunks`` empty means every VLAN 0-4095.  A port with neither tag nor
+An access port drops any frame tagged with a nonzero VID, even its own VLAN
+(OVS's rule; the switch applies it when it pops the tag).  ``trunks`` empty
+means every VLAN 0-4095.  A port with neither tag nor
 trunks is a trunk of every VLAN (OVS's default), so an unconfigured switch
 passes tagged frames through and keeps untagged ones untagged.
 
