@@ -245,6 +245,17 @@ class Topo:
     def setup(self) -> None:
         raise NotImplementedError
 
+    def stop_on_cleanup(self, proc: subprocess.Popen[Any]) -> None:
+        """SIGTERM the switch process at cleanup (it removes what it created), then kill."""
+        def stop() -> None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self.lab.closers.append(stop)
+
     def frames(self) -> int | None:
         """Frames the switch has received on all ports (its own counter), or None."""
         return None
@@ -393,15 +404,7 @@ class VswitchdTopo(Topo):
         self.proc = lab.spawn([sys.executable, "-m", "vswitch.daemon", "--config", str(config), "--socket", sock,
                                "--log-level", "warning"], stdout=logf, stderr=logf, cwd=ROOT)
         logf.close()
-
-        def stop() -> None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)       # it removes its TAPs and its socket
-                try:
-                    self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-        lab.closers.append(stop)
+        self.stop_on_cleanup(self.proc)               # SIGTERM: it removes its TAPs and its socket
         self.pid = self.proc.pid
         self.client = Client(sock, timeout=10)
         deadline = time.monotonic() + 30
@@ -445,15 +448,7 @@ class RelayTopo(Topo):
         self.proc = lab.spawn([sys.executable, "-m", "bench.relay", f"{self.taps[0]}={self.client_ns}",
                                f"{self.taps[1]}={self.server_ns}"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
-
-        def stop() -> None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-        lab.closers.append(stop)
+        self.stop_on_cleanup(self.proc)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
