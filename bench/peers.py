@@ -586,8 +586,13 @@ def machine_facts() -> dict[str, Any]:
             "loadavg_at_start": os.getloadavg()}
 
 
+MEASURES = ("tcp1", "tcp4", "udp", "ping", "cpu")
+STEP_MEASURE = {"tcp1_gbps": "tcp1", "tcp4_gbps": "tcp4", "udp64_rx_pps": "udp", "ping": "ping", "cpu": "cpu"}
+
+
 def run_benchmark(switches: list[str], reps: int, duration: float,
-                  log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                  log: Callable[[str], None] = lambda s: None,
+                  measures: tuple[str, ...] = MEASURES) -> dict[str, Any]:
     """Build every topology, measure, tear everything down; returns the results dict."""
     lab = Lab()
     samples: dict[str, dict[str, list[float]]] = {s: {} for s in switches}
@@ -623,6 +628,7 @@ def run_benchmark(switches: list[str], reps: int, duration: float,
             ("ping", lambda t: dict(zip(("ping_avg_us", "ping_p99_us"), measure_ping(t), strict=True)), True),
             ("cpu", lambda t: measure_cpu(t, duration), False),
         ]
+        steps = [st for st in steps if STEP_MEASURE[st[0]] in measures]
         for rep in range(reps):
             for key, fn, for_bridge in steps:
                 log(f"rep {rep + 1}/{reps} {key}")
@@ -774,8 +780,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per iperf3 run (default 5)")
     ap.add_argument("--only", default=",".join(SWITCHES),
                     help=f"comma-separated switches to run (default {','.join(SWITCHES)})")
+    ap.add_argument("--measure", default=",".join(MEASURES),
+                    help=f"comma-separated measurements to take (default {','.join(MEASURES)})")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = ap.parse_args(argv)
+    measures = tuple(m.strip() for m in args.measure.split(",") if m.strip())
     switches = [s.strip() for s in args.only.split(",") if s.strip()]
     prog = "vswitch-bench peers"
     bad = [s for s in switches if s not in SWITCHES]
@@ -783,6 +792,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: --only {args.only!r}: choose from {', '.join(SWITCHES)}", file=sys.stderr)
         return 2
     switches = [s for s in SWITCHES if s in switches]     # fixed order: bridge, vde, vswitchd
+    if not measures or any(m not in MEASURES for m in measures):
+        print(f"{prog}: --measure {args.measure!r}: choose from {', '.join(MEASURES)}", file=sys.stderr)
+        return 2
     if args.reps < 1 or args.duration < 1:
         print(f"{prog}: --reps must be >= 1 and --duration >= 1 s", file=sys.stderr)
         return 2
@@ -802,7 +814,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _sigterm_as_interrupt():
             res = run_benchmark(switches, args.reps, args.duration,
-                                log=lambda s: err.print(s, markup=False, highlight=False))
+                                log=lambda s: err.print(s, markup=False, highlight=False),
+                                measures=measures)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; everything it created was removed", file=sys.stderr)
         return 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
@@ -11,6 +12,7 @@ import time
 import pytest
 
 from tests.netns.conftest import Lab, responder
+from vswitch.core.frame import Frame
 from vswitch.io import netlink
 from vswitch.io.errors import PortGone
 from vswitch.io.tap import TapPort
@@ -78,3 +80,41 @@ def test_tap_down_drops_and_gone_raises(lab: Lab) -> None:
         time.sleep(0.05)
     else:
         pytest.fail("a TAP whose namespace was deleted did not raise PortGone")
+
+
+def test_tap_batch_read_and_write(lab: Lab) -> None:
+    """read_frames stamps the frames and sums their bytes; write_frames reports drops as counts."""
+    ns = lab.netns("c")
+    tap = TapPort(lab.name("t5"))
+    lab.on_cleanup(tap.close)
+    frame = bytes.fromhex("ffffffffffff020000000001") + b"\x08\x06" + bytes(46)
+    f = Frame(frame)
+    assert tap.write_frames([f, f]) == (120, 2, 120)            # interface down: both dropped
+    assert tap.last_errno == errno.EIO
+    netlink.configure(tap.name, netns=ns, addresses=["10.213.1.1/24"])
+    assert tap.write_frames([f, f]) == (120, 0, 0)
+    ping = lab.ping(ns, "10.213.1.2", 2)                         # ARP requests come out of the TAP
+    got: list[Frame] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(g.data[12:14] == b"\x08\x06" for g in got):
+        frames, nbytes = tap.read_frames(64, 1234, 7)
+        assert nbytes == sum(len(g.data) for g in frames)
+        got += frames
+        time.sleep(0.02)
+    ping.communicate(timeout=10)
+    assert any(g.data[12:14] == b"\x08\x06" for g in got)
+    assert all(g.ts_ns == 1234 and g.in_port == 7 and g.vlan is None for g in got)
+    assert tap.rx_max == max(len(g.data) for g in got)
+    subprocess.run(["ip", "netns", "del", ns], check=True)
+    lab.namespaces.remove(ns)
+    for _ in range(50):
+        try:
+            tap.write(None, frame)
+        except PortGone:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("a TAP whose namespace was deleted did not raise PortGone")
+    with pytest.raises(PortGone) as gone:
+        tap.write_frames([f, f, f])
+    assert (gone.value.handled, gone.value.failed, gone.value.failed_bytes) == (0, 0, 0)   # the first raised

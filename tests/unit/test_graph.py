@@ -119,6 +119,31 @@ def test_egress_callback_counts_tx_on_the_port():
     assert rx.tx_packets == 0 and tx.rx_packets == 0
 
 
+def test_ingress_closure_and_a_driver_that_counts_its_own_bytes():
+    """A driver pushing through ``ingress`` stamps in_port itself and may hand the byte count;
+    an egress with ``counts_bytes`` reports the bytes it was given (its write loop measures them)."""
+    g = Graph()
+    a = g.add(Pass("a"))
+    rx = g.add_port(1, "in0", a, "in")
+    tx = g.add_port(2, "out0", a, "in")
+    seen = []
+
+    def send(batch, now):
+        seen.append([f.in_port for f in batch])
+        return 1000                           # whatever the driver measured
+    g.attach_egress(a, "out", 2, send, counts_bytes=True)
+    push = g.ingress(1)
+    push([Frame(eth(BCAST, mac(1)), 5, 1), Frame(eth(BCAST, mac(2)), 5, 1)], 5, 123)
+    assert (rx.rx_packets, rx.rx_bytes) == (2, 123)
+    assert (tx.tx_packets, tx.tx_bytes) == (2, 1000)
+    push([Frame(eth(BCAST, mac(1)), 6, 1)], 6)          # no count given: measured here
+    assert (rx.rx_packets, rx.rx_bytes) == (3, 123 + 60)
+    assert seen == [[1, 1], [1]]
+    g.detach_port(1)
+    with pytest.raises(KeyError):
+        g.push(1, [Frame(eth(BCAST, mac(1)))], 7)
+
+
 def test_frames_sent_to_an_unconnected_output_are_counted():
     g = Graph()
     s = g.add(Split("split"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import BCAST, LLDP, MCAST, MCAST6, NS, STP, ZERO, Bridge, eth, mac, tagged
+from helpers import ARP, BCAST, LLDP, MCAST, MCAST6, NS, STP, ZERO, Bridge, eth, mac, tagged
 
 from vswitch.elements.vlan import PortVlan
 from vswitch.topology import PortConfig, StaticFdbConfig, Topology, build_dataplane
@@ -566,3 +566,34 @@ def test_static_entry_never_leaks_a_vlan_into_a_port_that_does_not_carry_it():
     out = br.send(1, f)
     assert 2 not in out
     br.check_accounting()
+
+
+def test_a_burst_is_switched_like_single_frames():
+    """Within a batch the switch reuses the last plain forward's decision for identical headers;
+    the result is the same as sending the frames one per batch, counters included."""
+    frames = [eth(B, A, payload=bytes([i]) * 46) for i in range(5)] + [eth(C, A), eth(B, A, ARP)]
+    one, many = Bridge(*trunks(3)), Bridge(*trunks(3))
+    for br in (one, many):
+        br.send(2, eth(BCAST, B))
+        br.send(1, eth(BCAST, A))
+    singles: dict[int, list[bytes]] = {}
+    for f in frames:
+        for port, got in one.send(1, f, t=1).items():
+            singles.setdefault(port, []).extend(got)
+    assert many.send(1, *frames, t=1) == singles == {2: frames, 3: [frames[5]]}   # C: unknown, flooded
+    assert many.counters == one.counters
+    many.check_accounting()
+
+
+def test_learning_mid_batch_forgets_the_memo():
+    """A frame that learns (here: its source on another VLAN, which evicts the port's only
+    entry) changes the FDB under the batch: the next identical header must be decided afresh
+    (its source is unknown again and is re-learned), not copied from the frame before."""
+    br = Bridge(PortConfig(name="p1", mac_limit=1, mac_limit_policy="evict"), *trunks(3)[1:])
+    br.send(2, eth(BCAST, B))
+    br.send(1, eth(BCAST, A))
+    f = eth(B, A)
+    got = br.send(1, f, tagged(f, 10), f, t=1)
+    assert got == {2: [f, tagged(f, 10), f], 3: [tagged(f, 10)]}     # B is unknown on VLAN 10
+    assert {(e.vlan, e.mac) for e in br.fdb.entries(1)} == {(0, B), (0, A)}   # A re-learned on VLAN 0
+    assert br.fdb.stats["evicted"] == 2

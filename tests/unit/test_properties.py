@@ -184,11 +184,16 @@ def frames(draw, src: bytes, home: tuple[int, int] | None) -> bytes:
 @st.composite
 def steps(draw, n: int):
     """(ingress port, time step, batch): a batch is one host's frames, sent from its home port
-    or, one time in five, from another port (a move)."""
+    or, one time in five, from another port (a move).  One batch in three holds a burst, the
+    same frame several times among others: the switch's within-batch memo of the last plain
+    forward (and its invalidation by learning) then decides most of the batch."""
     host = draw(st.integers(0, len(HOSTS) - 1))
     roam = draw(st.integers(0, 4)) == 0
     port = draw(st.integers(1, n)) if roam else 1 + host % n
     batch = draw(st.lists(frames(HOSTS[host], HOME_ENCAP[host]), min_size=1, max_size=4))
+    if draw(st.integers(0, 2)) == 0:
+        at = draw(st.integers(0, len(batch)))
+        batch[at:at] = [draw(frames(HOSTS[host], HOME_ENCAP[host]))] * draw(st.integers(2, 6))
     return port, draw(DT), batch
 
 

@@ -21,3 +21,8 @@ class PortGone(OSError):
     def __init__(self, port: str, err: int, detail: str = "") -> None:
         super().__init__(err, f"{port}: {detail or os.strerror(err)}")
         self.port = port
+        # Raised from a batch write: how many frames came before the one that failed,
+        # and how many of those (and their bytes) were dropped.
+        self.handled = 0
+        self.failed = 0
+        self.failed_bytes = 0

@@ -27,7 +27,9 @@ import errno
 import select
 import socket
 import struct
+from collections.abc import Sequence
 
+from vswitch.core.frame import Frame
 from vswitch.elements.gso import F_NEEDS_CSUM, VNET_HDR_LEN, VNET_NONE, shift_offsets
 from vswitch.io.errors import GONE_ERRNOS, PortGone
 
@@ -70,6 +72,8 @@ class PacketSocketPort:
         self.vnet_hdr_len = VNET_HDR_LEN if vnet_hdr else 0
         self.last_errno = 0
         self.rx_truncated = 0
+        self.rx_gso = 0          # frames read with a GSO type (super-frames)
+        self.rx_max = 0          # largest frame read
         # Protocol 0 at creation: nothing is queued until bind() picks the interface.
         kind = socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
         sock = socket.socket(socket.AF_PACKET, kind, 0)
@@ -118,13 +122,22 @@ class PacketSocketPort:
             raise PortGone(self.name, errno.ENODEV, "interface removed") from e
 
     def read_batch(self, max_frames: int = 64) -> list[tuple[bytes | None, bytes]]:
-        """Read up to ``max_frames`` frames until the socket would block.
+        """`read_frames` as ``[(vnet_hdr, frame), ...]`` (for tools and tests)."""
+        return [(f.vnet, f.data) for f in self.read_frames(max_frames, 0, -1)[0]]
 
-        Returns ``[(vnet_hdr, frame), ...]``; ``vnet_hdr`` is 10 bytes, or
-        None on a socket opened with ``vnet_hdr=False``.  Truncated frames
-        (over `RX_FRAME_MAX`) are skipped and counted in ``rx_truncated``.
+    def read_frames(self, max_frames: int, now_ns: int, in_port: int) -> tuple[list[Frame], int]:
+        """Read up to ``max_frames`` frames until the socket would block, as `Frame`
+        objects stamped with ``now_ns`` and ``in_port``; returns them and their total
+        length.
+
+        A frame's ``vnet`` is its 10-byte virtio-net header when that asks for work
+        (partial checksum, GSO type), else None (always None on a socket opened with
+        ``vnet_hdr=False``).  A VLAN tag the kernel took out (auxdata) is put back.
+        Truncated frames (over `RX_FRAME_MAX`) are skipped and counted in
+        ``rx_truncated``.  Adds to ``rx_gso`` and raises ``rx_max`` as `TapPort` does.
         """
-        out: list[tuple[bytes | None, bytes]] = []
+        out: list[Frame] = []
+        total = 0
         recv, bufs, mv, hdr, hlen = (self.sock.recvmsg_into, self._bufs, self._mv, self._hdr,
                                      self.vnet_hdr_len)
         while len(out) < max_frames:
@@ -145,8 +158,11 @@ class PacketSocketPort:
                 self.rx_truncated += 1
                 continue
             frame = bytes(mv[: n - hlen])
-            # Only a header that asks for work (partial checksum, GSO type) travels on.
-            vnet = bytes(hdr) if hlen and (hdr[0] & F_NEEDS_CSUM or hdr[1]) else None
+            vnet = None
+            if hlen and (hdr[0] & F_NEEDS_CSUM or hdr[1]):
+                vnet = bytes(hdr)
+                if hdr[1]:
+                    self.rx_gso += 1
             for level, typ, data in anc:
                 if level == SOL_PACKET and typ == PACKET_AUXDATA and len(data) >= _AUX.size:
                     status, _, _, _, _, tci, tpid = _AUX.unpack_from(data)
@@ -156,10 +172,14 @@ class PacketSocketPort:
                         frame = frame[:12] + _TAG.pack(tpid, tci) + frame[12:]
                         if vnet is not None:
                             vnet = shift_offsets(vnet, 4)
-            out.append((vnet, frame))
-            if len(out) == 1 and not self._poll.poll(0):     # see TapPort.read_batch
+            n = len(frame)
+            total += n
+            if n > self.rx_max:
+                self.rx_max = n
+            out.append(Frame(frame, now_ns, in_port, None, 0, vnet))
+            if len(out) == 1 and not self._poll.poll(0):     # see TapPort.read_frames
                 break
-        return out
+        return out, total
 
     def write(self, vnet: bytes | None, frame: bytes) -> bool:
         """Transmit one frame on the interface (to the guest behind it).
@@ -183,6 +203,24 @@ class PacketSocketPort:
                 self.last_errno = e.errno
                 return False
             raise
+
+    def write_frames(self, frames: Sequence[Frame]) -> tuple[int, int, int]:
+        """`write` for each frame; returns ``(nbytes, failed, failed_bytes)`` as
+        `TapPort.write_frames` does.  Raises `PortGone`."""
+        total = failed = failed_bytes = 0
+        write = self.write
+        for i, f in enumerate(frames):
+            n = len(f.data)
+            total += n
+            try:
+                ok = write(f.vnet, f.data)
+            except PortGone as e:
+                e.handled, e.failed, e.failed_bytes = i, failed, failed_bytes
+                raise
+            if not ok:
+                failed += 1
+                failed_bytes += n
+        return total, failed, failed_bytes
 
     def close(self) -> None:
         """Close the socket (promiscuous mode is released by the kernel)."""
