@@ -106,7 +106,6 @@ class LearningSwitch(Element):
         self._outs: dict[int, list[Frame]] = {}
         self._app: dict[int, Any] | None = None
         self._ctx: dict[int, tuple[Any, ...]] = {}
-        self._touched: set[int] = set()
 
     # -- ports -------------------------------------------------------------
     def inputs(self) -> Sequence[PortId]:
@@ -164,8 +163,7 @@ class LearningSwitch(Element):
     def _rebuild(self) -> dict[int, Any]:
         """Per-port state the data path reads once per batch, rebuilt on any config change.
 
-        Output lists are reused across batches (emptied by _egress, which visits only the
-        ports that got frames: a batch costs the same on 2 ports or 200), with their bound
+        Output lists are reused across batches (emptied by _egress), with their bound
         append methods, so the hot loop appends through one dict lookup; each port's
         constants come as one tuple, so a batch of one frame stays cheap."""
         self._outs = {n: [] for n in self.ports}
@@ -199,10 +197,12 @@ class LearningSwitch(Element):
         # forwarded to a known port (no tag, source already learned on this port) gets
         # the same decision, as OVS's exact-match cache does: the FDB cannot change under
         # it mid-batch except by learning, which forgets the memo.  A bulk flow's batch is
-        # mostly such frames.
+        # mostly such frames.  Traffic where consecutive frames differ would pay a slice
+        # and a compare per frame for nothing: after a few misses the memo stays off for
+        # the rest of the batch.
         memo_key = None
         memo_app = None
-        touch = self._touched.add       # ports given frames this batch: _egress visits only those
+        memo_budget = 4                 # misses before the memo gives up for this batch
 
         for f in batch:
             d = f.data
@@ -214,7 +214,7 @@ class LearningSwitch(Element):
                 if f.vnet is None:
                     drop(f, "oversize")
                     continue
-            if d[:14] == memo_key:
+            if memo_key is not None and d[:14] == memo_key:
                 f.vlan = untagged_vid
                 memo_app(f)  # type: ignore[misc]
                 continue
@@ -266,10 +266,15 @@ class LearningSwitch(Element):
                 if src_isolated and out != in_port and ports[out].isolated:
                     drop(f, "isolated")
                     continue
-                app[out](f)
-                touch(out)
+                a = app[out]
+                a(f)
                 if plain:
-                    memo_key, memo_app = d[:14], app[out]
+                    if memo_key is not None:     # the memo was tried on this frame and missed
+                        memo_budget -= 1
+                    if memo_budget > 0:
+                        memo_key, memo_app = d[:14], a
+                    else:
+                        memo_key = None
                 continue
             self._flood(f, d, in_port, vid, now_ns)
 
@@ -320,7 +325,6 @@ class LearningSwitch(Element):
         assert app is not None
         for out in targets:
             app[out](f)
-        self._touched.update(targets)
 
     def _egress(self, bvid: int | None, now_ns: int, copies0: int) -> None:
         """Emit each port's frames, pushing the tag back on where the port wants it tagged."""
@@ -328,10 +332,9 @@ class LearningSwitch(Element):
         ports = self.ports
         outs = self._out
         emitted = 0
-        lists = self._outs
-        touched = self._touched
-        for out in sorted(touched) if len(touched) > 1 else touched:
-            lst = lists[out]
+        for out, lst in self._outs.items():
+            if not lst:
+                continue
             frames = lst[:]
             emitted += len(frames)
             lst.clear()
@@ -348,7 +351,6 @@ class LearningSwitch(Element):
                 self.unconnected[out] = self.unconnected.get(out, 0) + len(frames)
             else:
                 send(frames, now_ns)
-        touched.clear()
         # Known unicast = everything emitted that floods did not add.
         self.counters["forwarded"] += emitted - (self.counters["flood_copies"] - copies0)
 
