@@ -580,7 +580,9 @@ def machine_facts() -> dict[str, Any]:
         except (OSError, subprocess.TimeoutExpired):
             return "?"
         return ((r.stdout or r.stderr).strip().splitlines() or ["?"])[0]
+    from vswitch import compiled
     return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "dataplane": compiled.status(),
             "python": platform.python_version(), "iperf3": version(["iperf3", "--version"]),
             "vde_switch": version(["vde_switch", "-v"]) if shutil.which("vde_switch") else None,
             "loadavg_at_start": os.getloadavg()}
@@ -810,7 +812,8 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True)
     facts = machine_facts()
     err.print(f"{facts['cpus']} CPUs ({facts['cpu_model']}), kernel {facts['kernel']}, "
-              f"load {facts['loadavg_at_start'][0]:.2f}", markup=False, highlight=False)
+              f"load {facts['loadavg_at_start'][0]:.2f}; vswitchd and the relay run {facts['dataplane']}",
+              markup=False, highlight=False)
     try:
         with _sigterm_as_interrupt():
             res = run_benchmark(switches, args.reps, args.duration,

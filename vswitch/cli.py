@@ -40,7 +40,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 def render_show(r: dict[str, Any]) -> list[Table]:
     b = r["bridge"]
     ports = _table(f"bridge {b['name']} (ageing {b['ageing_time']:g} s, table {b['mac_table_size']}, "
-                   f"up {b['uptime_s']:.0f} s)",
+                   f"up {b['uptime_s']:.0f} s, dataplane {b.get('dataplane', '?')})",
                    ["port", "no", "type", "state", "vlan", "flags", "netns", "detail"],
                    [[p["name"], p["number"], p["type"], p["state"], _vlan_text(p), _flags_text(p),
                      p.get("netns"), p.get("error") or ""] for p in r["ports"]])
@@ -105,9 +105,10 @@ def render_perf(r: dict[str, Any]) -> list[Table]:
     el = _table("elements (inclusive time)", ["element", "calls", "busy ms"],
                 [[n, e["calls"], f"{e['busy_ns'] / 1e6:.1f}"] for n, e in r["elements"].items()])
     lp = r["loop"]
-    loop = _table("event loop", ["uptime s", "ticks", "max lag us", "busy poll us", "frames caught polling"],
-                  [[f"{lp['uptime_s']:.0f}", lp["ticks"], f"{lp['max_lag_us']:.0f}", lp["busy_poll_us"],
-                    lp["busy_poll_catches"]]])
+    loop = _table("event loop", ["dataplane", "uptime s", "ticks", "max lag us", "busy poll us",
+                                 "frames caught polling"],
+                  [[lp.get("dataplane", "?"), f"{lp['uptime_s']:.0f}", lp["ticks"], f"{lp['max_lag_us']:.0f}",
+                    lp["busy_poll_us"], lp["busy_poll_catches"]]])
     out = [t, el, loop]
     n = r.get("nic")
     if n:

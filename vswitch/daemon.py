@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vswitch import compiled
 from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
 from vswitch.control.server import ControlServer
 from vswitch.drivers.live import LiveSwitch
@@ -112,7 +113,8 @@ async def run(args: argparse.Namespace) -> int:
         log.info("started", extra={"kv": {"config": str(config), "socket": args.socket,
                                           "ports": len(sw.ports), "loop": type(loop).__module__,
                                           "metrics": args.metrics or "off", "pid": os.getpid(),
-                                          "malloc_trim": "off" if heap_kept else "default"}})
+                                          "malloc_trim": "off" if heap_kept else "default",
+                                          "dataplane": compiled.status()}})
         await stop.wait()
         log.info("stopping", extra={"kv": {"reason": "signal"}})
     finally:

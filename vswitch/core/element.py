@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mypy_extensions import mypyc_attr
+
 from vswitch.core.frame import Frame
 
 if TYPE_CHECKING:
@@ -30,6 +32,9 @@ Batch = list[Frame]
 PortId = Hashable
 
 
+# Compiled with mypyc (vswitch/compiled.py); elements written in plain Python, such as
+# the NIC model's, subclass it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Element:
     INPUTS: ClassVar[tuple[PortId, ...]] = ("in",)
     OUTPUTS: ClassVar[tuple[PortId, ...]] = ("out",)

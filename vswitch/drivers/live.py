@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vswitch import compiled
 from vswitch.core.element import Batch
 from vswitch.core.frame import Frame, parse_mac
 from vswitch.core.graph import Graph
@@ -671,7 +672,8 @@ class LiveSwitch:
     def show(self) -> dict[str, Any]:
         b = self.topo.bridge
         return {"bridge": {"name": b.name, "ageing_time": b.ageing_time, "mac_table_size": b.mac_table_size,
-                           "uptime_s": (self.clock() - self.started_ns) / 1e9},
+                           "uptime_s": (self.clock() - self.started_ns) / 1e9,
+                           "dataplane": compiled.status()},
                 "ports": [lp.describe() for lp in sorted(self.ports.values(), key=lambda p: p.number)],
                 "mirrors": [m.describe() for m in self.mirrors.values()]}
 
@@ -702,7 +704,8 @@ class LiveSwitch:
         return {"total": _perf_dict(tot), "ports": ports,
                 "nic": self.nicmode.perf_view() if self.nicmode is not None else None,
                 "elements": snap.get("perf", {}),
-                "loop": {"ticks": self.ticks, "max_lag_us": self.loop_lag_max_ns / 1e3,
+                "loop": {"dataplane": compiled.status(), "ticks": self.ticks,
+                         "max_lag_us": self.loop_lag_max_ns / 1e3,
                          "busy_poll_us": self.busy_poll_ns // 1000, "busy_poll_catches": self.busy_polls,
                          "uptime_s": (self.clock() - self.started_ns) / 1e9}}
 

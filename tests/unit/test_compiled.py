@@ -1,0 +1,64 @@
+"""The compiled dataplane switch: a stale or partial mypyc build is never run."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vswitch import compiled
+
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fake_tree(root: Path, built: list[str], ext_age: float) -> None:
+    """Every module's source, and a build for those in ``built``, ``ext_age`` seconds older."""
+    for m in compiled.MODULES:
+        src = root.joinpath(*m.split(".")).with_suffix(".py")
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text("")
+        os.utime(src, (1_000_000, 1_000_000))
+        if m in built:
+            ext = src.with_suffix(SUFFIX)
+            ext.write_text("")
+            os.utime(ext, (1_000_000 - ext_age, 1_000_000 - ext_age))
+
+
+@pytest.mark.parametrize("built,age,state", [
+    ([], 0, "none"),
+    (list(compiled.MODULES), -5, "compiled"),
+    (list(compiled.MODULES), 5, "stale"),             # a source edited after the build
+    (list(compiled.MODULES[:-1]), -5, "partial"),
+])
+def test_build_state(tmp_path, monkeypatch, built, age, state) -> None:
+    fake_tree(tmp_path, built, age)
+    monkeypatch.setattr(compiled, "ROOT", str(tmp_path))
+    assert compiled.build_state() == state
+
+
+def where(env: dict[str, str]) -> list[str]:
+    code = ("import vswitch.compiled as c, importlib; "
+            "print(c.status()); "
+            "[print(importlib.import_module(m).__file__) for m in c.MODULES]")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, **env}, check=True)
+    return r.stdout.splitlines()
+
+
+def test_pure_runs_every_module_from_source() -> None:
+    status, *files = where({"VSWITCH_PURE": "1"})
+    assert status.startswith("interpreted")
+    assert all(f.endswith(".py") for f in files)
+
+
+def test_a_current_build_runs_every_module_compiled() -> None:
+    if compiled.build_state() != "compiled":
+        pytest.skip(f"no current mypyc build in this tree ({compiled.build_state()}): run `make compile`")
+    status, *files = where({"VSWITCH_PURE": ""})
+    assert status == "compiled (mypyc)"
+    assert all(f.endswith(SUFFIX) for f in files)

@@ -1,0 +1,103 @@
+"""The compiled dataplane: which modules mypyc builds, and whether this process runs them.
+
+``make compile`` (``python -m vswitch.mypyc_build build``) compiles the hot-path
+modules in `MODULES` with mypyc, in place: a ``<module>.cpython-*.so`` beside
+each ``.py``, plus one shared ``*__mypyc.*.so`` at the top of the tree.  The
+source stays the one truth: the same Python, type-checked by mypy, runs
+compiled or interpreted, and the whole test suite runs both ways in CI.
+
+The import system prefers an extension module to its source, so a build older
+than the source it came from would silently run stale code.  `install` (called
+from ``vswitch/__init__``) therefore checks once per process: if any module's
+build is missing or older than its source, or ``VSWITCH_PURE=1`` is set, every
+module in `MODULES` is loaded from source.  All or none: compiled modules call
+each other's native code directly, so a compiled graph beside an interpreted
+``Frame`` would build frames of the wrong class.
+
+The builds are made and removed by ``python -m vswitch.mypyc_build``.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+
+# The per-frame path: frames, the graph and its counters, the switch and its FDB, the
+# devices' read and write loops.  Everything else runs once per batch or less.
+MODULES = (
+    "vswitch.core.frame",
+    "vswitch.core.element",
+    "vswitch.core.counters",
+    "vswitch.core.graph",
+    "vswitch.elements.fdb",
+    "vswitch.elements.learning_switch",
+    "vswitch.io.tap",
+    "vswitch.io.packet_socket",
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds the vswitch package
+_status = "interpreted (not installed)"
+
+
+def source(module: str) -> str:
+    return os.path.join(ROOT, *module.split(".")) + ".py"
+
+
+def extension(module: str) -> str | None:
+    base = os.path.join(ROOT, *module.split("."))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        if os.path.exists(base + suffix):
+            return base + suffix
+    return None
+
+
+def build_state() -> str:
+    """``compiled``, ``none`` (no build), ``partial`` or ``stale``."""
+    built = [extension(m) for m in MODULES]
+    if not any(built):
+        return "none"
+    if not all(built):
+        return "partial"
+    for m, ext in zip(MODULES, built, strict=True):
+        if os.path.getmtime(ext) < os.path.getmtime(source(m)):  # type: ignore[arg-type]
+            return "stale"
+    return "compiled"
+
+
+class _FromSource(importlib.abc.MetaPathFinder):
+    """Load the modules in `MODULES` from their ``.py``, whatever builds lie beside them."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
+        if fullname in MODULES:
+            return importlib.util.spec_from_file_location(fullname, source(fullname))
+        return None
+
+
+def install() -> None:
+    """Decide, once, whether this process runs the compiled modules."""
+    global _status
+    if any(isinstance(f, _FromSource) for f in sys.meta_path):
+        return
+    state = build_state()
+    if state == "compiled" and os.environ.get("VSWITCH_PURE", "") not in ("", "0"):
+        _status = "interpreted (VSWITCH_PURE is set)"
+    elif state == "compiled":
+        _status = "compiled (mypyc)"
+        return
+    elif state == "none":
+        _status = "interpreted"
+    else:
+        _status = f"interpreted ({state} build ignored: run `make compile`)"
+    sys.meta_path.insert(0, _FromSource())
+
+
+def status() -> str:
+    """How this process runs the dataplane, for logs, ``vswitchctl show`` and benchmarks."""
+    return _status
