@@ -52,6 +52,7 @@ import os
 import platform
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -387,6 +388,7 @@ class VdeTopo(Topo):
 
 class VswitchdTopo(Topo):
     kind = "vswitchd"
+    extra_args: tuple[str, ...] = ()          # --vswitchd-args: a configuration to compare
 
     def setup(self) -> None:
         from vswitch.control.client import Client
@@ -402,7 +404,7 @@ class VswitchdTopo(Topo):
         self.log = lab.workdir / f"vswitchd-{self.tag}.log"
         logf = open(self.log, "ab")  # noqa: SIM115 - handed to the child
         self.proc = lab.spawn([sys.executable, "-m", "vswitch.daemon", "--config", str(config), "--socket", sock,
-                               "--log-level", "warning"], stdout=logf, stderr=logf, cwd=ROOT)
+                               "--log-level", "warning", *self.extra_args], stdout=logf, stderr=logf, cwd=ROOT)
         logf.close()
         self.stop_on_cleanup(self.proc)               # SIGTERM: it removes its TAPs and its socket
         self.pid = self.proc.pid
@@ -784,8 +786,11 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated switches to run (default {','.join(SWITCHES)})")
     ap.add_argument("--measure", default=",".join(MEASURES),
                     help=f"comma-separated measurements to take (default {','.join(MEASURES)})")
+    ap.add_argument("--vswitchd-args", default="", metavar="ARGS",
+                    help="extra vswitchd options, e.g. '--busy-poll-us 10000' (one string)")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = ap.parse_args(argv)
+    VswitchdTopo.extra_args = tuple(shlex.split(args.vswitchd_args))
     measures = tuple(m.strip() for m in args.measure.split(",") if m.strip())
     switches = [s.strip() for s in args.only.split(",") if s.strip()]
     prog = "vswitch-bench peers"
@@ -827,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     facts["loadavg_at_end"] = os.getloadavg()
     res["machine"] = facts
-    res["command"] = " ".join(["vswitch-bench", "peers", *(sys.argv[1:] if argv is None else argv)])
+    res["command"] = shlex.join(["vswitch-bench", "peers", *(sys.argv[1:] if argv is None else argv)])
     render(res, console)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

@@ -49,6 +49,7 @@ from vswitch.topology import ConfigError, Dataplane, PortConfig, Topology, build
 log = logging.getLogger("vswitchd")
 
 BATCH = 64
+SPIN_SLICE_NS = 1_000_000      # a busy-polling spin hands the event loop back this often
 
 
 @dataclass
@@ -131,6 +132,8 @@ class LiveSwitch:
         self.busy_poll_ns = busy_poll_us * 1000
         self.busy_polls = 0            # frames caught while busy polling (perf-show)
         self._spinning = False
+        self._spin_deadline = 0                        # busy polling goes on until then
+        self._spin_handle: asyncio.Handle | None = None   # its next slice, scheduled
         self.dp: Dataplane = build_dataplane(Topology(bridge=topo.bridge), Graph(timer=timer))
         self.ports: dict[str, LivePort] = {}
         self.mirrors: dict[str, Mirror] = {}
@@ -161,6 +164,8 @@ class LiveSwitch:
     async def close(self) -> None:
         if self._tick_task:
             self._tick_task.cancel()
+        if self._spin_handle is not None:
+            self._spin_handle.cancel()
         for lp in list(self.ports.values()):
             self._close_dev(lp, remove=not lp.cfg.persistent)
         for m in self.mirrors.values():
@@ -411,17 +416,22 @@ class LiveSwitch:
         perf.dp_ns += (t2 - t1) - (perf.tx_ns - tx_before)
         perf.batches += 1
         perf.frames += len(frames)
-        if self.busy_poll_ns and not self._spinning:
-            self._busy_poll()
+        if self.busy_poll_ns:
+            self._spin_deadline = t2 + self.busy_poll_ns
+            if not self._spinning and self._spin_handle is None:
+                self._busy_poll()
 
     def _busy_poll(self) -> None:
-        """Opt-in (``--busy-poll-us``): after a batch, keep polling every port for a while
-        before going back to sleep in the event loop, as OVS's PMD threads and the kernel's
-        busy_poll do.  The reply to a frame just forwarded is then caught hot, without a
-        process wake-up: lower latency for CPU time.  The loop's other work (control
-        socket, timers) waits at most that long."""
+        """Opt-in (``--busy-poll-us``): after a batch, keep polling every port until none
+        has had a frame for that long, before going back to sleep in the event loop, as
+        OVS's PMD threads and the kernel's busy_poll do.  The reply to a frame just
+        forwarded is then caught hot, without a process wake-up: lower latency for CPU
+        time.  The spin hands the loop back every `SPIN_SLICE_NS` (it goes on from a
+        ``call_soon``, so the loop does not sleep), so the control socket, the ageing
+        timer and the NIC model's timers keep running under continuous traffic."""
+        self._spin_handle = None
         ports = [lp for lp in self.ports.values() if lp.dev is not None]
-        if not ports:
+        if not ports or self.loop is None:
             return
         poller = select.poll()
         by_fd = {}
@@ -432,16 +442,19 @@ class LiveSwitch:
         self._spinning = True
         try:
             timer = self.timer
-            deadline = timer() + self.busy_poll_ns
-            while timer() < deadline:
-                ready = poller.poll(0)
-                if ready:
-                    for fd, _ in ready:
-                        port = by_fd.get(fd)
-                        if port is not None and port.dev is not None:
-                            self.busy_polls += 1
-                            self._readable(port)
-                    deadline = timer() + self.busy_poll_ns
+            start = timer()
+            while True:
+                t = timer()
+                if t >= self._spin_deadline:
+                    break
+                if t - start >= SPIN_SLICE_NS:
+                    self._spin_handle = self.loop.call_soon(self._busy_poll)
+                    break
+                for fd, _ in poller.poll(0):
+                    port = by_fd.get(fd)
+                    if port is not None and port.dev is not None:
+                        self.busy_polls += 1
+                        self._readable(port)       # moves the deadline on
         finally:
             self._spinning = False
 
