@@ -402,3 +402,18 @@ def test_busy_poll_under_continuous_traffic_keeps_the_control_socket_answering(l
     assert running, "the traffic ended before the control calls did: the test proved nothing"
     assert seen[0] < seen[1] < seen[2]          # answered while the traffic ran, not after it
     assert d.call("perf-show")["loop"]["busy_poll_catches"] > 0
+
+
+def test_frames_a_down_guest_refuses_count_as_tx_dropped_not_sent(lab, workdir):
+    """A guest whose interface is down refuses every write (EIO): those frames are tx_dropped,
+    and neither tx_packets nor tx_bytes counts them."""
+    from vswitch.io import netlink
+    text, taps = tap_config(lab, {"g1": {}, "g2": {}})
+    d = Daemon(lab, workdir, text).start()
+    guest(lab, ns_of(lab, "g1"), taps["g1"], "10.88.0.1/24")
+    netlink.configure(taps["g2"], netns=ns_of(lab, "g2"), up=False)
+    before = d.call("counters")["ports"][taps["g2"]]
+    lab.ping(ns_of(lab, "g1"), "10.88.0.2", 2).wait(timeout=20)     # ARP broadcasts, flooded to g2
+    after = d.call("counters")["ports"][taps["g2"]]
+    assert after["tx_dropped"] - before["tx_dropped"] >= 2
+    assert (after["tx_packets"], after["tx_bytes"]) == (before["tx_packets"], before["tx_bytes"])

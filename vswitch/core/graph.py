@@ -64,7 +64,10 @@ def egress_sender(port: PortCounters, send: Egress | CountingEgress, counts_byte
     if counts_bytes:
         def egress(batch: Batch, now_ns: int) -> None:
             port.tx_packets += len(batch)
-            port.tx_bytes += send(batch, now_ns)  # type: ignore[operator]
+            # Not `port.tx_bytes += send(...)`: that reads tx_bytes before send runs, and
+            # send moves the bytes of frames the device refused out of it.
+            nbytes: int = send(batch, now_ns)  # type: ignore[assignment]
+            port.tx_bytes += nbytes
     else:
         def egress(batch: Batch, now_ns: int) -> None:
             port.tx_packets += len(batch)
