@@ -57,9 +57,28 @@ def extension(module: str) -> str | None:
     return None
 
 
+def stray() -> list[str]:
+    """Modules under vswitch/ with an extension build that `MODULES` does not list (left by
+    an older build): they would load instead of their source."""
+    out = []
+    pkg = os.path.join(ROOT, "vswitch")
+    for dirpath, _, files in os.walk(pkg):
+        for f in files:
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:    # the longest first
+                if f.endswith(suffix):
+                    name = os.path.relpath(os.path.join(dirpath, f[: -len(suffix)]), ROOT).replace(os.sep, ".")
+                    if name not in MODULES and not name.endswith("__mypyc"):
+                        out.append(name)
+                    break
+    return out
+
+
 def build_state() -> str:
-    """``compiled``, ``none`` (no build), ``partial`` or ``stale``."""
+    """``compiled``, ``none`` (no build), ``partial`` (some missing, or stray builds of
+    unlisted modules) or ``stale``."""
     built = [extension(m) for m in MODULES]
+    if stray():
+        return "partial"
     if not any(built):
         return "none"
     if not all(built):
@@ -71,11 +90,15 @@ def build_state() -> str:
 
 
 class _FromSource(importlib.abc.MetaPathFinder):
-    """Load the modules in `MODULES` from their ``.py``, whatever builds lie beside them."""
+    """Load the modules in `MODULES` (and any stray builds) from their ``.py``, whatever
+    builds lie beside them."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> ModuleSpec | None:
-        if fullname in MODULES:
+        if fullname in self.names and os.path.exists(source(fullname)):
             return importlib.util.spec_from_file_location(fullname, source(fullname))
         return None
 
@@ -95,7 +118,7 @@ def install() -> None:
         _status = "interpreted"
     else:
         _status = f"interpreted ({state} build ignored: run `make compile`)"
-    sys.meta_path.insert(0, _FromSource())
+    sys.meta_path.insert(0, _FromSource(set(MODULES) | set(stray())))
 
 
 def status() -> str:

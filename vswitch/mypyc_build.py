@@ -14,14 +14,16 @@ import shutil
 import subprocess
 import sys
 
-from vswitch.compiled import MODULES, ROOT, build_state, extension, source, status
+from vswitch.compiled import MODULES, ROOT, build_state, extension, source, status, stray
 
 GROUP = "vswitch._native"     # the shared library: vswitch/_native__mypyc.<suffix>
 
 
 def clean() -> list[str]:
+    """Remove every build: the listed modules', stray ones of modules no longer listed, and
+    the shared library."""
     removed = []
-    for m in MODULES:
+    for m in (*MODULES, *stray()):
         ext = extension(m)
         if ext:
             os.remove(ext)

@@ -62,3 +62,14 @@ def test_a_current_build_runs_every_module_compiled() -> None:
     status, *files = where({"VSWITCH_PURE": ""})
     assert status == "compiled (mypyc)"
     assert all(f.endswith(SUFFIX) for f in files)
+
+
+def test_a_stray_build_of_an_unlisted_module_counts_as_partial(tmp_path, monkeypatch) -> None:
+    """A build left by an older module list would load instead of its source: not compiled."""
+    fake_tree(tmp_path, list(compiled.MODULES), -5)
+    extra = tmp_path / "vswitch" / "drivers" / ("live" + SUFFIX)
+    extra.parent.mkdir(parents=True, exist_ok=True)
+    extra.write_text("")
+    monkeypatch.setattr(compiled, "ROOT", str(tmp_path))
+    assert compiled.stray() == ["vswitch.drivers.live"]
+    assert compiled.build_state() == "partial"
