@@ -66,8 +66,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SWITCHES = ("bridge", "vde", "relay", "vswitchd")
-LABELS = {"bridge": "Linux bridge", "vde": "vde_switch", "relay": "bare Python relay", "vswitchd": "vswitchd"}
+SWITCHES = ("bridge", "vde", "relay", "vswitchd", "vswitchd-pure")
+DEFAULT_SWITCHES = ("bridge", "vde", "relay", "vswitchd")
+LABELS = {"bridge": "Linux bridge", "vde": "vde_switch", "relay": "bare Python relay", "vswitchd": "vswitchd",
+          "vswitchd-pure": "vswitchd, interpreted"}
 METRICS = ("tcp1_gbps", "tcp4_gbps", "udp64_rx_pps", "ping_avg_us", "ping_p99_us", "cpu_us_per_frame")
 CLIENT_IP, SERVER_IP, PLEN = "10.213.0.1", "10.213.0.2", 24
 IPERF_PORT = 5201
@@ -389,6 +391,7 @@ class VdeTopo(Topo):
 class VswitchdTopo(Topo):
     kind = "vswitchd"
     extra_args: tuple[str, ...] = ()          # --vswitchd-args: a configuration to compare
+    env: dict[str, str] = {}
 
     def setup(self) -> None:
         from vswitch.control.client import Client
@@ -404,7 +407,8 @@ class VswitchdTopo(Topo):
         self.log = lab.workdir / f"vswitchd-{self.tag}.log"
         logf = open(self.log, "ab")  # noqa: SIM115 - handed to the child
         self.proc = lab.spawn([sys.executable, "-m", "vswitch.daemon", "--config", str(config), "--socket", sock,
-                               "--log-level", "warning", *self.extra_args], stdout=logf, stderr=logf, cwd=ROOT)
+                               "--log-level", "warning", *self.extra_args], stdout=logf, stderr=logf, cwd=ROOT,
+                              env={**os.environ, **self.env})
         logf.close()
         self.stop_on_cleanup(self.proc)               # SIGTERM: it removes its TAPs and its socket
         self.pid = self.proc.pid
@@ -469,9 +473,17 @@ class RelayTopo(Topo):
         return total
 
 
+class VswitchdPureTopo(VswitchdTopo):
+    """vswitchd with every compiled module run from source (``VSWITCH_PURE=1``): the
+    compiled dataplane's gain, measured in the same run."""
+
+    kind = "vswitchd-pure"
+    env = {"VSWITCH_PURE": "1"}
+
+
 TOPOS: dict[str, type[Topo]] = {"bridge": BridgeTopo, "vde": VdeTopo, "relay": RelayTopo,
-                                "vswitchd": VswitchdTopo}
-TAGS = {"bridge": "b", "vde": "v", "relay": "r", "vswitchd": "d"}
+                                "vswitchd": VswitchdTopo, "vswitchd-pure": VswitchdPureTopo}
+TAGS = {"bridge": "b", "vde": "v", "relay": "r", "vswitchd": "d", "vswitchd-pure": "p"}
 
 
 # -- measurements ----------------------------------------------------------------
@@ -675,6 +687,7 @@ def summarize(switches: list[str], reps: int, duration: float, samples: dict[str
         sw[s]["ratio_to_bridge"] = {m: ratio(s, "bridge", m) for m in METRICS if m != "cpu_us_per_frame"}
     res["cpu_ratio_vswitchd_to_vde"] = ratio("vswitchd", "vde", "cpu_us_per_frame")
     res["ratio_vswitchd_to_relay"] = {m: ratio("vswitchd", "relay", m) for m in METRICS}
+    res["ratio_vswitchd_to_pure"] = {m: ratio("vswitchd", "vswitchd-pure", m) for m in METRICS}
     targets = [
         ("TCP 1 stream vs Linux bridge", "tcp1_gbps", "bridge", ">=", 0.9),
         ("TCP 4 streams vs Linux bridge", "tcp4_gbps", "bridge", ">=", 0.5),
@@ -690,6 +703,8 @@ def summarize(switches: list[str], reps: int, duration: float, samples: dict[str
                                "ratio": r, "met": met})
     if extras:
         res["vswitchd_after"] = extras.get("vswitchd")
+        if "vswitchd-pure" in extras:
+            res["vswitchd_pure_after"] = extras["vswitchd-pure"]
     return res
 
 
@@ -737,9 +752,11 @@ def render(res: dict[str, Any], console: Any) -> None:
     console.print(tt)
     if res.get("cpu_ratio_vswitchd_to_vde") is not None:
         console.print(f"CPU per frame vswitchd / vde_switch: {res['cpu_ratio_vswitchd_to_vde']:.2f}x")
-    rel = {m: r for m, r in (res.get("ratio_vswitchd_to_relay") or {}).items() if r is not None}
-    if rel:
-        console.print("vswitchd / bare Python relay: " + ", ".join(f"{m} {r:.2f}x" for m, r in rel.items()))
+    for key, label in (("ratio_vswitchd_to_relay", "bare Python relay"),
+                       ("ratio_vswitchd_to_pure", "vswitchd interpreted")):
+        rel = {m: r for m, r in (res.get(key) or {}).items() if r is not None}
+        if rel:
+            console.print(f"vswitchd / {label}: " + ", ".join(f"{m} {r:.2f}x" for m, r in rel.items()))
     for e in res["errors"]:
         console.print(f"error: {e}", markup=False, highlight=False)
     for p in res["cleanup_problems"]:
@@ -782,8 +799,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "through each switch; iperf3 TCP/UDP, ping, switch CPU per frame (root)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions, interleaved across switches (default 3)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per iperf3 run (default 5)")
-    ap.add_argument("--only", default=",".join(SWITCHES),
-                    help=f"comma-separated switches to run (default {','.join(SWITCHES)})")
+    ap.add_argument("--only", default=",".join(DEFAULT_SWITCHES),
+                    help=f"comma-separated switches to run, of {','.join(SWITCHES)} "
+                    f"(default {','.join(DEFAULT_SWITCHES)}; vswitchd-pure is vswitchd with VSWITCH_PURE=1)")
     ap.add_argument("--measure", default=",".join(MEASURES),
                     help=f"comma-separated measurements to take (default {','.join(MEASURES)})")
     ap.add_argument("--vswitchd-args", default="", metavar="ARGS",
@@ -798,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not switches:
         print(f"{prog}: --only {args.only!r}: choose from {', '.join(SWITCHES)}", file=sys.stderr)
         return 2
-    switches = [s for s in SWITCHES if s in switches]     # fixed order: bridge, vde, vswitchd
+    switches = [s for s in SWITCHES if s in switches]     # fixed order: bridge, vde, relay, vswitchd, ...
     if not measures or any(m not in MEASURES for m in measures):
         print(f"{prog}: --measure {args.measure!r}: choose from {', '.join(MEASURES)}", file=sys.stderr)
         return 2

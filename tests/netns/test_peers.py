@@ -35,11 +35,15 @@ def test_peers_smoke_bridge_relay_vswitchd(tmp_path):
     if reason:
         pytest.skip(reason)
     out = tmp_path / "peers.json"
-    argv = ["--only", "bridge,relay,vswitchd", "--reps", "1", "--duration", "1", "--json", str(out)]
+    argv = ["--only", "bridge,relay,vswitchd,vswitchd-pure", "--reps", "1", "--duration", "1", "--json", str(out)]
     assert peers.main(argv) == 0
     res = json.loads(out.read_text())
     assert res["errors"] == [] and res["cleanup_problems"] == []
-    assert set(res["switches"]) == {"bridge", "relay", "vswitchd"}
+    assert set(res["switches"]) == {"bridge", "relay", "vswitchd", "vswitchd-pure"}
+    # The second vswitchd really ran every compiled module from source.
+    assert res["vswitchd_pure_after"]["perf_show"]["loop"]["dataplane"].startswith("interpreted")
+    assert res["vswitchd_after"]["perf_show"]["loop"]["dataplane"] == res["machine"]["dataplane"]
+    assert all(r is not None and r > 0 for r in res["ratio_vswitchd_to_pure"].values())
     assert res["settings"]["reps"] == 1 and res["machine"]["cpus"] >= 1
     for name, sw in res["switches"].items():
         for m in peers.METRICS:

@@ -33,12 +33,12 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-NS = 1_000_000_000
+NS: Final = 1_000_000_000
 # A static entry's "last seen" lies in the far future, so the data path's single
 # freshness test (now - seen < ageing) holds for it without a separate flag check.
-STATIC_SEEN = 1 << 62
+STATIC_SEEN: Final = 1 << 62
 
 
 class FdbEntry:

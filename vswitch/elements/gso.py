@@ -20,19 +20,19 @@ No I/O here: this module is part of the sans-IO dataplane.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 __all__ = ["VNET_HDR_LEN", "VNET_NONE", "F_NEEDS_CSUM", "F_DATA_VALID", "GSO_NONE", "GSO_TCPV4",
            "GSO_UDP", "GSO_TCPV6", "GSO_UDP_L4", "GSO_ECN", "GsoError", "VnetHdr", "parse_vnet",
            "pack_vnet", "needs_fixup", "shift_offsets", "csum16", "complete_checksum", "segment",
            "to_plain", "to_offload"]
 
-VNET_HDR_LEN = 10
-VNET_NONE = bytes(VNET_HDR_LEN)   # no offload metadata: a plain, complete frame
+VNET_HDR_LEN: Final = 10
+VNET_NONE: Final = bytes(VNET_HDR_LEN)   # no offload metadata: a plain, complete frame
 
-F_NEEDS_CSUM = 0x01
-F_DATA_VALID = 0x02
-GSO_NONE = 0
+F_NEEDS_CSUM: Final = 0x01
+F_DATA_VALID: Final = 0x02
+GSO_NONE: Final = 0
 GSO_TCPV4 = 1
 GSO_UDP = 3        # UFO (IP fragmentation); not supported here
 GSO_TCPV6 = 4

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import Frame
@@ -47,11 +47,11 @@ from vswitch.elements.fdb import Fdb
 from vswitch.elements.gso import shift_offsets
 from vswitch.elements.vlan import PortVlan
 
-ETH_HLEN = 14
-VLAN_HLEN = 4
-_TPID = b"\x81\x00"
-_RESERVED_PREFIX = b"\x01\x80\xc2\x00\x00"
-_ZERO_MAC = bytes(6)
+ETH_HLEN: Final = 14
+VLAN_HLEN: Final = 4
+_TPID: Final = b"\x81\x00"
+_RESERVED_PREFIX: Final = b"\x01\x80\xc2\x00\x00"
+_ZERO_MAC: Final = bytes(6)
 
 
 @dataclass(frozen=True)

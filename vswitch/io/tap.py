@@ -27,7 +27,7 @@ import os
 import select
 import struct
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Final, NoReturn
 
 from vswitch.core.frame import Frame
 from vswitch.elements.gso import F_NEEDS_CSUM, VNET_HDR_LEN, VNET_NONE
@@ -53,12 +53,12 @@ DEFAULT_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
 IFNAMSIZ = 16
 # A GSO super-frame is at most 64 KiB of IP packet plus L2 headers; keep slack
 # for VLAN tags.  A shorter buffer would silently truncate super-frames.
-RX_FRAME_MAX = 65536 + 256
+RX_FRAME_MAX: Final = 65536 + 256
 
 _IFREQ = struct.Struct("16sH22x")
 # write() errors that drop one frame and leave the device usable: interface down (EIO),
 # queue full, a frame or header the kernel rejects.
-_DROP_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.ENOBUFS, errno.EINVAL, errno.EMSGSIZE, errno.EFAULT})
+_DROP_ERRNOS: Final = frozenset({errno.EIO, errno.EAGAIN, errno.ENOBUFS, errno.EINVAL, errno.EMSGSIZE, errno.EFAULT})
 
 
 def _gone_in_batch(name: str, e: OSError, frames: Sequence[Frame], f: Frame, failed: int,
