@@ -2,15 +2,17 @@
 
 ``make compile`` (``python -m vswitch.mypyc_build build``) compiles the hot-path
 modules in `MODULES` with mypyc, in place: a ``<module>.cpython-*.so`` beside
-each ``.py``, plus one shared ``*__mypyc.*.so`` at the top of the tree.  The
+each ``.py``, plus the shared library they all link to, ``vswitch/_native__mypyc.*.so``.  The
 source stays the one truth: the same Python, type-checked by mypy, runs
 compiled or interpreted, and the whole test suite runs both ways in CI.
 
 The import system prefers an extension module to its source, so a build older
 than the source it came from would silently run stale code.  `install` (called
 from ``vswitch/__init__``) therefore checks once per process: if any module's
-build is missing or older than its source, or ``VSWITCH_PURE=1`` is set, every
-module in `MODULES` is loaded from source.  All or none: compiled modules call
+build is missing, if any ``.py`` of the package is newer than the oldest build
+(compiled code inlines constants and types from the modules it imports, so an
+edit anywhere counts), or if ``VSWITCH_PURE=1`` is set, every module in
+`MODULES` is loaded from source.  All or none: compiled modules call
 each other's native code directly, so a compiled graph beside an interpreted
 ``Frame`` would build frames of the wrong class.
 
@@ -83,8 +85,9 @@ def build_state() -> str:
         return "none"
     if not all(built):
         return "partial"
-    for m, ext in zip(MODULES, built, strict=True):
-        if os.path.getmtime(ext) < os.path.getmtime(source(m)):  # type: ignore[arg-type]
+    oldest = min(os.path.getmtime(ext) for ext in built)  # type: ignore[arg-type]
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "vswitch")):
+        if any(f.endswith(".py") and os.path.getmtime(os.path.join(dirpath, f)) > oldest for f in files):
             return "stale"
     return "compiled"
 

@@ -73,3 +73,15 @@ def test_a_stray_build_of_an_unlisted_module_counts_as_partial(tmp_path, monkeyp
     monkeypatch.setattr(compiled, "ROOT", str(tmp_path))
     assert compiled.stray() == ["vswitch.drivers.live"]
     assert compiled.build_state() == "partial"
+
+
+def test_an_edit_to_any_module_of_the_package_makes_the_build_stale(tmp_path, monkeypatch) -> None:
+    """Compiled code inlines what it imports (constants, types): an edit to a module it was
+    not built from counts too."""
+    fake_tree(tmp_path, list(compiled.MODULES), -5)
+    monkeypatch.setattr(compiled, "ROOT", str(tmp_path))
+    assert compiled.build_state() == "compiled"
+    other = tmp_path / "vswitch" / "elements" / "gso.py"
+    other.write_text("")
+    os.utime(other, (1_000_010, 1_000_010))              # after the build
+    assert compiled.build_state() == "stale"
