@@ -195,9 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("switch", help="learning switch frames/s benchmark", add_help=False)
     sub.add_parser("nic-sorter", help="NIC model sorter + ring benchmark", add_help=False)
     sub.add_parser("peers", help="vswitchd vs the Linux bridge and vde_switch (root)", add_help=False)
+    sub.add_parser("live-path", help="Python cost per frame of vswitchd's data path, system calls stubbed",
+                   add_help=False)
 
     # These subcommands own their argument parsing.
-    modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers"}
+    modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
+               "live-path": "bench.live_path"}
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in modules:
         import importlib
