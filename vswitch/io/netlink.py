@@ -174,7 +174,15 @@ class LinkMonitor:
         return self.sock.fileno()
 
     def start(self) -> None:
-        """Request a dump of existing links; they come out of `read_events` as ``appeared``."""
+        """Request a dump of existing links; they come out of `read_events` as ``appeared``.
+
+        A socket runs one dump at a time (the kernel answers a second request
+        with EBUSY, which would read as an empty dump and report every link
+        gone), so while one is running this only asks for another after it.
+        """
+        if self._dump_seq is not None:
+            self._resync_pending = True
+            return
         self._seq += 1
         msg = ifinfmsg()
         msg["family"] = socket.AF_UNSPEC
@@ -185,14 +193,6 @@ class LinkMonitor:
         self.sock.send(msg.data)
         self._dump_seq = self._seq
         self._dump_seen = set()
-
-    def _resync(self) -> None:
-        try:
-            self.start()
-        except OSError as e:
-            if e.errno != errno.EBUSY:
-                raise
-            self._resync_pending = True   # a dump is running; start another when it ends
 
     def read_events(self, max_msgs: int = 256) -> list[LinkEvent]:
         """Drain pending netlink messages (non-blocking) into events."""
@@ -207,7 +207,7 @@ class LinkMonitor:
             except OSError as e:
                 if e.errno != errno.ENOBUFS:
                     raise
-                self._resync()   # events were lost: resynchronise from a full dump
+                self.start()   # events were lost: resynchronise from a full dump
                 continue
             for msg in self._marshal.parse(data):
                 self._handle(msg, events)
@@ -218,9 +218,11 @@ class LinkMonitor:
         if mtype in (NLMSG_DONE, NLMSG_ERROR):
             if seq == self._dump_seq and seq:
                 self._dump_seq = None
-                if self._resync_pending:   # that dump may have lost messages too
+                # A resync asked for meanwhile (that dump may have lost messages too),
+                # or an error that ended it early: prune nothing, dump again.
+                if self._resync_pending or (mtype == NLMSG_ERROR and msg.get("error")):
                     self._resync_pending = False
-                    self._resync()
+                    self.start()
                     return
                 for idx in [i for i in self._state if i not in self._dump_seen]:
                     name, flags, mtu = self._state.pop(idx)
