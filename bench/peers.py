@@ -11,6 +11,12 @@ namespaces, a client and a server, each with one interface, joined by
               with the same offloads and I/O code as vswitchd, no switching:
               the floor of any Python TAP switch (frames counted from the
               TAPs' own kernel statistics);
+``ovs``       Open vSwitch in user space (Debian openvswitch-switch, not in the
+              default set): its own ovsdb-server and ovs-vswitchd run by hand
+              on a scratch database, a ``datapath_type=netdev`` bridge with the
+              NORMAL (learning) flow, ``userspace-tso-enable=true`` and two
+              ``type=tap`` ports moved into the guest namespaces: the C
+              user-space switch with TSO that vswitchd's design matches;
 ``vswitchd``  ``python -m vswitch.daemon`` with a generated config: two tap
               ports with ``netns`` set, the full pipeline on (learning, VLAN
               classification, counters).
@@ -66,10 +72,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SWITCHES = ("bridge", "vde", "relay", "vswitchd", "vswitchd-pure")
+SWITCHES = ("bridge", "vde", "ovs", "relay", "vswitchd", "vswitchd-pure")
 DEFAULT_SWITCHES = ("bridge", "vde", "relay", "vswitchd")
-LABELS = {"bridge": "Linux bridge", "vde": "vde_switch", "relay": "bare Python relay", "vswitchd": "vswitchd",
-          "vswitchd-pure": "vswitchd, interpreted"}
+LABELS = {"bridge": "Linux bridge", "vde": "vde_switch", "ovs": "OVS userspace+TSO", "relay": "bare Python relay",
+          "vswitchd": "vswitchd", "vswitchd-pure": "vswitchd, interpreted"}
 METRICS = ("tcp1_gbps", "tcp4_gbps", "udp64_rx_pps", "ping_avg_us", "ping_p99_us", "cpu_us_per_frame")
 CLIENT_IP, SERVER_IP, PLEN = "10.213.0.1", "10.213.0.2", 24
 IPERF_PORT = 5201
@@ -77,6 +83,8 @@ CPU_PPS = 50_000            # the fixed load of the CPU-per-frame measurement
 UDP_LEN = 64                # iperf3 -l: UDP payload bytes
 PINGS, PING_INTERVAL = 200, 0.005
 IFNAMSIZ = 15
+OVS_TOOLS = ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl")
+OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 
 
 class Unavailable(Exception):
@@ -93,11 +101,13 @@ def check_environment(switches: list[str]) -> None:
         raise Unavailable("needs root (network namespaces, veth pairs, TAP devices)")
     if not os.path.exists("/dev/net/tun"):
         raise Unavailable("needs /dev/net/tun (TAP devices)")
-    tools = ["ip", "iperf3", "ping"] + (["vde_switch"] if "vde" in switches else [])
+    tools = ["ip", "iperf3", "ping"] + (["vde_switch"] if "vde" in switches else []) \
+        + (list(OVS_TOOLS) if "ovs" in switches else [])
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         hint = {"iperf3": "apt-get install iperf3", "vde_switch": "apt-get install vde2",
-                "ping": "apt-get install iputils-ping", "ip": "apt-get install iproute2"}
+                "ping": "apt-get install iputils-ping", "ip": "apt-get install iproute2",
+                **{t: "apt-get install openvswitch-switch" for t in OVS_TOOLS}}
         raise Unavailable(f"missing tool(s): {', '.join(missing)} "
                           f"({'; '.join(hint[t] for t in missing)})")
     try:
@@ -240,6 +250,7 @@ class Topo:
     def __init__(self, lab: Lab, tag: str) -> None:
         self.lab = lab
         self.tag = tag
+        self.taps: list[str] = []                    # the guests' interfaces (client, server), if TAPs
         self.client_ns = lab.netns("n" + tag + "c")
         self.server_ns = lab.netns("n" + tag + "s")
         self.pid: int | None = None                  # the switch process, if any
@@ -265,6 +276,15 @@ class Topo:
 
     def extra(self) -> dict[str, Any]:
         return {}
+
+    def guest_tx_frames(self) -> int:
+        """Frames the guests sent into the switch: their interfaces' kernel tx counters."""
+        total = 0
+        for ifname, ns in zip(self.taps, (self.client_ns, self.server_ns), strict=True):
+            with ipr(ns) as ip:
+                link = ip.get_links(link_index(ip, ifname))[0]
+                total += int(link.get_attr("IFLA_STATS64")["tx_packets"])
+        return total
 
     # -- guests -----------------------------------------------------------
     def start_iperf_server(self) -> None:
@@ -388,6 +408,86 @@ class VdeTopo(Topo):
         return sum(counts)
 
 
+class OvsTopo(Topo):
+    """Open vSwitch's user-space datapath, run by hand on a scratch database.
+
+    The daemons get their own run, database and log directory in the lab's
+    workdir (``OVS_RUNDIR`` and friends): nothing of a system OVS is read or
+    touched.  ``ovs-vswitchd`` is the measured process (all its threads).
+    Frames are counted from the guests' TAPs, as for the relay: once a TAP has
+    moved to a guest namespace OVS can no longer read its kernel statistics.
+    """
+
+    kind = "ovs"
+
+    def setup(self) -> None:
+        lab = self.lab
+        self.taps = [lab.name(self.tag + "c"), lab.name(self.tag + "s")]
+        self.dir = lab.workdir / f"ovs-{self.tag}"
+        self.dir.mkdir()
+        self.env = {**os.environ, **{f"OVS_{d}DIR": str(self.dir) for d in ("RUN", "DB", "LOG", "SYSCONF")}}
+        self.db = f"unix:{self.dir / 'db.sock'}"
+        self.run("ovsdb-tool", "create", str(self.dir / "conf.db"), str(OVS_SCHEMA))
+        logs = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": self.env, "cwd": self.dir}
+        self.stop_on_cleanup(lab.spawn(["ovsdb-server", str(self.dir / "conf.db"), f"--remote=p{self.db}",
+                                        f"--unixctl={self.dir / 'ovsdb.ctl'}", "--no-chdir",
+                                        f"--log-file={self.dir / 'ovsdb.log'}"], **logs))
+        self.wait_for(self.dir / "db.sock", "ovsdb-server")
+        self.vsctl("--no-wait", "init")
+        self.vsctl("--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true")
+        self.proc = lab.spawn(["ovs-vswitchd", self.db, f"--unixctl={self.dir / 'vswitchd.ctl'}", "--no-chdir",
+                               f"--log-file={self.dir / 'vswitchd.log'}"], **logs)
+        self.pid = self.proc.pid
+        br = lab.name(self.tag + "br")
+        self.bridge = br
+        self.lab.closers.append(self.stop)
+        self.vsctl("add-br", br, "--", "set", "Bridge", br, "datapath_type=netdev")
+        for tap in self.taps:
+            self.vsctl("add-port", br, tap, "--", "set", "Interface", tap, "type=tap")
+        with ipr(None) as ip:
+            for tap, ns in zip(self.taps, (self.client_ns, self.server_ns), strict=True):
+                ip.link("set", index=link_index(ip, tap, timeout=5), net_ns_fd=ns)   # OVS keeps its fd
+        guest_addr(self.client_ns, self.taps[0], CLIENT_IP)
+        guest_addr(self.server_ns, self.taps[1], SERVER_IP)
+
+    def run(self, *argv: str) -> str:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=self.env)
+        if r.returncode:
+            raise MeasureError(f"{' '.join(argv)} exited {r.returncode}: {(r.stderr or r.stdout).strip()[:300]}")
+        return r.stdout
+
+    def vsctl(self, *args: str) -> str:
+        return self.run("ovs-vsctl", f"--db={self.db}", "--timeout=20", *args)
+
+    def wait_for(self, path: Path, what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise MeasureError(f"{what} did not create {path}: {self.log_tail(what)}")
+            time.sleep(0.05)
+
+    def log_tail(self, what: str) -> str:
+        log = self.dir / ("ovsdb.log" if what == "ovsdb-server" else "vswitchd.log")
+        with contextlib.suppress(OSError):
+            return log.read_text()[-300:].strip()
+        return ""
+
+    def stop(self) -> None:
+        """Delete the bridge (its internal port is a persistent TAP), then stop ovs-vswitchd."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(MeasureError, subprocess.TimeoutExpired):
+                self.vsctl("--if-exists", "del-br", self.bridge)
+            with contextlib.suppress(MeasureError, subprocess.TimeoutExpired):
+                self.run("ovs-appctl", f"--target={self.dir / 'vswitchd.ctl'}", "exit")
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def frames(self) -> int | None:
+        return self.guest_tx_frames()
+
+
 class VswitchdTopo(Topo):
     kind = "vswitchd"
     extra_args: tuple[str, ...] = ()          # --vswitchd-args: a configuration to compare
@@ -464,13 +564,7 @@ class RelayTopo(Topo):
         guest_addr(self.server_ns, self.taps[1], SERVER_IP)
 
     def frames(self) -> int | None:
-        """Frames the guests sent into the relay: the TAPs' tx counters in their namespaces."""
-        total = 0
-        for tap, ns in zip(self.taps, (self.client_ns, self.server_ns), strict=True):
-            with ipr(ns) as ip:
-                link = ip.get_links(link_index(ip, tap))[0]
-                total += int(link.get_attr("IFLA_STATS64")["tx_packets"])
-        return total
+        return self.guest_tx_frames()
 
 
 class VswitchdPureTopo(VswitchdTopo):
@@ -481,9 +575,9 @@ class VswitchdPureTopo(VswitchdTopo):
     env = {"VSWITCH_PURE": "1"}
 
 
-TOPOS: dict[str, type[Topo]] = {"bridge": BridgeTopo, "vde": VdeTopo, "relay": RelayTopo,
+TOPOS: dict[str, type[Topo]] = {"bridge": BridgeTopo, "vde": VdeTopo, "ovs": OvsTopo, "relay": RelayTopo,
                                 "vswitchd": VswitchdTopo, "vswitchd-pure": VswitchdPureTopo}
-TAGS = {"bridge": "b", "vde": "v", "relay": "r", "vswitchd": "d", "vswitchd-pure": "p"}
+TAGS = {"bridge": "b", "vde": "v", "ovs": "o", "relay": "r", "vswitchd": "d", "vswitchd-pure": "p"}
 
 
 # -- measurements ----------------------------------------------------------------
@@ -599,10 +693,12 @@ def machine_facts() -> dict[str, Any]:
             "dataplane": compiled.status(),
             "python": platform.python_version(), "iperf3": version(["iperf3", "--version"]),
             "vde_switch": version(["vde_switch", "-v"]) if shutil.which("vde_switch") else None,
+            "ovs_vswitchd": version(["ovs-vswitchd", "--version"]) if shutil.which("ovs-vswitchd") else None,
             "loadavg_at_start": os.getloadavg()}
 
 
 MEASURES = ("tcp1", "tcp4", "udp", "ping", "cpu")
+TARGET_PEERS = ("ovs", "vde", "relay")     # shown beside vswitchd in the targets table
 STEP_MEASURE = {"tcp1_gbps": "tcp1", "tcp4_gbps": "tcp4", "udp64_rx_pps": "udp", "ping": "ping", "cpu": "cpu"}
 
 
@@ -688,6 +784,7 @@ def summarize(switches: list[str], reps: int, duration: float, samples: dict[str
     res["cpu_ratio_vswitchd_to_vde"] = ratio("vswitchd", "vde", "cpu_us_per_frame")
     res["ratio_vswitchd_to_relay"] = {m: ratio("vswitchd", "relay", m) for m in METRICS}
     res["ratio_vswitchd_to_pure"] = {m: ratio("vswitchd", "vswitchd-pure", m) for m in METRICS}
+    res["ratio_vswitchd_to_ovs"] = {m: ratio("vswitchd", "ovs", m) for m in METRICS}
     targets = [
         ("TCP 1 stream vs Linux bridge", "tcp1_gbps", "bridge", ">=", 0.9),
         ("TCP 4 streams vs Linux bridge", "tcp4_gbps", "bridge", ">=", 0.5),
@@ -699,8 +796,11 @@ def summarize(switches: list[str], reps: int, duration: float, samples: dict[str
     for name, m, ref, op, want in targets:
         r = ratio("vswitchd", ref, m)
         met = None if r is None else (r >= want if op == ">=" else r <= want)
+        # The same yardstick held to the other user-space switches of the run: is the
+        # target within reach of any switch of this design on this machine?
+        others = {s: ratio(s, ref, m) for s in TARGET_PEERS if s in switches and s != ref}
         res["targets"].append({"target": name, "metric": m, "reference": ref, "op": op, "want": want,
-                               "ratio": r, "met": met})
+                               "ratio": r, "met": met, "peers": others})
     if extras:
         res["vswitchd_after"] = extras.get("vswitchd")
         if "vswitchd-pure" in extras:
@@ -742,17 +842,22 @@ def render(res: dict[str, Any], console: Any) -> None:
             cells.append(cell)
         t.add_row(r["label"], *cells)
     console.print(t)
-    tt = Table(title="Targets (vswitchd)")
-    for c in ("target", "wanted", "measured", ""):
+    tt = Table(title="Targets (vswitchd; the same ratio for the other user-space switches of the run)")
+    peer_cols = [s for s in TARGET_PEERS if s in res["switches"]]
+    for c in ("target", "wanted", "vswitchd", "", *(LABELS[s] for s in peer_cols)):
         tt.add_column(c)
     for g in res["targets"]:
         r = g["ratio"]
         status = "n/a" if g["met"] is None else ("met" if g["met"] else "MISSED")
-        tt.add_row(g["target"], f"{g['op']} {g['want']:g}x", "n/a" if r is None else f"{r:.2f}x", status)
+        peer_cells = [("" if s == g["reference"] else "n/a" if g["peers"].get(s) is None else f"{g['peers'][s]:.2f}x")
+                      for s in peer_cols]
+        tt.add_row(g["target"], f"{g['op']} {g['want']:g}x", "n/a" if r is None else f"{r:.2f}x", status,
+                   *peer_cells)
     console.print(tt)
     if res.get("cpu_ratio_vswitchd_to_vde") is not None:
         console.print(f"CPU per frame vswitchd / vde_switch: {res['cpu_ratio_vswitchd_to_vde']:.2f}x")
-    for key, label in (("ratio_vswitchd_to_relay", "bare Python relay"),
+    for key, label in (("ratio_vswitchd_to_ovs", "OVS userspace+TSO"),
+                       ("ratio_vswitchd_to_relay", "bare Python relay"),
                        ("ratio_vswitchd_to_pure", "vswitchd interpreted")):
         rel = {m: r for m, r in (res.get(key) or {}).items() if r is not None}
         if rel:
@@ -801,7 +906,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per iperf3 run (default 5)")
     ap.add_argument("--only", default=",".join(DEFAULT_SWITCHES),
                     help=f"comma-separated switches to run, of {','.join(SWITCHES)} "
-                    f"(default {','.join(DEFAULT_SWITCHES)}; vswitchd-pure is vswitchd with VSWITCH_PURE=1)")
+                    f"(default {','.join(DEFAULT_SWITCHES)}; vswitchd-pure is vswitchd with VSWITCH_PURE=1; "
+                    "ovs is Open vSwitch userspace with TSO, from openvswitch-switch)")
     ap.add_argument("--measure", default=",".join(MEASURES),
                     help=f"comma-separated measurements to take (default {','.join(MEASURES)})")
     ap.add_argument("--vswitchd-args", default="", metavar="ARGS",
