@@ -398,7 +398,7 @@ def test_busy_poll_under_continuous_traffic_keeps_the_control_socket_answering(l
     running = client.poll() is None
     client.wait(timeout=30)
     server.wait(timeout=30)
-    assert max(waits) < 0.5, waits              # a starved loop answers only once the traffic stops
+    assert max(waits) < 1.0, waits              # a starved loop answers only once the traffic stops (3.6 s)
     assert running, "the traffic ended before the control calls did: the test proved nothing"
     assert seen[0] < seen[1] < seen[2]          # answered while the traffic ran, not after it
     assert d.call("perf-show")["loop"]["busy_poll_catches"] > 0
