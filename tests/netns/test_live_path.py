@@ -20,3 +20,14 @@ def test_live_path_runs_and_cleans_up(capsys):
     assert "vswitchd data path" in out and "bare relay (floor)" in out
     prefix = f"vslp{os.getpid() & 0xFFFF:04x}"
     assert not [name for _, name in socket.if_nameindex() if name.startswith(prefix)]
+
+
+def test_live_path_idle_reports_median_wakeup(capsys):
+    if os.geteuid() != 0:
+        pytest.skip("live-path opens TAP devices: needs root")
+    assert live_path.main(["--batch", "1", "--frames", "20", "--rounds", "1", "--idle-ms", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "median wake-up after 1 ms idle" in out
+    ns = [float(line.split(":")[1].split()[0]) for line in out.splitlines() if "data path" in line or "floor)" in line]
+    assert len(ns) == 2 and all(v > 0 for v in ns)
+    assert live_path.main(["--idle-ms", "-1"]) == 2
