@@ -251,6 +251,26 @@ def test_port_limit_stop_lets_a_mac_move_into_a_slot_freed_by_aging():
     assert f.stats["moved"] == 1 and f.stats["learn_refused"] == 0
 
 
+def test_port_limit_lowered_evict_trims_the_oldest_at_once_stop_keeps():
+    f = fdb()
+    for i, m in enumerate((A, B, C, D)):
+        f.learn(1, m, 1, i)
+    f.learn(1, A, 1, 10)                    # refreshed: B is now the oldest
+    f.learn(1, E, 2, 0)                     # another port: untouched
+    f.set_port_limit(1, 2, "evict")
+    assert table(f) == {(1, A): 1, (1, D): 1, (1, E): 2}
+    assert f.stats["evicted"] == 2 and f.port_count(1) == 2
+    g = fdb()
+    for i, m in enumerate((A, B, C)):
+        g.learn(1, m, 1, i)
+    g.set_port_limit(1, 1, "stop")          # keeps what it has, learns no more there
+    assert g.port_count(1) == 3 and g.stats["evicted"] == 0
+    g.learn(1, D, 1, 5)
+    assert g.lookup(1, D, 5) is None and g.stats["learn_refused"] == 1
+    g.set_port_limit(1, 1, "evict")         # switching policy applies it
+    assert g.port_count(1) == 1 and g.stats["evicted"] == 2
+
+
 def test_port_limit_can_be_removed():
     f = fdb()
     f.set_port_limit(1, 1, "stop")

@@ -242,6 +242,13 @@ class Fdb:
         if limit < 1:
             raise ValueError(f"bad per-port mac limit {limit}: must be >= 1")
         self.port_limits[port] = (limit, policy)
+        # A limit lowered under what the port holds: "evict" trims it now, oldest first
+        # (counted as evicted), as the policy would have; "stop" keeps what it has and
+        # learns nothing more there until it is under the limit (the Linux bridge's
+        # learned-entry limit does the same).
+        if policy == "evict":
+            while self._per_port.get(port, 0) > limit and self._evict_from(port):
+                pass
 
     # -- internals -------------------------------------------------------------
     def _add_dynamic(self, e: FdbEntry) -> None:
