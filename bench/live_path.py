@@ -71,7 +71,6 @@ def timed(fn: Callable[[], None], stubs: Stubs, raw: bytes, batch: int, n: int, 
     ``idle_s``, a sleep before each wake-up and the median wake-up's ns per frame."""
     best = float("inf")
     for _ in range(rounds):
-        total = 0
         each: list[int] = []
         for _ in range(n):
             if idle_s:
@@ -79,10 +78,8 @@ def timed(fn: Callable[[], None], stubs: Stubs, raw: bytes, batch: int, n: int, 
             stubs.queue = iter([raw] * batch)
             t0 = time.perf_counter_ns()
             fn()
-            dt = time.perf_counter_ns() - t0
-            total += dt
-            each.append(dt)
-        best = min(best, statistics.median(each) / batch if idle_s else total / (n * batch))
+            each.append(time.perf_counter_ns() - t0)
+        best = min(best, statistics.median(each) / batch if idle_s else sum(each) / (n * batch))
     return best
 
 
