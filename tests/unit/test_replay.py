@@ -16,7 +16,17 @@ from vswitch.drivers.replay import ReplayDriver, SourceMacAssigner, records_by_s
 from vswitch.io.pcap import CaptureError, NotEthernet, PcapWriter, read_capture
 from vswitch.topology import PortConfig, Topology, build_dataplane, parse_topology
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "pcaps" / "tcpdump-tests"
+
+def _shared_captures() -> Path:
+    """The shared tcpdump-tests folder beside the checkout (a git worktree sits a level deeper)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents[2:]:
+        if (parent / "shared" / "pcaps" / "tcpdump-tests").is_dir():
+            return parent / "shared" / "pcaps" / "tcpdump-tests"
+    return here.parents[3] / "shared" / "pcaps" / "tcpdump-tests"
+
+
+SHARED = _shared_captures()
 CAPTURES = sorted(glob.glob(str(SHARED / "*.pcap*")))
 A, B, C = (bytes([2, 0, 0, 0, 0, i]) for i in (1, 2, 3))
 BCAST = b"\xff" * 6
