@@ -33,7 +33,11 @@ BCAST = b"\xff" * 6
 
 
 def linktype_of(path: str) -> int:
-    """Read the link type straight from the file header (independently of vswitch.io.pcap)."""
+    """Read the link type straight from the file header (independently of vswitch.io.pcap).
+
+    pcap: libpcap's LT_LINKTYPE(x) = x & 0x03FFFFFF; the upper bits carry its FCS-length
+    extension (tcpdump reads 0x30000001 as Ethernet).  pcapng: the first interface's type.
+    """
     with open(path, "rb") as f:
         head = f.read(24)
         if head[:4] == b"\x0a\x0d\x0d\x0a":
@@ -41,7 +45,7 @@ def linktype_of(path: str) -> int:
             return dpkt.pcapng.Reader(f).datalink()
     magic = struct.unpack("<I", head[:4])[0]
     endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
-    return struct.unpack(endian + "I", head[20:24])[0]
+    return struct.unpack(endian + "I", head[20:24])[0] & 0x03FFFFFF
 
 
 def write_pcap(path: Path, frames: list[tuple[int, bytes]]) -> Path:
