@@ -138,7 +138,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys) -> None:
     err = capsys.readouterr()
     assert "not a pcap or pcapng file (magic 0x" in err.out + err.err
     assert bench_main(["replay", str(tmp_path / "missing.pcap")]) == 1
-    assert "cannot open" in capsys.readouterr().out
+    assert "cannot open" in capsys.readouterr().err
     assert bench_main(["replay", "--port", "p1"]) == 2
     assert "expected NAME=VALUE" in capsys.readouterr().err
     assert bench_main(["replay", "--map", "zz:zz=p1", str(junk)]) == 2

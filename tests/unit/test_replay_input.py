@@ -20,7 +20,7 @@ from test_replay import SHARED
 
 from vswitch.drivers.replay import ReplayDriver, SourceMacAssigner, records_by_source_mac
 from vswitch.io.pcap import CaptureError, NotEthernet, read_capture
-from vswitch.topology import PortConfig, Topology, build_dataplane
+from vswitch.topology import PortConfig, Topology, build_dataplane, parse_topology
 
 S = 1_000_000_000
 A, B, C = (bytes([2, 0, 0, 0, 0, i]) for i in (1, 2, 3))
@@ -88,7 +88,42 @@ def pcap_frames(path: str | Path) -> list[tuple[int, bytes]]:
 
 # -- time: out-of-order records do not move the switch's clock back --------------------------------
 
+def test_backward_timestamps_keep_virtual_time_monotonic_and_the_span_honest(tmp_path) -> None:
+    # A at 1000 s; B at 0 s (out of order: replayed at 1000 s, as tcpreplay sends a late packet
+    # at once); at 1200 s C sends to B: B was learned at (virtual) 1000 s, 200 s ago, within the
+    # 300 s ageing time, so the frame is forwarded, not flooded as if B had been learned at 0 s.
+    recs = [(1000 * S, frame(BCAST, A)), (0, frame(BCAST, B)), (1200 * S, frame(B, C))]
+    cap = tmp_path / "back.pcap"
+    cap.write_bytes(pcap_bytes([(ts // 1000, data) for ts, data in recs]))
+    topo = parse_topology({"bridge": {"ageing_time": 300},
+                           "port": [{"name": f"p{i}", "type": "replay"} for i in range(1, 5)]})
+    dp, res = replay(cap, build_dataplane(topo), out_dir=tmp_path / "out")
+    sw = dp.switch.snapshot()
+    assert sw["forwarded"] == 1 and sw["fdb"]["expired"] == 0
+    for path in res.outputs.values():            # egress carries the switch's (monotonic) time
+        times = [ts for ts, _ in pcap_frames(path)]
+        assert times == sorted(times)
+    assert (1000 * S, recs[1][1]) in pcap_frames(res.outputs["p1"])
+    assert res.duration_ns == 1200 * S           # min (0 s) to max (1200 s), never negative
+    assert res.frames == 3 and res.out_of_order == 1
+
+
 # -- FCS-length bits in the pcap link-type field (libpcap's LT_FCS_LENGTH_PRESENT / LT_FCS_LENGTH) --
+
+def test_fcs_length_present_strips_the_fcs_before_the_switch(tmp_path) -> None:
+    # 0x24000001: Ethernet, FCS length present (bit 26), 2 x 16 bits = 4 bytes of FCS per frame.
+    frames = [frame(BCAST, A), frame(A, B, 1)]
+    fcs = b"\xde\xad\xbe\xef"
+    cap = tmp_path / "fcs.pcap"
+    cap.write_bytes(pcap_bytes([(i, f + fcs) for i, f in enumerate(frames)], linktype=0x24000001))
+    reader = read_capture(cap)
+    assert [data for _, data in reader] == frames and reader.fcs_len == 4
+    dp, res = replay(cap, out_dir=tmp_path / "out")
+    assert res.frames == 2 and res.bytes == 120 and res.error is None
+    assert any("4-byte FCS stripped" in n for n in res.notes)
+    assert [d for _, d in pcap_frames(res.outputs["p2"])] == [frames[0]]
+    assert [d for _, d in pcap_frames(res.outputs["p1"])] == [frames[1]]
+
 
 def test_fcs_of_a_snaplen_cut_frame_is_stripped_only_where_captured(tmp_path) -> None:
     # Original frame 64 bytes (60 + 4 FCS); 62 captured: 2 FCS bytes present; a 40-byte cut has none.

@@ -6,6 +6,14 @@ time virtual time crosses a ``tick_ns`` boundary (FDB aging sweeps), so a
 replay of a capture behaves as the live switch would have at that pace, in
 however little wall time the replay takes.
 
+Virtual time never goes back: a record whose timestamp is earlier than one
+before it (out of order) enters at the latest time seen so far, as tcpreplay
+sends a late packet at once without moving its capture clock back
+(send_packets.c advances ``last_pkt_ts`` only forward).  Such records are
+counted (`ReplayResult.out_of_order`); the frames carry the switch's time,
+so egress pcaps are in order; `ReplayResult.duration_ns` is the capture's
+span from its earliest to its latest timestamp.
+
 Which port a frame enters by is decided by the source (`Record.port`):
 
 * one capture per port (``port=file``): every frame of the file enters on that
@@ -29,7 +37,7 @@ from pathlib import Path
 
 from vswitch.core.element import Batch
 from vswitch.core.frame import Frame
-from vswitch.io.pcap import CaptureError, NotEthernet, PcapWriter, read_capture
+from vswitch.io.pcap import Capture, CaptureError, NotEthernet, PcapWriter, read_capture
 from vswitch.topology import Dataplane
 
 
@@ -62,35 +70,73 @@ class SourceMacAssigner:
         return port
 
 
-def records_by_source_mac(path: str | Path, assign: SourceMacAssigner) -> Iterator[Record]:
-    for ts, data in read_capture(path):
-        yield Record(ts, data, assign(data))
+class Records:
+    """Records in replay order, and the open captures they come from (for what reading found)."""
+
+    def __init__(self, records: Iterator[Record], captures: list[Capture]) -> None:
+        self._records = records
+        self.captures = captures
+
+    def __iter__(self) -> Iterator[Record]:
+        return self._records
 
 
-def records_per_port(files: dict[int, str | Path]) -> Iterator[Record]:
-    """Merge one capture per port by timestamp (stable for equal timestamps)."""
-    def stream(i: int, port: int, path: str | Path) -> Iterator[tuple[int, int, bytes, int]]:
-        for ts, data in read_capture(path):
+def records_by_source_mac(path: str | Path, assign: SourceMacAssigner) -> Records:
+    """The records of one capture, each entering by its source MAC; the capture is opened now."""
+    cap = read_capture(path)
+
+    def gen() -> Iterator[Record]:
+        for ts, data in cap:
+            yield Record(ts, data, assign(data))
+    return Records(gen(), [cap])
+
+
+def records_per_port(files: dict[int, str | Path]) -> Records:
+    """Merge one capture per port by timestamp (stable for equal timestamps); all are opened now."""
+    caps: list[Capture] = []
+    try:
+        for path in files.values():
+            caps.append(read_capture(path))
+    except CaptureError:
+        for c in caps:
+            c.close()
+        raise
+
+    def stream(i: int, port: int, cap: Capture) -> Iterator[tuple[int, int, bytes, int]]:
+        for ts, data in cap:
             yield ts, i, data, port
-    streams = [stream(i, port, path) for i, (port, path) in enumerate(files.items())]
-    for ts, _, data, port in heapq.merge(*streams):
-        yield Record(ts, data, port)
+
+    def gen() -> Iterator[Record]:
+        streams = [stream(i, port, cap) for i, (port, cap) in enumerate(zip(files, caps, strict=True))]
+        for ts, _, data, port in heapq.merge(*streams):
+            yield Record(ts, data, port)
+    return Records(gen(), caps)
 
 
 @dataclass
 class ReplayResult:
+    """What a replay did.  ``last_ts_ns`` is the switch's time at the end (the latest timestamp);
+    ``min_ts_ns`` the earliest timestamp; ``out_of_order`` the records earlier than one before
+    them; ``skipped`` packets the captures held but the switch did not get (non-Ethernet pcapng
+    interfaces); ``notes`` what reading the captures changed or left out."""
+
     frames: int = 0
     bytes: int = 0
     first_ts_ns: int | None = None
     last_ts_ns: int | None = None
+    min_ts_ns: int | None = None
+    out_of_order: int = 0
+    skipped: int = 0
+    notes: list[str] = field(default_factory=list)
     error: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration_ns(self) -> int:
-        if self.first_ts_ns is None or self.last_ts_ns is None:
+        """The capture's span, earliest to latest timestamp (never negative)."""
+        if self.min_ts_ns is None or self.last_ts_ns is None:
             return 0
-        return self.last_ts_ns - self.first_ts_ns
+        return self.last_ts_ns - self.min_ts_ns
 
 
 class ReplayDriver:
@@ -124,29 +170,43 @@ class ReplayDriver:
         res = ReplayResult()
         graph = self.dp.graph
         limit = self.batch
-        next_tick: int | None = None
+        tick_ns = self.tick_ns
         batch: list[Frame] = []
         port = -1
-        ts = 0
+        now = low = next_tick = 0
+        frames = nbytes = late = 0
+        it = iter(records)
         try:
-            for rec in records:
+            for rec in it:                       # the first record sets the clock
+                now = low = rec.ts_ns
+                res.first_ts_ns = now
+                next_tick = now + tick_ns
+                port = rec.port
+                batch.append(Frame(rec.data, now))
+                frames, nbytes = 1, len(rec.data)
+                break
+            for rec in it:
                 ts = rec.ts_ns
-                if res.first_ts_ns is None:
-                    res.first_ts_ns = ts
-                    next_tick = ts + self.tick_ns
+                if ts < now:                     # out of order: time does not go back
+                    late += 1
+                    if ts < low:
+                        low = ts
+                    ts = now
+                else:
+                    now = ts
                 if batch and (rec.port != port or len(batch) >= limit):
                     graph.push(port, batch, batch[-1].ts_ns)
                     batch = []
-                if next_tick is not None and ts >= next_tick:
+                if ts >= next_tick:
                     if batch:
                         graph.push(port, batch, batch[-1].ts_ns)
                         batch = []
                     graph.tick(ts)
-                    next_tick = ts + self.tick_ns
+                    next_tick = ts + tick_ns
                 port = rec.port
                 batch.append(Frame(rec.data, ts))
-                res.frames += 1
-                res.bytes += len(rec.data)
+                frames += 1
+                nbytes += len(rec.data)
         except NotEthernet:
             self._close(res)
             raise
@@ -154,7 +214,13 @@ class ReplayDriver:
             res.error = str(e)
         if batch:
             graph.push(port, batch, batch[-1].ts_ns)
-        res.last_ts_ns = ts if res.first_ts_ns is not None else None
+        res.frames, res.bytes, res.out_of_order = frames, nbytes, late
+        if res.first_ts_ns is not None:
+            res.last_ts_ns, res.min_ts_ns = now, low
+        captures = records.captures if isinstance(records, Records) else []
+        for cap in captures:
+            res.skipped += cap.skipped
+            res.notes.extend(f"{cap.path}: {n}" if len(captures) > 1 else n for n in cap.notes())
         self._close(res)
         return res
 
