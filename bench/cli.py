@@ -9,17 +9,18 @@ Subcommands:
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
-2 bad arguments or configuration.
+2 bad arguments or configuration, or a replay output that cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 
@@ -31,7 +32,7 @@ from vswitch.drivers.replay import (
     records_by_source_mac,
     records_per_port,
 )
-from vswitch.io.pcap import CaptureError, NotEthernet
+from vswitch.io.pcap import CaptureError, NotEthernet, read_capture
 from vswitch.render import (
     element_counters_table,
     fdb_table,
@@ -73,33 +74,53 @@ def _topology(args: argparse.Namespace, names: list[str] | None) -> Topology:
     return Topology(ports=[PortConfig(f"p{i}", type="replay") for i in range(1, args.ports + 1)])
 
 
+def _err(text: str) -> None:
+    """A refusal or error: one line on stderr, never wrapped (rich wraps stdout that is not a tty)."""
+    print(text, file=sys.stderr)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _summary(res: ReplayResult, wall_s: float, snap: dict[str, Any], label: str) -> str:
     sw = next(iter(snap["elements"].values()))
     drops = {k: v for k, v in sw["drops"].items() if v}
     dropped = sum(drops.values())
     detail = f" ({', '.join(f'{k} {v}' for k, v in drops.items())})" if drops else ""
     rate = res.frames / wall_s if wall_s > 0 else 0.0
-    return (f"{label}: replayed {res.frames} frames ({res.bytes} bytes) in {wall_s:.3f} s wall "
-            f"({rate:,.0f} frames/s; capture spans {res.duration_ns / 1e9:.3f} s): "
-            f"forwarded {sw['forwarded']}, flooded {sw['flooded']}, dropped {dropped}{detail}")
+    span = f"capture spans {res.duration_ns / 1e9:.3f} s"
+    if res.out_of_order:
+        span += f"; {_count(res.out_of_order, 'record')} out of order (time not moved back)"
+    notes = "".join(f"; {n}" for n in res.notes)
+    return (f"{label}: replayed {_count(res.frames, 'frame')} ({res.bytes} bytes) in {wall_s:.3f} s wall "
+            f"({rate:,.0f} frames/s; {span}): "
+            f"forwarded {sw['forwarded']}, flooded {sw['flooded']}, dropped {dropped}{detail}{notes}")
 
 
 def _replay_one(args: argparse.Namespace, topo: Topology, records_for, label: str,
                 out_dir: Path | None, console: Console, tables: bool) -> tuple[int, dict[str, Any]]:
     dp = build_dataplane(topo)
+    try:
+        records = records_for(dp)        # opened and checked up front; this reopens them
+    except NotEthernet as e:
+        _err(f"refused: {e}")
+        return 1, {"error": str(e), "refused": True}
+    except CaptureError as e:
+        _err(f"error: {e}")
+        return 1, {"error": str(e)}
     driver = ReplayDriver(dp, out_dir=out_dir, batch=args.batch)
     t0 = time.perf_counter()
-    try:
-        res = driver.run(records_for(dp))
-    except NotEthernet as e:
-        console.print(f"refused: {e}", markup=False, highlight=False)
-        return 1, {"error": str(e), "refused": True}
+    res = driver.run(records)
     wall = time.perf_counter() - t0
     snap = dp.graph.snapshot()
-    console.print(_summary(res, wall, snap, label), markup=False, highlight=False)
+    console.print(_summary(res, wall, snap, label), markup=False, highlight=False, soft_wrap=True)
     status = 0
     if res.error:
-        console.print(f"error: {res.error} (frames before it were replayed)", markup=False, highlight=False)
+        before = ("no frame came before it" if not res.frames else
+                  "the 1 frame before it was replayed" if res.frames == 1 else
+                  f"the {res.frames} frames before it were replayed")
+        _err(f"error: {res.error} ({before})")
         status = 1
     if tables:
         now = res.last_ts_ns or 0
@@ -107,8 +128,45 @@ def _replay_one(args: argparse.Namespace, topo: Topology, records_for, label: st
                      element_counters_table(dp.switch.name, snap["elements"][dp.switch.name]),
                      console=console)
     out = {"frames": res.frames, "bytes": res.bytes, "duration_ns": res.duration_ns,
+           "out_of_order": res.out_of_order, "skipped": res.skipped, "notes": res.notes,
            "error": res.error, "outputs": res.outputs, "counters": snap}
     return status, out
+
+
+def _check_capture(path: str) -> None:
+    """Open and check a capture's header now (CaptureError / NotEthernet), before any replay."""
+    read_capture(path).close()
+
+
+def _open_outputs(json_path: str | None, out_dirs: list[tuple[Path, list[str]]]) -> TextIO | None:
+    """Make the --out directories and files and open --json before the replay, so that an
+    unwritable path is refused before any work; what this made is removed again on a refusal."""
+    made: list[Path] = []
+    what = ""
+    try:
+        for d, names in out_dirs:
+            what = f"--out {d}"
+            for parent in [*reversed(d.parents), d]:
+                if not parent.exists():
+                    made.append(parent)
+                    parent.mkdir()
+            for name in names:
+                p = d / f"{name}.pcap"
+                if not p.exists():
+                    made.append(p)
+                open(p, "ab").close()
+        if json_path is None:
+            return None
+        what = f"--json {json_path}"
+        if not Path(json_path).exists():
+            made.append(Path(json_path))
+        return open(json_path, "a")  # noqa: SIM115 - written and closed after the replay
+    except OSError as e:
+        for p in reversed(made):
+            with contextlib.suppress(OSError):
+                p.rmdir() if p.is_dir() else p.unlink()
+        where = f" {e.filename}" if e.filename and what.split(" ", 1)[1] != str(e.filename) else ""
+        raise UsageError(f"{what}: cannot write{where}: {e.strerror}") from None
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -123,6 +181,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     status = 0
     out_root = Path(args.out) if args.out else None
+    # Everything is checked before anything is replayed: the captures (a missing or unreadable
+    # one ends the run here; a non-Ethernet one is refused and the others run), then the outputs.
+    jobs: list[tuple[str, str, Topology, Any, Path | None, bool]] = []
     if args.port:
         if args.captures:
             raise UsageError("give either --port NAME=FILE (one capture per port) or captures, not both")
@@ -131,11 +192,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if not Path(path).is_file():
                 raise UsageError(f"--port ...={path}: no such file")
         topo = _topology(args, list(files))
+        for path in files.values():
+            _check_capture(path)
 
         def per_port(dp):
             return records_per_port({dp.numbers[n]: f for n, f in files.items()})
-        status, results["ports"] = _replay_one(args, topo, per_port, "per-port captures", out_root,
-                                               console, not args.quiet)
+        jobs.append(("ports", "per-port captures", topo, per_port, out_root, not args.quiet))
     else:
         if not args.captures:
             raise UsageError("nothing to replay: give capture files, or --port NAME=FILE")
@@ -146,17 +208,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
             for port in fixed.values():
                 if port not in names:
                     raise UsageError(f"--map ...={port}: no port {port!r} (ports: {', '.join(names)})")
+            try:
+                _check_capture(cap)
+            except NotEthernet as e:
+                _err(f"refused: {e}")
+                results[cap] = {"error": str(e), "refused": True}
+                status = 1
+                continue
 
             def by_mac(dp, cap=cap):
                 assign = SourceMacAssigner(list(dp.switch.ports),
                                            {m: dp.numbers[p] for m, p in fixed.items()})
                 return records_by_source_mac(cap, assign)
             out_dir = (out_root / Path(cap).stem if many else out_root) if out_root else None
-            st, results[cap] = _replay_one(args, topo, by_mac, cap, out_dir, console,
-                                           not args.quiet and not many)
+            jobs.append((cap, cap, topo, by_mac, out_dir, not args.quiet and not many))
+    json_file = _open_outputs(args.json, [(d, [p.name for p in t.ports]) for _, _, t, _, d, _ in jobs
+                                          if d is not None])
+    try:
+        for key, label, topo, records_for, out_dir, tables in jobs:
+            st, results[key] = _replay_one(args, topo, records_for, label, out_dir, console, tables)
             status = max(status, st)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        if json_file is not None:
+            json_file.truncate(0)
+            json_file.write(json.dumps(results, indent=2) + "\n")
+    finally:
+        if json_file is not None:
+            json_file.close()
     return status
 
 
@@ -215,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except CaptureError as e:
         print(f"vswitch-bench: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:         # e.g. an output that fails while it is written (disk full)
+        print(f"vswitch-bench: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 1
 
 

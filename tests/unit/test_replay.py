@@ -90,7 +90,8 @@ def test_cli_replays_all_shared_captures_without_traceback(capsys, tmp_path) -> 
     status = bench_main(["replay", "-q", "--json", str(tmp_path / "all.json"), *CAPTURES])
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err
-    refused = [line for line in out.out.splitlines() if line.startswith("refused:")]
+    assert "refused" not in out.out          # refusals are errors: stderr, one line each
+    refused = [line for line in out.err.splitlines() if line.startswith("refused:")]
     non_eth = [p for p in CAPTURES if linktype_of(p) != 1]
     assert len(refused) == len(non_eth) > 0
     assert status == 1          # refusals make the run fail, as any unreadable input

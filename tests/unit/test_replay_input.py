@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_replay import SHARED
 
+from bench.cli import main as bench_main
 from vswitch.drivers.replay import ReplayDriver, SourceMacAssigner, records_by_source_mac
 from vswitch.io.pcap import CaptureError, NotEthernet, read_capture
 from vswitch.topology import PortConfig, Topology, build_dataplane, parse_topology
@@ -80,11 +81,95 @@ def pcap_frames(path: str | Path) -> list[tuple[int, bytes]]:
 
 # -- outputs are checked before the replay --------------------------------------------------------
 
+@pytest.mark.parametrize("which", ["json-under-a-file", "json-is-a-directory", "out-is-a-file",
+                                   "out-under-a-file"])
+def test_unwritable_outputs_are_refused_before_anything_is_replayed(tmp_path, capsys, which) -> None:
+    cap = tmp_path / "in.pcap"
+    cap.write_bytes(pcap_bytes([(0, frame(BCAST, A))]))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me\n")
+    args = {"json-under-a-file": ["--json", str(blocker / "x.json")],
+            "json-is-a-directory": ["--json", str(tmp_path)],
+            "out-is-a-file": ["--out", str(blocker)],
+            "out-under-a-file": ["--out", str(blocker / "out")]}[which]
+    status = bench_main(["replay", "-q", *args, str(cap)])
+    got = capsys.readouterr()
+    assert status != 0
+    assert "replayed" not in got.out          # refused before the replay, not after it
+    lines = got.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in got.err
+    assert ("--json" if "json" in which else "--out") in lines[0] and "cannot write" in lines[0]
+    assert blocker.read_text() == "keep me\n"  # nothing touched
+
+
+def test_outputs_checked_for_every_capture_before_the_first_replays(tmp_path, capsys) -> None:
+    # Two captures write to out/<stem>/; the second's directory cannot be made: nothing runs,
+    # and the first's directory, made by the check, is taken back.
+    one, two = tmp_path / "one.pcap", tmp_path / "two.pcap"
+    for p in (one, two):
+        p.write_bytes(pcap_bytes([(0, frame(BCAST, A))]))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "two").write_text("a file where a directory should go")
+    assert bench_main(["replay", "-q", "--out", str(out), str(one), str(two)]) == 2
+    got = capsys.readouterr()
+    assert "replayed" not in got.out and "cannot write" in got.err
+    assert sorted(p.name for p in out.iterdir()) == ["two"]
+
+
 # -- a missing or unreadable capture is refused up front ------------------------------------------
+
+def test_missing_capture_is_refused_before_anything_is_replayed(tmp_path, capsys) -> None:
+    good = tmp_path / "good.pcap"
+    good.write_bytes(pcap_bytes([(0, frame(BCAST, A))]))
+    missing = tmp_path / "missing.pcap"
+    json_out = tmp_path / "c.json"
+    assert bench_main(["replay", "-q", "--json", str(json_out), str(good), str(missing)]) == 1
+    got = capsys.readouterr()
+    assert got.out == ""                       # no "replayed 0 frames", no summary for good.pcap
+    assert got.err.strip().splitlines() == [f"vswitch-bench: {missing}: cannot open: No such file or directory"]
+    assert not json_out.exists()
+
+
+def test_directory_as_capture_is_refused_in_one_line(tmp_path, capsys) -> None:
+    assert bench_main(["replay", str(tmp_path)]) == 1
+    got = capsys.readouterr()
+    assert got.out == "" and got.err.strip() == f"vswitch-bench: {tmp_path}: cannot open: Is a directory"
+
 
 # -- counts read as English -----------------------------------------------------------------------
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_summary_says_1_frame_and_2_frames(tmp_path, capsys, n) -> None:
+    cap = tmp_path / "in.pcap"
+    cap.write_bytes(pcap_bytes([(i, frame(BCAST, A, i)) for i in range(n)]))
+    assert bench_main(["replay", "-q", str(cap)]) == 0
+    out = capsys.readouterr().out
+    want = "replayed 1 frame (60 bytes)" if n == 1 else "replayed 2 frames (120 bytes)"
+    assert want in out and "1 frames" not in out
+
+
 # -- errors go to stderr, one line each, however long -----------------------------------------------
+
+def test_refusals_and_errors_go_to_stderr_unwrapped(tmp_path, capsys) -> None:
+    long_dir = tmp_path / ("d" * 120)
+    long_dir.mkdir()
+    sll = long_dir / "cooked.pcap"
+    sll.write_bytes(pcap_bytes([(0, bytes(16))], linktype=113))
+    cut = long_dir / "cut.pcap"
+    cut.write_bytes(pcap_bytes([(0, frame(BCAST, A)), (1, frame(BCAST, A, 1))])[:-5])
+    assert bench_main(["replay", "-q", str(sll), str(cut)]) == 1
+    got = capsys.readouterr()
+    assert not [line for line in got.out.splitlines() if line.startswith(("refused", "error"))]
+    err = got.err.splitlines()
+    assert len(err) == 2, err
+    assert err[0].startswith(f"refused: {sll}: link type 113") and err[0].endswith("Ethernet captures only")
+    assert err[1].startswith(f"error: {cut}: record 2 at offset") and err[1].endswith(
+        "(the 1 frame before it was replayed)")
+    # The summary line (stdout) is not wrapped either.
+    summary = [line for line in got.out.splitlines() if "replayed" in line]
+    assert len(summary) == 1 and summary[0].startswith(f"{cut}: replayed 1 frame")
+
 
 # -- time: out-of-order records do not move the switch's clock back --------------------------------
 
@@ -106,6 +191,15 @@ def test_backward_timestamps_keep_virtual_time_monotonic_and_the_span_honest(tmp
     assert (1000 * S, recs[1][1]) in pcap_frames(res.outputs["p1"])
     assert res.duration_ns == 1200 * S           # min (0 s) to max (1200 s), never negative
     assert res.frames == 3 and res.out_of_order == 1
+
+
+def test_cli_reports_out_of_order_records_and_a_non_negative_span(tmp_path, capsys) -> None:
+    cap = tmp_path / "back.pcap"
+    cap.write_bytes(pcap_bytes([(9_144_985_000 + 1000, frame(BCAST, A)), (1000, frame(BCAST, B))]))
+    assert bench_main(["replay", "-q", str(cap)]) == 0
+    out = capsys.readouterr().out
+    assert "capture spans 9144.985 s" in out and "-9144" not in out
+    assert "1 record out of order (time not moved back)" in out
 
 
 # -- FCS-length bits in the pcap link-type field (libpcap's LT_FCS_LENGTH_PRESENT / LT_FCS_LENGTH) --
@@ -170,6 +264,24 @@ def test_real_ethernet_captures_with_fcs_bits_replay_as_tcpdump_reads_them(name)
 
 
 # -- pcapng: the link type of each interface, and packets that name no interface -------------------
+
+def test_pcapng_packets_of_a_non_ethernet_interface_are_skipped_and_counted(tmp_path, capsys) -> None:
+    eth = [frame(BCAST, A), frame(A, B, 1)]
+    cooked = bytes(16) + b"\x45" + bytes(19)       # a Linux cooked (SLL) header and an IPv4 header
+    cap = tmp_path / "two-ifaces.pcapng"
+    cap.write_bytes(shb() + idb(1) + idb(113)
+                    + epb(0, 1, eth[0]) + epb(1, 2, cooked) + epb(0, 3, eth[1]) + epb(1, 4, cooked))
+    reader = read_capture(cap)
+    assert [d for _, d in reader] == eth
+    assert reader.skipped == 2
+    dp, res = replay(cap)
+    assert res.frames == 2 and res.skipped == 2
+    assert sum(p["rx_packets"] for p in dp.graph.snapshot()["ports"].values()) == 2
+    assert bench_main(["replay", "-q", str(cap)]) == 0
+    out = capsys.readouterr().out
+    assert "replayed 2 frames" in out
+    assert "skipped 2 packets of non-Ethernet interfaces (interface 1, link type 113" in out
+
 
 def test_pcapng_with_no_ethernet_interface_is_refused(tmp_path) -> None:
     cap = tmp_path / "no-eth.pcapng"
