@@ -146,7 +146,7 @@ def test_summary_says_1_frame_and_2_frames(tmp_path, capsys, n) -> None:
     assert bench_main(["replay", "-q", str(cap)]) == 0
     out = capsys.readouterr().out
     want = "replayed 1 frame (60 bytes)" if n == 1 else "replayed 2 frames (120 bytes)"
-    assert want in out and "1 frames" not in out
+    assert want in out and "replayed 1 frames" not in out
 
 
 # -- errors go to stderr, one line each, however long -----------------------------------------------
