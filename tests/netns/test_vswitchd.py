@@ -76,8 +76,15 @@ def test_three_guests_ping_and_fdb_has_each_mac(lab, workdir):
         assert lab.run(ns_of(lab, g), "ip", "-o", "link").stdout.count(tap) == 0
 
 
-def sniff(lab, ns: str, iface: str, seconds: float) -> subprocess.Popen[str]:
-    return lab.spawn(ns, sys.executable, L2TOOL, "sniff", iface, str(seconds))
+def sniff(lab, ns: str, iface: str, seconds: float, *until: str) -> subprocess.Popen[str]:
+    """Capture on ``iface`` until each of ``until`` (``src=MAC``, ``dst=MAC``) has matched a frame,
+    at most ``seconds``; returns once the capture is listening."""
+    p = lab.spawn(ns, sys.executable, L2TOOL, "sniff", iface, str(seconds), *until)
+    assert p.stderr is not None
+    for line in p.stderr:                  # scapy's import first (seconds on a busy machine)
+        if line.strip() == "listening":
+            return p
+    raise AssertionError(f"the capture on {iface} did not start: {p.communicate(timeout=30)}")
 
 
 def sniff_result(p: subprocess.Popen[str]) -> list[dict]:
@@ -100,13 +107,15 @@ def test_vlan_access_ports_are_isolated_and_trunk_sees_both_tagged(lab, workdir)
     assert not ping_ok(lab, ns_of(lab, "b1"), "10.98.0.2", 2)
 
     # The trunk carries both VLANs, tagged: ARP broadcasts from a1 (VLAN 10) and b1 (VLAN 20).
-    sn = sniff(lab, ns_of(lab, "tr"), taps["tr"], 6)
-    time.sleep(2.5)                                                 # scapy's import, then it listens
-    lab.ping(ns_of(lab, "a1"), "10.98.0.77", 2).wait(timeout=20)
-    lab.ping(ns_of(lab, "b1"), "10.98.0.78", 2).wait(timeout=20)
-    frames = sniff_result(sn)
+    # The capture ends when it has seen both guests (not after a fixed time: an unanswered ping
+    # takes seconds, more without iputils-ping).
     mac_a1 = mac_of(lab, ns_of(lab, "a1"), taps["a1"])
     mac_b1 = mac_of(lab, ns_of(lab, "b1"), taps["b1"])
+    sn = sniff(lab, ns_of(lab, "tr"), taps["tr"], 30, f"src={mac_a1}", f"src={mac_b1}")
+    pings = [lab.ping(ns_of(lab, "a1"), "10.98.0.77", 2), lab.ping(ns_of(lab, "b1"), "10.98.0.78", 2)]
+    frames = sniff_result(sn)
+    for p in pings:
+        p.wait(timeout=30)
     seen = {(Ether(bytes.fromhex(f["hex"])).src, f["vlan"]) for f in frames}
     assert (mac_a1, 10) in seen and (mac_b1, 20) in seen, seen
     assert (mac_a1, None) not in seen and (mac_b1, None) not in seen   # never untagged on the trunk
@@ -115,8 +124,7 @@ def test_vlan_access_ports_are_isolated_and_trunk_sees_both_tagged(lab, workdir)
     me = "02:aa:00:00:00:10"
     req = Ether(dst="ff:ff:ff:ff:ff:ff", src=me) / Dot1Q(vlan=10) / ARP(
         op=1, hwsrc=me, psrc="10.98.0.50", pdst="10.98.0.1")
-    sn = sniff(lab, ns_of(lab, "tr"), taps["tr"], 5)
-    time.sleep(2.5)
+    sn = sniff(lab, ns_of(lab, "tr"), taps["tr"], 30, f"dst={me}")
     lab.run(ns_of(lab, "tr"), sys.executable, L2TOOL, "send", taps["tr"], bytes(req).hex())
     replies = [Ether(bytes.fromhex(f["hex"])) for f in sniff_result(sn)]
     arp_replies = [p for p in replies if ARP in p and p[ARP].op == 2 and p[ARP].psrc == "10.98.0.1"]
@@ -377,6 +385,7 @@ def test_busy_poll_catches_replies_without_sleeping(lab, workdir):
     assert r.returncode == 2 and "--busy-poll-us -1: must be 0-1000000" in r.stderr
 
 
+@pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 is not installed (apt-get install iperf3)")
 def test_busy_poll_under_continuous_traffic_keeps_the_control_socket_answering(lab, workdir):
     """A spinning loop hands the event loop back every millisecond: while UDP never lets the
     switch go idle, vswitchctl still answers promptly and sees the counters move."""
