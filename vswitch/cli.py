@@ -207,7 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     m_add.add_argument("--select-all", action="store_true")
     out = m_add.add_mutually_exclusive_group(required=True)
     out.add_argument("--output-port")
-    out.add_argument("--output-pcap", metavar="FILE", help="pcap file (read with tcpdump -r / Wireshark)")
+    out.add_argument("--output-pcap", metavar="FILE",
+                     help="write a pcap file (tcpdump -r, Wireshark) named FILE in the daemon's mirror directory "
+                          "(vswitchd --mirror-dir, default /var/lib/vswitch/mirrors); an existing file is refused "
+                          "unless --append or --replace")
+    existing = m_add.add_mutually_exclusive_group()
+    existing.add_argument("--append", action="store_true", help="--output-pcap: add to the file if it exists")
+    existing.add_argument("--replace", action="store_true", help="--output-pcap: empty the file if it exists")
     mir.add_parser("del").add_argument("name")
     mir.add_parser("show").add_argument("--json", action="store_true")
     return ap
@@ -274,7 +280,8 @@ def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
         if sc == "add":
             return cl.call("mirror/add", name=args.name, select_src=args.select_src_port,
                            select_dst=args.select_dst_port, select_all=args.select_all,
-                           output_port=args.output_port, output_pcap=args.output_pcap), None
+                           output_port=args.output_port, output_pcap=args.output_pcap,
+                           append=args.append, replace=args.replace), None
         if sc == "del":
             return cl.call("mirror/del", name=args.name), None
         r = cl.call("mirror/show")

@@ -322,11 +322,12 @@ def _free_port() -> int:
 def test_metrics_and_pcap_mirror(lab, workdir):
     text, taps = tap_config(lab, {"g1": {}, "g2": {}})
     port = _free_port()
-    d = Daemon(lab, workdir, text, extra=["--metrics", f"127.0.0.1:{port}"]).start()
+    d = Daemon(lab, workdir, text, extra=["--metrics", f"127.0.0.1:{port}",
+                                          "--mirror-dir", str(workdir / "mirrors")]).start()
     guest(lab, ns_of(lab, "g1"), taps["g1"], "10.92.0.1/24")
     guest(lab, ns_of(lab, "g2"), taps["g2"], "10.92.0.2/24")
-    pcap = workdir / "mirror.pcap"
-    r = d.ctl("mirror", "add", "m1", "--select-src-port", taps["g1"], "--output-pcap", str(pcap))
+    pcap = workdir / "mirrors" / "mirror.pcap"
+    r = d.ctl("mirror", "add", "m1", "--select-src-port", taps["g1"], "--output-pcap", "mirror.pcap")
     assert r.returncode == 0, r.stderr
     assert ping_ok(lab, ns_of(lab, "g1"), "10.92.0.2", 3)
     m = d.ctl_json("mirror", "show")[0]
@@ -344,6 +345,47 @@ def test_metrics_and_pcap_mirror(lab, workdir):
                 if ln.startswith(f'vswitch_port_rx_packets_total{{port="{taps["g1"]}"}}'))
     assert float(line.split()[-1]) >= 4
     assert 'vswitch_drops_total{element="br0",reason="runt"}' in body
+
+
+def test_pcap_mirror_writes_only_new_files_in_its_directory(lab, workdir):
+    """A socket client names the mirror's file and the daemon is root: the name must not reach
+    any file but a new one in --mirror-dir (no absolute paths elsewhere, no '..', no symlinks,
+    no existing file unless --append or --replace)."""
+    text, taps = tap_config(lab, {"g1": {}})
+    mdir = workdir / "mirrors"
+    d = Daemon(lab, workdir, text, extra=["--mirror-dir", str(mdir)]).start()
+    victim = workdir / "victim.conf"
+    victim.write_text("precious\n")
+
+    def refused(name: str, words: str, *flags: str) -> None:
+        r = d.ctl("mirror", "add", "m", "--select-all", "--output-pcap", name, *flags)
+        assert r.returncode == 1 and words in r.stderr, (name, flags, r.stdout, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert victim.read_text() == "precious\n"
+        assert d.ctl_json("mirror", "show") == []
+
+    refused(str(victim), "outside the mirror directory")
+    refused(str(victim), "outside the mirror directory", "--replace")
+    refused("../victim.conf", "'..' is refused", "--append")
+    refused("sub/x.pcap", "no subdirectories")
+
+    r = d.ctl("mirror", "add", "ok", "--select-all", "--output-pcap", "first.pcap")
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(os.stat(mdir).st_mode) == 0o750                 # made by the daemon, 0750
+    assert d.ctl_json("mirror", "show")[0]["output_pcap"] == str(mdir / "first.pcap")
+    assert d.ctl("mirror", "del", "ok").returncode == 0
+    assert (mdir / "first.pcap").read_bytes()[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+
+    os.symlink(victim, mdir / "evil.pcap")                              # planted by a local user
+    for flags in ((), ("--append",), ("--replace",)):
+        refused("evil.pcap", "is a symbolic link: refused", *flags)
+    refused("first.pcap", "exists: give --append or --replace")
+    (mdir / "first.pcap").write_bytes(b"x" * 100)
+    r = d.ctl("mirror", "add", "again", "--select-all", "--output-pcap", str(mdir / "first.pcap"), "--replace")
+    assert r.returncode == 0, r.stderr
+    assert (mdir / "first.pcap").stat().st_size == 24                   # a fresh pcap header, nothing else
+    r = d.ctl("mirror", "add", "both", "--select-all", "--output-pcap", "x.pcap", "--append", "--replace")
+    assert r.returncode == 2 and "not allowed with argument" in r.stderr
 
 
 def _rx_packets(lab, ns: str, ifname: str) -> int:
