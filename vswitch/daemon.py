@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mirror-dir", default=DEFAULT_MIRROR_DIR, metavar="DIR",
                     help="the only directory pcap mirrors write to: `mirror add --output-pcap NAME` names a "
                          f"file in it; created 0750 when missing (default {DEFAULT_MIRROR_DIR})")
-    ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                    help="least severe event logged (logfmt lines on stderr; default info)")
     args = ap.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
