@@ -368,6 +368,7 @@ def test_pcap_mirror_writes_only_new_files_in_its_directory(lab, workdir):
     refused(str(victim), "outside the mirror directory", "--replace")
     refused("../victim.conf", "'..' is refused", "--append")
     refused("sub/x.pcap", "no subdirectories")
+    refused("", "a pcap mirror needs a file name")                     # not a mirror with no output
 
     r = d.ctl("mirror", "add", "ok", "--select-all", "--output-pcap", "first.pcap")
     assert r.returncode == 0, r.stderr

@@ -628,10 +628,10 @@ class LiveSwitch:
             raise LiveError("a mirror needs a selection: --select-src-port, --select-dst-port or --select-all")
         if output_port and (output_port in select_src or output_port in select_dst):
             raise LiveError(f"mirror output port {output_port!r} cannot also be selected")
-        if pcap_mode != "new" and not output_pcap:
+        if pcap_mode != "new" and output_pcap is None:
             raise LiveError("--append and --replace apply to --output-pcap only")
         writer = key = None
-        if output_pcap:
+        if output_pcap is not None:
             busy = [m.pcap_file for m in self.mirrors.values() if m.pcap_file is not None]
             try:
                 writer, key = self.mirror_dir.open(output_pcap, pcap_mode, busy)
