@@ -34,11 +34,11 @@ from vswitch.drivers.replay import (
 )
 from vswitch.io.pcap import CaptureError, NotEthernet, read_capture
 from vswitch.render import (
-    element_counters_table,
     fdb_table,
     make_console,
     port_counters_table,
     print_tables,
+    switch_counters_table,
 )
 from vswitch.topology import ConfigError, PortConfig, Topology, build_dataplane, load_topology
 from vswitch.views import fdb_view
@@ -125,7 +125,7 @@ def _replay_one(args: argparse.Namespace, topo: Topology, records_for, label: st
     if tables:
         now = res.last_ts_ns or 0
         print_tables(fdb_table(fdb_view(dp.switch, now)), port_counters_table(snap["ports"]),
-                     element_counters_table(dp.switch.name, snap["elements"][dp.switch.name]),
+                     switch_counters_table(snap["elements"][dp.switch.name]),
                      console=console)
     out = {"frames": res.frames, "bytes": res.bytes, "duration_ns": res.duration_ns,
            "out_of_order": res.out_of_order, "skipped": res.skipped, "notes": res.notes,
@@ -244,7 +244,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vswitch-bench", description="pcap replay, demo and benchmarks")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", title="commands")
 
     rp = sub.add_parser("replay", help="replay captures through a switch in virtual time",
                         description="Replay pcap/pcapng captures through the learning switch offline, "
@@ -264,9 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("-q", "--quiet", action="store_true", help="summary line only, no tables")
     rp.set_defaults(func=cmd_replay)
 
-    dm = sub.add_parser("demo", help="three guests through a 3-port switch (live as root, else offline)")
+    dm = sub.add_parser("demo", help="three guests through a 3-port switch (live as root, else offline)",
+                        description="Three guests (ARP, ping, a broadcast) through a 3-port switch. As root: "
+                        "vswitchd with the guests in network namespaces on TAP ports, pinging each other, "
+                        "then what vswitchctl shows; everything it created is removed at the end. Otherwise, "
+                        "or with --offline: a generated trace of the same guests replayed in virtual time, "
+                        "then the MAC table and the counters.")
     dm.add_argument("--offline", action="store_true", help="replay a generated trace even as root")
-    dm.add_argument("--out", default=None, help="offline: keep the generated captures here")
+    dm.add_argument("--out", default=None, metavar="DIR",
+                    help="offline: keep the generated captures and the per-port egress pcaps in DIR")
     dm.set_defaults(func=cmd_demo)
 
     sub.add_parser("switch", help="learning switch frames/s benchmark", add_help=False)
@@ -283,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
         return int(importlib.import_module(modules[argv[0]]).main(argv[1:]))
     args = ap.parse_args(argv)
+    if args.cmd is None:
+        ap.error(f"choose a command: {', '.join(sub.choices)} (vswitch-bench --help says what each does)")
     if getattr(args, "batch", 1) < 1:
         ap.error(f"--batch {args.batch}: must be >= 1")
     try:

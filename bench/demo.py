@@ -13,11 +13,11 @@ from pathlib import Path
 from bench.traces import demo_guests, three_guests, write_per_guest
 from vswitch.drivers.replay import ReplayDriver, records_per_port
 from vswitch.render import (
-    element_counters_table,
     fdb_table,
     make_console,
     port_counters_table,
     print_tables,
+    switch_counters_table,
 )
 from vswitch.topology import PortConfig, Topology, build_dataplane
 from vswitch.views import fdb_view
@@ -27,7 +27,9 @@ def run_demo(out: str | None = None, offline: bool = False) -> int:
     """The live demo when possible (root), else the offline one, saying why."""
     from bench.live_demo import live_possible, run_live_demo
     console = make_console()
-    why = "asked for --offline" if offline else live_possible()
+    if offline:
+        return run_offline_demo(out)
+    why = live_possible()
     if why is None:
         return run_live_demo(console)
     console.print(f"(live demo not possible: {why}; running the offline demo instead)\n")
@@ -52,7 +54,7 @@ def run_offline_demo(out: str | None = None) -> int:
         snap = dp.graph.snapshot()
         print_tables(fdb_table(fdb_view(dp.switch, res.last_ts_ns or 0)),
                      port_counters_table(snap["ports"]),
-                     element_counters_table(dp.switch.name, snap["elements"][dp.switch.name]),
+                     switch_counters_table(snap["elements"][dp.switch.name]),
                      console=console)
         if out:
             console.print(f"captures in {base / 'captures'}, per-port egress pcaps in {base / 'egress'}")

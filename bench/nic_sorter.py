@@ -1,4 +1,4 @@
-"""Benchmark: cost per frame of the VMDq sorter plus RX ring enqueue (issue 4 item 9).
+"""Benchmark: cost per frame of the NIC model's VMDq sorter plus RX ring enqueue.
 
 Offline, no I/O: a NIC with ``--pools`` pools, each with its own MAC, a
 pre-built list of 64-byte unicast frames spread over the pools, pushed in
@@ -64,14 +64,14 @@ def run(nic: Nic, frames: list[Frame], batch: int, rounds: int) -> tuple[int, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="nic-sorter", description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="82599")
+    ap = argparse.ArgumentParser(prog="vswitch-bench nic-sorter", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="82599", help="NIC profile (default 82599)")
     ap.add_argument("--mrqc", type=lambda s: int(s, 0), default=0x8,
-                    help="VMDq layout (82599: 0x8 64x2 no RSS, 0xB 64x2 RSS, 0xA 32x4 RSS)")
-    ap.add_argument("--pools", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--frames", type=int, default=65536)
-    ap.add_argument("--rounds", type=int, default=20)
+                    help="VMDq layout (82599: 0x8 64x2 no RSS, 0xB 64x2 RSS, 0xA 32x4 RSS; default 0x8)")
+    ap.add_argument("--pools", type=int, default=64, help="pools, each with its own MAC (default 64)")
+    ap.add_argument("--batch", type=int, default=64, help="frames per Nic.rx call (default 64)")
+    ap.add_argument("--frames", type=int, default=65536, help="frames in the traffic set (default 65536)")
+    ap.add_argument("--rounds", type=int, default=20, help="repetitions of the traffic set (default 20)")
     args = ap.parse_args(argv)
     nic, frames = build(args.profile, args.mrqc, args.pools, args.frames)
     run(nic, frames[: args.batch * 16], args.batch, 1)  # warm-up: fills the plan cache

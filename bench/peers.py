@@ -911,7 +911,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--measure", default=",".join(MEASURES),
                     help=f"comma-separated measurements to take (default {','.join(MEASURES)})")
     ap.add_argument("--vswitchd-args", default="", metavar="ARGS",
-                    help="extra vswitchd options, e.g. '--busy-poll-us 10000' (one string)")
+                    help="extra vswitchd options, e.g. '--busy-poll-us 10000' (one string; default none)")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = ap.parse_args(argv)
     VswitchdTopo.extra_args = tuple(shlex.split(args.vswitchd_args))

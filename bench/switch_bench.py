@@ -106,11 +106,11 @@ def run_floor(ports: int, macs: int, frames: int, batch: int, rounds: int) -> tu
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vswitch-bench switch", description=__doc__.split("\n")[0])
-    ap.add_argument("--ports", type=int, default=8)
-    ap.add_argument("--macs", type=int, default=1000)
-    ap.add_argument("--frames", type=int, default=8192)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=30, help="repetitions of the traffic set")
+    ap.add_argument("--ports", type=int, default=8, help="switch ports (default 8)")
+    ap.add_argument("--macs", type=int, default=1000, help="hosts, spread round-robin over the ports (default 1000)")
+    ap.add_argument("--frames", type=int, default=8192, help="frames in the traffic set (default 8192)")
+    ap.add_argument("--batch", type=int, default=64, help="frames per push, per ingress port (default 64)")
+    ap.add_argument("--rounds", type=int, default=30, help="repetitions of the traffic set (default 30)")
     a = ap.parse_args(argv)
     if a.ports < 2 or a.macs < 2 or a.frames < 1 or a.batch < 1:
         ap.error("need --ports >= 2, --macs >= 2, --frames >= 1, --batch >= 1")

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from vswitch.control.client import Client
 from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
-from vswitch.render import fdb_table, make_console, port_counters_table, print_tables
+from vswitch.render import fdb_table, make_console, port_counters_table, print_tables, switch_counters_table
 
 
 def _kv_pairs(items: list[str]) -> dict[str, str]:
@@ -86,9 +86,7 @@ def render_counters(r: dict[str, Any]) -> list[Table]:
     out = [port_counters_table(r["ports"])]
     sw = r.get("switch")
     if sw:
-        out.append(_table("switch", ["counter", "value"],
-                          [[k, v] for k, v in sw.items() if isinstance(v, int)]
-                          + [[f"drop {k}", v] for k, v in sw["drops"].items()]))
+        out.append(switch_counters_table(sw))
     return out
 
 
@@ -136,81 +134,136 @@ def render_nic(r: dict[str, Any]) -> list[Table]:
     return [binds, pt, qt]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="vswitchctl", description="control a running vswitchd")
-    ap.add_argument("--socket", default=DEFAULT_SOCKET, help=f"control socket (default {DEFAULT_SOCKET})")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+JSON_HELP = "print the result as JSON (what the control socket returns) instead of tables"
+# The port settings `set-port` changes at run time (PortConfig's fields less name, type and
+# number, which cannot change; docs/config.md describes each), and state=up.
+SET_PORT_KEYS = ("tag", "trunks", "vlan_mode", "learning", "flood", "mcast_flood", "bcast_flood", "isolated",
+                 "hairpin", "mtu", "mac_limit", "mac_limit_policy", "netns", "persistent", "mac", "state")
 
-    def shower(name: str, **kw: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, **kw)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+def _commands(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction:
+    """Subcommands under ``parser``; a missing one is reported by `parse_args` naming the choices."""
+    return parser.add_subparsers(dest=dest, metavar="COMMAND", title="commands")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vswitchctl", description="control a running vswitchd over its socket")
+    ap.add_argument("--socket", default=DEFAULT_SOCKET, help=f"control socket (default {DEFAULT_SOCKET})")
+    sub = _commands(ap, "cmd")
+
+    def command(parent: argparse._SubParsersAction, name: str, text: str,
+                description: str | None = None, json: bool = False) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=text, description=description or text[0].upper() + text[1:] + ".")
+        if json:
+            p.add_argument("--json", action="store_true", help=JSON_HELP)
         return p
 
-    shower("show", help="bridge, ports and their state")
-    ap_add = sub.add_parser("add-port", help="add a port")
-    ap_add.add_argument("name")
+    command(sub, "show", "bridge, dataplane, ports and their state, mirrors", json=True)
+    ap_add = command(sub, "add-port", "add a port",
+                     "Add a port: a TAP device the daemon creates (in a namespace with --netns), or an "
+                     "existing interface (--type attach). Without VLAN options the port carries every VLAN.")
+    ap_add.add_argument("name", help="interface name (1-15 characters)")
     ap_add.add_argument("--type", choices=["tap", "attach"], default="tap",
-                        help="tap: the daemon creates the device; attach: an existing interface (a VM's tap, a veth)")
-    ap_add.add_argument("--netns", help="tap: move the interface into this network namespace")
-    ap_add.add_argument("--vlan", type=int, help="access VLAN (the port's tag)")
-    ap_add.add_argument("--trunk", help="trunk VLANs, e.g. 10,20-29")
-    ap_add.add_argument("--vlan-mode", choices=["access", "trunk", "native-tagged", "native-untagged"])
-    ap_add.add_argument("--mtu", type=int)
+                        help="tap: the daemon creates the device; attach: an existing interface (a VM's tap, "
+                             "a veth) (default tap)")
+    ap_add.add_argument("--netns", metavar="NS", help="tap: move the interface into this network namespace")
+    ap_add.add_argument("--vlan", type=int, metavar="VID", help="access VLAN (the port's tag)")
+    ap_add.add_argument("--trunk", metavar="LIST", help="trunk VLANs, e.g. 10,20-29")
+    ap_add.add_argument("--vlan-mode", choices=["access", "trunk", "native-tagged", "native-untagged"],
+                        help="as Open vSwitch's vlan_mode (default: access with --vlan only, native-untagged "
+                             "with --vlan and --trunk, trunk otherwise)")
+    ap_add.add_argument("--mtu", type=int, help="the interface's MTU; the port takes frames up to MTU + 18 "
+                                                "(header and one VLAN tag) (default 1500)")
     ap_add.add_argument("--number", type=int, help="port number (default: the lowest free)")
-    ap_add.add_argument("--mac-limit", type=int)
-    ap_add.add_argument("--mac-limit-policy", choices=["stop", "evict"])
+    ap_add.add_argument("--mac-limit", type=int, metavar="N",
+                        help="at most N MACs learned on this port (default: no limit)")
+    ap_add.add_argument("--mac-limit-policy", choices=["stop", "evict"],
+                        help="at the limit: stop learning on the port (its frames still flow, flooded), or "
+                             "evict its least recently seen entry (default stop)")
     ap_add.add_argument("--persistent", action="store_true", help="tap: keep the device when the daemon stops")
-    for flag in ("isolated", "hairpin"):
-        ap_add.add_argument(f"--{flag}", action="store_true")
-    for flag in ("learning", "flood", "mcast-flood", "bcast-flood"):
-        ap_add.add_argument(f"--no-{flag}", action="store_true", help=f"turn {flag} off")
+    ap_add.add_argument("--isolated", action="store_true",
+                        help="no frames to or from other isolated ports (the Linux bridge's isolated flag)")
+    ap_add.add_argument("--hairpin", action="store_true",
+                        help="frames may go back out of the port they came in on")
+    for flag, what in (("learning", "learning source MACs"), ("flood", "flooding unknown unicast here"),
+                       ("mcast-flood", "flooding multicast here"), ("bcast-flood", "flooding broadcast here")):
+        ap_add.add_argument(f"--no-{flag}", action="store_true", help=f"turn off {what}")
 
-    dp = sub.add_parser("del-port", help="remove a port")
-    dp.add_argument("name")
-    sp = sub.add_parser("set-port", help="change port settings: key=value ... (tag=none clears)")
-    sp.add_argument("name")
-    sp.add_argument("settings", nargs="+", metavar="key=value")
+    dp = command(sub, "del-port", "remove a port (its TAP is deleted, its FDB entries flushed)")
+    dp.add_argument("name", help="the port")
+    sp = command(sub, "set-port", "change port settings: key=value ... (tag=none clears)",
+                 "Change a port's settings at run time; the config file is written back. Keys: "
+                 + ", ".join(SET_PORT_KEYS) + " (as in the config file, docs/config.md). A value of none "
+                 "clears an optional setting (tag=none); state=up re-opens a down port.")
+    sp.add_argument("name", help="the port")
+    sp.add_argument("settings", nargs="+", metavar="key=value",
+                    help="one setting each: " + ", ".join(SET_PORT_KEYS))
 
-    fdb = sub.add_parser("fdb", help="the MAC table").add_subparsers(dest="fdb_cmd", required=True)
-    f_show = fdb.add_parser("show", help="entries as OVS fdb/show")
-    f_show.add_argument("--vlan", type=int)
-    f_show.add_argument("--json", action="store_true")
-    f_flush = fdb.add_parser("flush", help="remove learned entries")
-    f_flush.add_argument("--port")
-    f_flush.add_argument("--vlan", type=int)
-    for name in ("stats", "moves"):
-        fdb.add_parser(name).add_argument("--json", action="store_true")
-    f_add = fdb.add_parser("add", help="add a static entry")
-    f_add.add_argument("mac")
-    f_add.add_argument("port")
-    f_add.add_argument("--vlan", type=int, default=0)
-    f_del = fdb.add_parser("del", help="delete an entry")
-    f_del.add_argument("mac")
-    f_del.add_argument("--vlan", type=int, default=0)
+    fdb = _commands(command(sub, "fdb", "the MAC table: show, flush, stats, moves, static entries"), "fdb_cmd")
+    f_show = command(fdb, "show", "entries as OVS fdb/show: port, VLAN, MAC, age", json=True)
+    f_show.add_argument("--vlan", type=int, metavar="VID", help="only this VLAN")
+    f_flush = command(fdb, "flush", "remove learned entries (static ones stay)")
+    f_flush.add_argument("--port", help="only those learned on this port")
+    f_flush.add_argument("--vlan", type=int, metavar="VID", help="only those in this VLAN")
+    command(fdb, "stats", "as OVS fdb/stats-show: entries now and at most, static, learned, expired, "
+                          "evicted, moved, damped, refused", json=True)
+    command(fdb, "moves", "the last MAC moves between ports: MAC, VLAN, from, to, time, damped", json=True)
+    f_add = command(fdb, "add", "add a static entry (kept in the config file)")
+    f_add.add_argument("mac", help="a unicast MAC, e.g. 02:00:00:00:00:01")
+    f_add.add_argument("port", help="the port it is reached through")
+    f_add.add_argument("--vlan", type=int, default=0, metavar="VID", help="its VLAN (default 0: untagged)")
+    f_del = command(fdb, "del", "delete an entry (static or learned)")
+    f_del.add_argument("mac", help="the MAC")
+    f_del.add_argument("--vlan", type=int, default=0, metavar="VID", help="its VLAN (default 0: untagged)")
 
-    c = shower("counters", help="port counters (kernel names) and drop reasons")
-    c.add_argument("--port")
-    shower("perf-show", help="per-stage ns/frame, frames per batch, wake-ups (as OVS pmd-perf-show)")
+    c = command(sub, "counters", "port counters (kernel names) and the switch's counters and drop reasons",
+                json=True)
+    c.add_argument("--port", help="only this port's counters")
+    command(sub, "perf-show", "per-stage ns/frame, frames per batch, wake-ups (as OVS pmd-perf-show)", json=True)
 
-    nic = sub.add_parser("nic", help="the emulated NIC ([nic] in the config)").add_subparsers(
-        dest="nic_cmd", required=True)
-    nic.add_parser("show", help="pools, filters, rings and counters").add_argument("--json", action="store_true")
+    nic = _commands(command(sub, "nic", "the emulated NIC ([nic] in the config)"), "nic_cmd")
+    command(nic, "show", "pools, filters, rings and counters", json=True)
 
-    mir = sub.add_parser("mirror", help="port mirroring (SPAN) to a port or a pcap file").add_subparsers(
-        dest="mirror_cmd", required=True)
-    m_add = mir.add_parser("add")
-    m_add.add_argument("name")
+    mir = _commands(command(sub, "mirror", "port mirroring (SPAN) to a port or a pcap file"), "mirror_cmd")
+    m_add = command(mir, "add", "add a mirror: copies of the selected frames to a port or a pcap file",
+                    "Add a mirror: copies of the frames received on (--select-src-port) or sent to "
+                    "(--select-dst-port) the given ports, or of all frames (--select-all), written to a port "
+                    "or to a pcap file in the daemon's mirror directory. Copies are plain frames: GSO "
+                    "super-frames are segmented and their checksums completed.")
+    m_add.add_argument("name", help="the mirror's name")
     m_add.add_argument("--select-src-port", action="append", default=[], metavar="PORT",
-                       help="mirror frames received on PORT")
+                       help="mirror frames received on PORT (repeat for more ports; default none)")
     m_add.add_argument("--select-dst-port", action="append", default=[], metavar="PORT",
-                       help="mirror frames sent to PORT")
-    m_add.add_argument("--select-all", action="store_true")
+                       help="mirror frames sent to PORT (repeat for more ports; default none)")
+    m_add.add_argument("--select-all", action="store_true", help="mirror every frame on every port")
     out = m_add.add_mutually_exclusive_group(required=True)
-    out.add_argument("--output-port")
-    out.add_argument("--output-pcap", metavar="FILE", help="pcap file (read with tcpdump -r / Wireshark)")
-    mir.add_parser("del").add_argument("name")
-    mir.add_parser("show").add_argument("--json", action="store_true")
+    out.add_argument("--output-port", metavar="PORT", help="send the copies out of PORT (not a selected port)")
+    out.add_argument("--output-pcap", metavar="FILE",
+                     help="write a pcap file (tcpdump -r, Wireshark) named FILE in the daemon's mirror directory "
+                          "(vswitchd --mirror-dir, default /var/lib/vswitch/mirrors); an existing file is refused "
+                          "unless --append or --replace")
+    existing = m_add.add_mutually_exclusive_group()
+    existing.add_argument("--append", action="store_true", help="--output-pcap: add to the file if it exists")
+    existing.add_argument("--replace", action="store_true", help="--output-pcap: empty the file if it exists")
+    command(mir, "del", "remove a mirror (its pcap file stays)").add_argument("name", help="the mirror")
+    command(mir, "show", "the mirrors: selection, output, tx_packets, tx_bytes, tx_dropped", json=True)
     return ap
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """`build_parser`'s parse, with a missing (sub)command refused by naming the choices."""
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    parser, dest = ap, "cmd"
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None:
+            return args
+        chosen = getattr(args, dest, None)
+        if chosen is None:
+            parser.error(f"choose a command: {', '.join(sub.choices)} ({parser.prog} --help says what each does)")
+        parser = sub.choices[chosen]
+        dest = f"{chosen.replace('-', '_')}_cmd"
 
 
 def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
@@ -274,7 +327,8 @@ def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
         if sc == "add":
             return cl.call("mirror/add", name=args.name, select_src=args.select_src_port,
                            select_dst=args.select_dst_port, select_all=args.select_all,
-                           output_port=args.output_port, output_pcap=args.output_pcap), None
+                           output_port=args.output_port, output_pcap=args.output_pcap,
+                           append=args.append, replace=args.replace), None
         if sc == "del":
             return cl.call("mirror/del", name=args.name), None
         r = cl.call("mirror/show")
@@ -283,7 +337,7 @@ def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         result, tables = run(args)
     except ControlError as e:

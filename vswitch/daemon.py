@@ -1,6 +1,6 @@
 """vswitchd: the live switch daemon.
 
-    vswitchd [--config FILE] [--socket PATH] [--metrics ADDR:PORT] [--log-level LEVEL]
+    vswitchd [--config FILE] [--socket PATH] [--metrics ADDR:PORT] [--mirror-dir DIR] [--log-level LEVEL]
 
 Loads the topology (TOML; a missing file means an empty switch, created on
 the first change), opens every port, serves the control socket, and logs one
@@ -29,6 +29,7 @@ from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
 from vswitch.control.server import ControlServer
 from vswitch.drivers.live import LiveSwitch
 from vswitch.io.memory import keep_heap
+from vswitch.io.mirror_dir import DEFAULT_MIRROR_DIR
 from vswitch.topology import ConfigError, Topology, load_topology, save_topology
 
 DEFAULT_CONFIG = "/etc/vswitch/vswitchd.toml"
@@ -89,7 +90,7 @@ async def run(args: argparse.Namespace) -> int:
         os.unlink(args.socket)                       # stale socket from a crash
     metrics = _parse_metrics(args.metrics) if args.metrics else None
 
-    sw = LiveSwitch(topo, batch=args.batch, busy_poll_us=args.busy_poll_us)
+    sw = LiveSwitch(topo, batch=args.batch, busy_poll_us=args.busy_poll_us, mirror_dir=args.mirror_dir)
     heap_kept = keep_heap()
 
     def persist() -> None:
@@ -136,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--busy-poll-us", type=int, default=0, metavar="US",
                     help="after each batch keep polling the ports this long before sleeping: lower "
                          "latency for CPU time (default 0: off)")
-    ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    ap.add_argument("--mirror-dir", default=DEFAULT_MIRROR_DIR, metavar="DIR",
+                    help="the only directory pcap mirrors write to: `mirror add --output-pcap NAME` names a "
+                         f"file in it; created 0750 when missing (default {DEFAULT_MIRROR_DIR})")
+    ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                    help="least severe event logged (logfmt lines on stderr; default info)")
     args = ap.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())

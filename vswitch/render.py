@@ -29,19 +29,19 @@ def port_counters_table(ports: dict[str, dict[str, int]], title: str = "Port cou
     return t
 
 
-def element_counters_table(name: str, snap: dict[str, Any]) -> Table:
-    """One element's counters and drop reasons (zero drop reasons left out)."""
-    t = Table(title=f"{name} counters")
+def switch_counters_table(snap: dict[str, Any], title: str = "Switch counters") -> Table:
+    """The learning switch's counters, every drop reason and the FDB statistics: the one table
+    for the live switch (vswitchctl counters) and the offline ones (replay, demo)."""
+    t = Table(title=title)
     t.add_column("counter")
     t.add_column("value", justify="right")
     for k, v in snap.items():
         if isinstance(v, int):
             t.add_row(k, str(v))
     for reason, n in snap.get("drops", {}).items():
-        if n:
-            t.add_row(f"drop: {reason}", str(n))
+        t.add_row(f"drop: {reason}", str(n))
     for k, v in snap.get("fdb", {}).items():
-        t.add_row(f"fdb {k}", str(v))
+        t.add_row(f"fdb: {k}", str(v))
     return t
 
 

@@ -76,8 +76,15 @@ def test_three_guests_ping_and_fdb_has_each_mac(lab, workdir):
         assert lab.run(ns_of(lab, g), "ip", "-o", "link").stdout.count(tap) == 0
 
 
-def sniff(lab, ns: str, iface: str, seconds: float) -> subprocess.Popen[str]:
-    return lab.spawn(ns, sys.executable, L2TOOL, "sniff", iface, str(seconds))
+def sniff(lab, ns: str, iface: str, seconds: float, *until: str) -> subprocess.Popen[str]:
+    """Capture on ``iface`` until each of ``until`` (``src=MAC``, ``dst=MAC``) has matched a frame,
+    at most ``seconds``; returns once the capture is listening."""
+    p = lab.spawn(ns, sys.executable, L2TOOL, "sniff", iface, str(seconds), *until)
+    assert p.stderr is not None
+    for line in p.stderr:                  # scapy's import first (seconds on a busy machine)
+        if line.strip() == "listening":
+            return p
+    raise AssertionError(f"the capture on {iface} did not start: {p.communicate(timeout=30)}")
 
 
 def sniff_result(p: subprocess.Popen[str]) -> list[dict]:
@@ -100,13 +107,15 @@ def test_vlan_access_ports_are_isolated_and_trunk_sees_both_tagged(lab, workdir)
     assert not ping_ok(lab, ns_of(lab, "b1"), "10.98.0.2", 2)
 
     # The trunk carries both VLANs, tagged: ARP broadcasts from a1 (VLAN 10) and b1 (VLAN 20).
-    sn = sniff(lab, ns_of(lab, "tr"), taps["tr"], 6)
-    time.sleep(2.5)                                                 # scapy's import, then it listens
-    lab.ping(ns_of(lab, "a1"), "10.98.0.77", 2).wait(timeout=20)
-    lab.ping(ns_of(lab, "b1"), "10.98.0.78", 2).wait(timeout=20)
-    frames = sniff_result(sn)
+    # The capture ends when it has seen both guests (not after a fixed time: an unanswered ping
+    # takes seconds, more without iputils-ping).
     mac_a1 = mac_of(lab, ns_of(lab, "a1"), taps["a1"])
     mac_b1 = mac_of(lab, ns_of(lab, "b1"), taps["b1"])
+    sn = sniff(lab, ns_of(lab, "tr"), taps["tr"], 30, f"src={mac_a1}", f"src={mac_b1}")
+    pings = [lab.ping(ns_of(lab, "a1"), "10.98.0.77", 2), lab.ping(ns_of(lab, "b1"), "10.98.0.78", 2)]
+    frames = sniff_result(sn)
+    for p in pings:
+        p.wait(timeout=30)
     seen = {(Ether(bytes.fromhex(f["hex"])).src, f["vlan"]) for f in frames}
     assert (mac_a1, 10) in seen and (mac_b1, 20) in seen, seen
     assert (mac_a1, None) not in seen and (mac_b1, None) not in seen   # never untagged on the trunk
@@ -115,8 +124,7 @@ def test_vlan_access_ports_are_isolated_and_trunk_sees_both_tagged(lab, workdir)
     me = "02:aa:00:00:00:10"
     req = Ether(dst="ff:ff:ff:ff:ff:ff", src=me) / Dot1Q(vlan=10) / ARP(
         op=1, hwsrc=me, psrc="10.98.0.50", pdst="10.98.0.1")
-    sn = sniff(lab, ns_of(lab, "tr"), taps["tr"], 5)
-    time.sleep(2.5)
+    sn = sniff(lab, ns_of(lab, "tr"), taps["tr"], 30, f"dst={me}")
     lab.run(ns_of(lab, "tr"), sys.executable, L2TOOL, "send", taps["tr"], bytes(req).hex())
     replies = [Ether(bytes.fromhex(f["hex"])) for f in sniff_result(sn)]
     arp_replies = [p for p in replies if ARP in p and p[ARP].op == 2 and p[ARP].psrc == "10.98.0.1"]
@@ -314,11 +322,12 @@ def _free_port() -> int:
 def test_metrics_and_pcap_mirror(lab, workdir):
     text, taps = tap_config(lab, {"g1": {}, "g2": {}})
     port = _free_port()
-    d = Daemon(lab, workdir, text, extra=["--metrics", f"127.0.0.1:{port}"]).start()
+    d = Daemon(lab, workdir, text, extra=["--metrics", f"127.0.0.1:{port}",
+                                          "--mirror-dir", str(workdir / "mirrors")]).start()
     guest(lab, ns_of(lab, "g1"), taps["g1"], "10.92.0.1/24")
     guest(lab, ns_of(lab, "g2"), taps["g2"], "10.92.0.2/24")
-    pcap = workdir / "mirror.pcap"
-    r = d.ctl("mirror", "add", "m1", "--select-src-port", taps["g1"], "--output-pcap", str(pcap))
+    pcap = workdir / "mirrors" / "mirror.pcap"
+    r = d.ctl("mirror", "add", "m1", "--select-src-port", taps["g1"], "--output-pcap", "mirror.pcap")
     assert r.returncode == 0, r.stderr
     assert ping_ok(lab, ns_of(lab, "g1"), "10.92.0.2", 3)
     m = d.ctl_json("mirror", "show")[0]
@@ -336,6 +345,48 @@ def test_metrics_and_pcap_mirror(lab, workdir):
                 if ln.startswith(f'vswitch_port_rx_packets_total{{port="{taps["g1"]}"}}'))
     assert float(line.split()[-1]) >= 4
     assert 'vswitch_drops_total{element="br0",reason="runt"}' in body
+
+
+def test_pcap_mirror_writes_only_new_files_in_its_directory(lab, workdir):
+    """A socket client names the mirror's file and the daemon is root: the name must not reach
+    any file but a new one in --mirror-dir (no absolute paths elsewhere, no '..', no symlinks,
+    no existing file unless --append or --replace)."""
+    text, taps = tap_config(lab, {"g1": {}})
+    mdir = workdir / "mirrors"
+    d = Daemon(lab, workdir, text, extra=["--mirror-dir", str(mdir)]).start()
+    victim = workdir / "victim.conf"
+    victim.write_text("precious\n")
+
+    def refused(name: str, words: str, *flags: str) -> None:
+        r = d.ctl("mirror", "add", "m", "--select-all", "--output-pcap", name, *flags)
+        assert r.returncode == 1 and words in r.stderr, (name, flags, r.stdout, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert victim.read_text() == "precious\n"
+        assert d.ctl_json("mirror", "show") == []
+
+    refused(str(victim), "outside the mirror directory")
+    refused(str(victim), "outside the mirror directory", "--replace")
+    refused("../victim.conf", "'..' is refused", "--append")
+    refused("sub/x.pcap", "no subdirectories")
+    refused("", "a pcap mirror needs a file name")                     # not a mirror with no output
+
+    r = d.ctl("mirror", "add", "ok", "--select-all", "--output-pcap", "first.pcap")
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(os.stat(mdir).st_mode) == 0o750                 # made by the daemon, 0750
+    assert d.ctl_json("mirror", "show")[0]["output_pcap"] == str(mdir / "first.pcap")
+    assert d.ctl("mirror", "del", "ok").returncode == 0
+    assert (mdir / "first.pcap").read_bytes()[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+
+    os.symlink(victim, mdir / "evil.pcap")                              # planted by a local user
+    for flags in ((), ("--append",), ("--replace",)):
+        refused("evil.pcap", "is a symbolic link: refused", *flags)
+    refused("first.pcap", "exists: give --append or --replace")
+    (mdir / "first.pcap").write_bytes(b"x" * 100)
+    r = d.ctl("mirror", "add", "again", "--select-all", "--output-pcap", str(mdir / "first.pcap"), "--replace")
+    assert r.returncode == 0, r.stderr
+    assert (mdir / "first.pcap").stat().st_size == 24                   # a fresh pcap header, nothing else
+    r = d.ctl("mirror", "add", "both", "--select-all", "--output-pcap", "x.pcap", "--append", "--replace")
+    assert r.returncode == 2 and "not allowed with argument" in r.stderr
 
 
 def _rx_packets(lab, ns: str, ifname: str) -> int:
@@ -377,6 +428,7 @@ def test_busy_poll_catches_replies_without_sleeping(lab, workdir):
     assert r.returncode == 2 and "--busy-poll-us -1: must be 0-1000000" in r.stderr
 
 
+@pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 is not installed (apt-get install iperf3)")
 def test_busy_poll_under_continuous_traffic_keeps_the_control_socket_answering(lab, workdir):
     """A spinning loop hands the event loop back every millisecond: while UDP never lets the
     switch go idle, vswitchctl still answers promptly and sees the counters move."""

@@ -105,11 +105,23 @@ def test_live_vswitchd(lab) -> None:
     d = Daemon(lab, work, "\n".join(lines)).start()
     for name in PORTS:
         lab.run(nss[name], "ip", "link", "set", taps[name], "up")
-    sniffers = {n: lab.spawn(nss[n], sys.executable, L2TOOL, "sniff", taps[n], "14") for n in PORTS}
-    time.sleep(3)                                          # scapy's import, then they listen
+    sent = work / "sent"
+    sniffers = {n: lab.spawn(nss[n], sys.executable, L2TOOL, "sniff", taps[n], "120", f"stop={sent}")
+                for n in PORTS}
+    for p in sniffers.values():                            # scapy's import (seconds when busy), then it listens
+        assert p.stderr is not None
+        assert any(line.strip() == "listening" for line in p.stderr), p.communicate(timeout=60)
     for port, f in SCENARIO:
         lab.run(nss[port], sys.executable, L2TOOL, "send", taps[port], f.hex())
         time.sleep(0.2)
+    # The daemon has read every frame (and written its copies); then a second for the captures to
+    # read theirs, and for any frame that should not arrive to show up.
+    deadline = time.monotonic() + 30
+    while (sum(c["rx_packets"] for c in d.call("counters")["ports"].values()) < len(SCENARIO)
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    time.sleep(1)
+    sent.write_text("")
     got = {}
     for n, p in sniffers.items():
         out, err = p.communicate(timeout=60)

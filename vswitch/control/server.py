@@ -177,8 +177,15 @@ async def _nic_show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
 
 @command("mirror/add")
 async def _mirror_add(sw: LiveSwitch, a: dict[str, Any]) -> Any:
+    # append / replace: what to do with an existing pcap file (refused when neither is given)
+    append, replace = a.get("append", False), a.get("replace", False)
+    if not isinstance(append, bool) or not isinstance(replace, bool):
+        raise ControlError("mirror/add: append and replace must be true or false")
+    if append and replace:
+        raise ControlError("give --append or --replace, not both")
     m = sw.add_mirror(a["name"], a.get("select_src", []), a.get("select_dst", []), bool(a.get("select_all")),
-                      a.get("output_port"), a.get("output_pcap"))
+                      a.get("output_port"), a.get("output_pcap"),
+                      "append" if append else "replace" if replace else "new")
     return m.describe()
 
 

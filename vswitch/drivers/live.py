@@ -41,6 +41,7 @@ from vswitch.drivers.nic_mode import Binding, NicMode
 from vswitch.elements.gso import GsoError, to_plain
 from vswitch.io import netlink
 from vswitch.io.errors import PortGone
+from vswitch.io.mirror_dir import DEFAULT_MIRROR_DIR, MirrorDir, MirrorPathError
 from vswitch.io.packet_socket import PacketSocketPort
 from vswitch.io.pcap import PcapWriter
 from vswitch.io.tap import TapPort
@@ -106,6 +107,7 @@ class Mirror:
     output_port: str | None = None
     output_pcap: str | None = None
     writer: PcapWriter | None = None
+    pcap_file: tuple[int, int] | None = None      # the writer's (st_dev, st_ino)
     tx_packets: int = 0
     tx_bytes: int = 0
     tx_dropped: int = 0
@@ -124,8 +126,9 @@ class LiveError(ValueError):
 class LiveSwitch:
     def __init__(self, topo: Topology, clock: Callable[[], int] = time.monotonic_ns,
                  timer: Callable[[], int] = time.perf_counter_ns, batch: int = BATCH,
-                 busy_poll_us: int = 0) -> None:
+                 busy_poll_us: int = 0, mirror_dir: str = DEFAULT_MIRROR_DIR) -> None:
         self.topo = topo
+        self.mirror_dir = MirrorDir(mirror_dir)      # where pcap mirrors write (and only there)
         self.clock = clock
         self.timer = timer
         self.batch = batch
@@ -612,7 +615,9 @@ class LiveSwitch:
 
     # -- mirrors -------------------------------------------------------------
     def add_mirror(self, name: str, select_src: list[str], select_dst: list[str], select_all: bool,
-                   output_port: str | None, output_pcap: str | None) -> Mirror:
+                   output_port: str | None, output_pcap: str | None, pcap_mode: str = "new") -> Mirror:
+        """A mirror to a port, or to ``output_pcap``: a file name in the mirror directory, opened
+        as `MirrorDir.open` says (``pcap_mode`` new, append or replace)."""
         if name in self.mirrors:
             raise LiveError(f"mirror {name!r} already exists")
         if (output_port is None) == (output_pcap is None):
@@ -623,14 +628,17 @@ class LiveSwitch:
             raise LiveError("a mirror needs a selection: --select-src-port, --select-dst-port or --select-all")
         if output_port and (output_port in select_src or output_port in select_dst):
             raise LiveError(f"mirror output port {output_port!r} cannot also be selected")
-        writer = None
-        if output_pcap:
+        if pcap_mode != "new" and output_pcap is None:
+            raise LiveError("--append and --replace apply to --output-pcap only")
+        writer = key = None
+        if output_pcap is not None:
+            busy = [m.pcap_file for m in self.mirrors.values() if m.pcap_file is not None]
             try:
-                writer = PcapWriter(output_pcap)
-            except OSError as e:
-                raise LiveError(f"cannot write {output_pcap}: {e.strerror}") from None
-        m = Mirror(name, frozenset(select_src), frozenset(select_dst), select_all, output_port, output_pcap,
-                   writer)
+                writer, key = self.mirror_dir.open(output_pcap, pcap_mode, busy)
+            except MirrorPathError as e:
+                raise LiveError(str(e)) from None
+        m = Mirror(name, frozenset(select_src), frozenset(select_dst), select_all, output_port,
+                   writer.path if writer else None, writer, key)
         self.mirrors[name] = m
         log.info("mirror_added", extra={"kv": m.describe()})
         return m

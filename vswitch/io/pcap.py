@@ -450,12 +450,18 @@ class _Pcapng:
 
 
 class PcapWriter:
-    """Write Ethernet frames to a pcap file that tcpdump and Wireshark read (ns timestamps)."""
+    """Write Ethernet frames to a pcap file that tcpdump and Wireshark read (ns timestamps).
 
-    def __init__(self, path: str | Path, snaplen: int = MAX_RECORD) -> None:
+    Given ``file`` (an open binary file), writes there instead of creating ``path``; with
+    ``header=False`` it appends records to a file that already has this writer's header.
+    """
+
+    def __init__(self, path: str | Path, snaplen: int = MAX_RECORD, file: BinaryIO | None = None,
+                 header: bool = True) -> None:
         self.path = str(path)
-        self._f = open(self.path, "wb")  # noqa: SIM115
-        self._w = dpkt.pcap.Writer(self._f, snaplen=snaplen, linktype=LINKTYPE_ETHERNET, nano=True)
+        self._f = file if file is not None else open(self.path, "wb")  # noqa: SIM115
+        if header:
+            dpkt.pcap.Writer(self._f, snaplen=snaplen, linktype=LINKTYPE_ETHERNET, nano=True)   # writes it
         # dpkt's Writer writes the file header in native byte order; match it.
         self._hdr = dpkt.pcap.LEPktHdr if sys.byteorder == "little" else dpkt.pcap.PktHdr
         self.packets = 0
