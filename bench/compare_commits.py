@@ -142,6 +142,12 @@ class Row:
         return statistics.median(self.this) / statistics.median(self.rev)
 
     @property
+    def paired(self) -> list[float]:
+        """Each round's this/REV: the two runs of a round are back to back, so the range of
+        these says how far the noise alone moves the ratio."""
+        return [a / b for a, b in zip(self.this, self.rev, strict=False)]
+
+    @property
     def overlap(self) -> bool:
         """Do the two trees' ranges (min-max) overlap?"""
         return bool(self.this and self.rev) and max(min(self.this), min(self.rev)) <= min(max(self.this),
@@ -157,6 +163,7 @@ class Row:
                     "min": min(xs, default=None), "max": max(xs, default=None)}
         return {"label": self.bench.label, "unit": self.bench.unit, "argv": ["vswitch-bench", *self.bench.argv],
                 "pure": self.bench.pure, "this": side(self.this), "rev": side(self.rev), "ratio": self.ratio,
+                "round_ratios": self.paired,
                 "verdict": self.verdict, "ranges_overlap": self.overlap if self.ratio is not None else None,
                 "note": self.note}
 
@@ -189,7 +196,7 @@ def table(rows: list[Row], title: str, this_label: str, rev_label: str) -> Any:
     t.add_column("unit")
     t.add_column(f"{this_label}\nmedian (min-max)", justify="right")
     t.add_column(f"{rev_label}\nmedian (min-max)", justify="right")
-    t.add_column("this/REV", justify="right")
+    t.add_column("this/REV\n(rounds' range)", justify="right")
     t.add_column("verdict")
     for r in rows:
         ratio = r.ratio
@@ -199,8 +206,10 @@ def table(rows: list[Row], title: str, this_label: str, rev_label: str) -> Any:
         if r.note:
             v += f": {r.note}" if ratio is None else f"; {r.note}"
         style = "bold red" if r.verdict in ("SLOWER", "failed") else None
-        t.add_row(r.bench.name, r.bench.unit, spread(r, r.this), spread(r, r.rev),
-                  "" if ratio is None else f"{ratio:.3f}", v, style=style)
+        cell = "" if ratio is None else f"{ratio:.3f}"
+        if ratio is not None and len(r.paired) > 1:
+            cell += f" ({min(r.paired):.2f}-{max(r.paired):.2f})"
+        t.add_row(r.bench.name, r.bench.unit, spread(r, r.this), spread(r, r.rev), cell, v, style=style)
     return t
 
 
@@ -544,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
              f"this/REV above {1 + THRESHOLD:.2f} is SLOWER")
     console.print(f"this tree: {ROOT} ({this_label})\nREV:       {subject} ({how})", markup=False, highlight=False)
     console.print(table(rows, title, "this tree", "REV"))
-    console.print(f"load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end; "
+    console.print(f"{os.cpu_count()} CPUs, load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end; "
                   f"{time.monotonic() - t0:.0f} s", markup=False, highlight=False)
     if args.json:
         Path(args.json).write_text(json.dumps({

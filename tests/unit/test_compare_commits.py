@@ -57,15 +57,16 @@ def test_table_shows_medians_spreads_ratios_verdicts_and_notes() -> None:
     text = con.export_text()
     lines = {ln.split()[1]: ln for ln in text.splitlines() if ln.startswith("│")}
     assert "255.0 (250.0-260.0)" in lines["switch"] and "250.0 (249.0-251.0)" in lines["switch"]
-    assert "1.020" in lines["switch"] and lines["switch"].rstrip(" │").endswith("ok")
+    assert "1.020 (1.00-1.04)" in lines["switch"] and lines["switch"].rstrip(" │").endswith("ok")
     assert "1.126" in lines["switch-pure"] and "SLOWER (ranges overlap)" in lines["switch-pure"]
-    assert "0.732" in lines["nic-sorter"] and "faster" in lines["nic-sorter"]
+    assert "0.732 " in lines["nic-sorter"] and "faster" in lines["nic-sorter"]   # one round: no range
     assert "(" not in lines["nic-sorter"].split("│")[3]     # one sample: no range
     assert "skipped: needs root" in lines["live-path"]
     assert "failed: REV: exited 2: no iperf3" in lines["peers-cpu"]
     d = rows[1].as_dict()
     assert d["verdict"] == "SLOWER" and d["this"]["median"] == 850 and d["rev"]["min"] == 700
     assert d["ratio"] == pytest.approx(850 / 755)
+    assert d["round_ratios"] == pytest.approx([800 / 700, 900 / 810])   # each round's pair
 
 
 # -- reading each benchmark's figure -------------------------------------------------------
