@@ -92,7 +92,10 @@ class Bench:
     def parse(self, stdout: str, data: dict[str, Any] | None) -> float:
         """The figure of one run: from the JSON where there is one, else from the text."""
         if data is not None:
-            return float(self.from_json(data))
+            try:
+                return float(self.from_json(data))
+            except (KeyError, TypeError, ValueError) as e:
+                raise ChildFailed(f"no figure in its JSON ({type(e).__name__}: {e})") from None
         if self.text is None:
             raise ChildFailed("no --json in this tree and no text output to read")
         m = re.search(self.text, stdout, re.MULTILINE)
@@ -388,7 +391,10 @@ class Runner:
             if rc != 0:
                 raise ChildFailed(f"{tree.name}: `vswitch-bench {shlex.join(b.argv)}` exited {rc}: "
                                   f"{tail(err or out)}")
-            data = json.loads(out_json.read_text()) if tree.json[sub] else None
+            try:
+                data = json.loads(out_json.read_text()) if tree.json[sub] else None
+            except (OSError, json.JSONDecodeError) as e:
+                raise ChildFailed(f"{tree.name}: `vswitch-bench {sub}` wrote no JSON: {e}") from None
         figure = b.parse(out, data)
         dataplane = (data or {}).get("dataplane") or ((data or {}).get("machine") or {}).get("dataplane")
         if dataplane is not None and dataplane.startswith("compiled") == b.pure:

@@ -106,6 +106,11 @@ def test_peers_cpu_figure_is_read_from_the_peers_json() -> None:
 def test_output_without_a_figure_is_a_failure_not_a_number() -> None:
     with pytest.raises(cc.ChildFailed, match="no figure"):
         cc.BENCHES["switch"].parse("learning switch: 8 ports\n  Traceback ...", None)
+    unmeasured = peers.summarize(["vswitchd"], 1, 5.0, {"vswitchd": {}}, ["vswitchd cpu: failed"], {}, [])
+    with pytest.raises(cc.ChildFailed, match="no figure in its JSON"):
+        cc.BENCHES["peers-cpu"].parse("", unmeasured)          # cpu_us_per_frame is None
+    with pytest.raises(cc.ChildFailed, match="no figure in its JSON"):
+        cc.BENCHES["switch"].parse("", {"benchmark": "switch"})
 
 
 # -- the trees --------------------------------------------------------------------------
