@@ -280,10 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("peers", help="vswitchd vs the Linux bridge and vde_switch (root)", add_help=False)
     sub.add_parser("live-path", help="Python cost per frame of vswitchd's data path, system calls stubbed",
                    add_help=False)
+    sub.add_parser("compare-commits", help="this tree against another commit: the benchmarks, interleaved",
+                   description="Check REV out into a temporary worktree and run the same benchmarks for both "
+                   "trees, interleaved, each run a fresh process; a table of medians, ratios and verdicts "
+                   "(ok within +5 %).", add_help=False)
 
     # These subcommands own their argument parsing.
     modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
-               "live-path": "bench.live_path"}
+               "live-path": "bench.live_path", "compare-commits": "bench.compare_commits"}
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in modules:
         import importlib

@@ -13,10 +13,13 @@ outside the timed region, and that poll cost is reported on its own line.
 from __future__ import annotations
 
 import argparse
+import json
 import struct
 import time
+from pathlib import Path
 
 from nicmodel.nic import Nic
+from vswitch import compiled
 from vswitch.core.frame import Frame
 
 
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=64, help="frames per Nic.rx call (default 64)")
     ap.add_argument("--frames", type=int, default=65536, help="frames in the traffic set (default 65536)")
     ap.add_argument("--rounds", type=int, default=20, help="repetitions of the traffic set (default 20)")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = ap.parse_args(argv)
     nic, frames = build(args.profile, args.mrqc, args.pools, args.frames)
     run(nic, frames[: args.batch * 16], args.batch, 1)  # warm-up: fills the plan cache
@@ -84,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"poll (drain, counted apart): {poll_ns / n / 1000:.3f} us/frame")
     lost = sum(snap["drops"].values())
     print(f"drops: {lost}, interrupts: {snap['interrupts']['interrupts']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "benchmark": "nic-sorter", "dataplane": compiled.status(),
+            "settings": {"profile": args.profile, "mrqc": args.mrqc, "pools": nic.state.num_pools,
+                         "batch": args.batch, "frames": n, "frame_bytes": len(frames[0])},
+            "sorter_us_per_frame": us, "frames_per_s": n / (rx_ns / 1e9), "poll_us_per_frame": poll_ns / n / 1000,
+            "drops": lost, "interrupts": snap["interrupts"]["interrupts"]}, indent=2) + "\n")
     return 0 if lost == 0 else 1
 
 

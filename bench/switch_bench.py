@@ -20,10 +20,13 @@ ratio says how much the full pipeline costs on top of that floor.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import time
+from pathlib import Path
 
+from vswitch import compiled
 from vswitch.core.frame import Frame
 from vswitch.topology import PortConfig, Topology, build_dataplane
 
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=8192, help="frames in the traffic set (default 8192)")
     ap.add_argument("--batch", type=int, default=64, help="frames per push, per ingress port (default 64)")
     ap.add_argument("--rounds", type=int, default=30, help="repetitions of the traffic set (default 30)")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     a = ap.parse_args(argv)
     if a.ports < 2 or a.macs < 2 or a.frames < 1 or a.batch < 1:
         ap.error("need --ports >= 2, --macs >= 2, --frames >= 1, --batch >= 1")
@@ -125,6 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ratio vswitch/floor (median): {pps[1] / floor[1]:.2f}")
     print(f"  check: forwarded={sw['forwarded']} flooded={sw['flooded']} "
           f"drops={sum(sw['drops'].values())} fdb={sw['fdb']['current_entries']}")
+    if a.json:
+        def figures(best: float, med: float) -> dict[str, float]:
+            return {"best_pps": best, "median_pps": med, "best_ns_per_frame": 1e9 / best,
+                    "median_ns_per_frame": 1e9 / med}
+        Path(a.json).write_text(json.dumps({
+            "benchmark": "switch", "dataplane": compiled.status(),
+            "settings": {"ports": a.ports, "macs": a.macs, "frames": a.frames, "batch": a.batch, "rounds": a.rounds},
+            "pipeline": figures(*pps), "floor": figures(*floor), "ratio_to_floor_median": pps[1] / floor[1],
+            "check": {"forwarded": sw["forwarded"], "flooded": sw["flooded"], "drops": sum(sw["drops"].values()),
+                      "fdb_entries": sw["fdb"]["current_entries"]}}, indent=2) + "\n")
     return 0
 
 
