@@ -225,3 +225,46 @@ def test_metrics_exporter_serves_a_bounded_number_of_connections_and_closes_idle
         srv.server_close()
         loop.call_soon_threadsafe(loop.stop)
         t.join(5)
+
+
+# -- a refused command changes nothing (attach ports whose interfaces do not exist: no root needed) ----
+
+def test_refused_port_commands_leave_no_ghost_and_no_bad_copy(tmp_path):
+    import secrets
+
+    from vswitch.drivers.live import LiveSwitch
+    from vswitch.topology import load_topology, save_topology
+    prefix = "vsu" + secrets.token_hex(3)
+    config = tmp_path / "sw.toml"
+    config.write_text(f'[[port]]\nname = "{prefix}a"\ntype = "attach"\nmac_limit = 5\n')
+
+    async def main() -> None:
+        sw = LiveSwitch(load_topology(config))
+        await sw.start(on_change=lambda: save_topology(sw.topo, config))
+        server = ControlServer(sw, str(tmp_path / "unused.sock"))
+
+        async def call(cmd: str, **args: object) -> dict:
+            return await server.handle(encode({"cmd": cmd, "args": args}))
+
+        def state() -> tuple:
+            return (sw.show()["ports"], {n: p.describe() for n, p in sw.dp.switch.ports.items()},
+                    dict(sw.dp.switch.fdb.port_limits), sorted(sw.dp.graph.ports), config.read_bytes())
+        try:
+            before = state()
+            for cmd, args in [
+                ("add-port", {"port": {"name": prefix + "x", "type": "attach", "mac_limit": 0}}),
+                ("add-port", {"port": {"name": prefix + "x", "type": "attach", "mac_limit": "-1"}}),
+                ("add-port", {"port": {"name": prefix + "x", "type": "attach", "number": 0}}),
+                ("add-port", {"port": {"name": prefix + "x", "type": "attach", "netns": "g1"}}),
+                ("set-port", {"name": prefix + "a", "changes": {"mac_limit": "0"}}),
+                ("set-port", {"name": prefix + "a", "changes": {"mtu": "9000", "tag": "4095"}}),
+                ("set-port", {"name": prefix + "a", "changes": {"netns": "g1"}}),
+            ]:
+                reply = await call(cmd, **args)
+                assert reply["ok"] is False and "internal error" not in reply["error"], (cmd, args, reply)
+                assert state() == before, (cmd, args, reply)
+            reply = await call("add-port", port={"name": prefix + "y", "type": "attach"})
+            assert reply["ok"] and reply["result"]["number"] == 2          # no ghost took number 2
+        finally:
+            await sw.close()
+    asyncio.run(main())
