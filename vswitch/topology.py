@@ -406,6 +406,12 @@ def topology_to_dict(topo: Topology) -> dict[str, Any]:
     return doc
 
 
+def save_tmp_path(path: str | Path) -> Path:
+    """The temporary file `save_topology` writes before its rename (left behind by a SIGKILL)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp")
+
+
 def save_topology(topo: Topology, path: str | Path) -> None:
     """Write the topology as TOML atomically (temporary file, fsync, rename)."""
     import os
@@ -416,7 +422,7 @@ def save_topology(topo: Topology, path: str | Path) -> None:
     text = ("# Written by vswitchd: ports added, changed or removed at run time are saved here.\n"
             + tomli_w.dumps(topology_to_dict(topo)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = save_tmp_path(path)
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()
