@@ -204,7 +204,7 @@ def _typed(where: str, key: str, value: Any, typ: Any) -> Any:
 def parse_port(data: dict[str, Any], where: str) -> PortConfig:
     unknown = set(data) - set(_PORT_TYPES)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, sorted(unknown)))} "
                           f"(known: {', '.join(sorted(_PORT_TYPES))})")
     if "name" not in data:
         raise ConfigError(f"{where}: a port needs a name")
@@ -258,7 +258,8 @@ def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
         raise ConfigError(f"{source}: a topology is a table of tables (bridge, port, fdb, nic)")
     unknown = set(doc) - {"bridge", "port", "fdb", "nic"}
     if unknown:
-        raise ConfigError(f"{source}: unknown table(s) {', '.join(sorted(unknown))} (known: bridge, port, fdb, nic)")
+        raise ConfigError(f"{source}: unknown table(s) {', '.join(map(repr, sorted(unknown)))} "
+                          "(known: bridge, port, fdb, nic)")
     br = doc.get("bridge", {})
     if not isinstance(br, dict):
         raise ConfigError(f"{source}: 'bridge' must be a table ([bridge])")
@@ -350,7 +351,8 @@ def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
         raise ConfigError(f"{where}: must be a table")
     unknown = set(data) - set(_NIC_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(_NIC_KEYS)})")
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, sorted(unknown)))} "
+                          f"(known: {', '.join(_NIC_KEYS)})")
     cfg = NicConfig(**{k: _typed(where, k, v, _NIC_KEYS[k]) for k, v in data.items()})
     if cfg.profile not in PROFILES:
         raise ConfigError(f"{where}: profile {cfg.profile!r}: use one of {', '.join(sorted(PROFILES))}")

@@ -162,7 +162,7 @@ def _messages(b: Any, workdir: Path) -> st.SearchStrategy:
     # key: (right values, wrong ones), as JSON values and as the strings vswitchctl's key=value sends
     values: dict[str, tuple[list[Any], list[Any]]] = {
         "type": (["tap", "attach"], ["replay", "vhost", 5]),
-        "tag": ([10, 20, "30", None, "none"], [4095, 4096, -1, "4095", "x", [10], 1.5]),
+        "tag": ([10, 20, "30", None, "none"], [4095, 4096, -1, "4095", "x", "1\n0", [10], 1.5]),
         "trunks": (["10,20", "1-4094", [10, 20], "none"], ["4095", "1-4095", "x", "20-10", [4095], 5]),
         "vlan_mode": ([*MODES], ["dot1q-tunnel", 5]),
         "mtu": ([1500, 9000, "1400"], [67, 70000, "x", 1.5]),
@@ -170,9 +170,9 @@ def _messages(b: Any, workdir: Path) -> st.SearchStrategy:
         "mac_limit_policy": (["stop", "evict"], ["drop", 5]),
         "netns": ([*b.namespaces], [b.missing_ns, "/proc/1/ns/net", "..", "", 5]),
         "persistent": ([True, False, "on"], ["maybe", 5]),
-        "mac": (["02:00:00:00:00:09"], ["01:00:5e:00:00:01", "zz", 5]),
+        "mac": (["02:00:00:00:00:09"], ["01:00:5e:00:00:01", "02:00:00:00:00:09\n", "zz", 5]),
         "number": ([9, "12"], [1, 2, 0, -1, 70000, "x"]),
-        "state": (["up"], ["down", 5, {}]),
+        "state": (["up"], ["down", "up\n", 5, {}]),
         "colour": ([], ["red"]),
         **{k: ([True, False, "on", "off"], ["maybe", 5])
            for k in ("learning", "flood", "mcast_flood", "bcast_flood", "isolated", "hairpin")},

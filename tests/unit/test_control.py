@@ -57,6 +57,13 @@ def test_coerce_rejects_bad_values_naming_the_key(key, value, words):
         coerce(key, value)
 
 
+@pytest.mark.parametrize("key, value", [("mtu", "9000\nx"), ("hairpin", "on\n"), ("tag", "1\r0")])
+def test_a_value_that_would_break_the_line_is_quoted(key, value):
+    with pytest.raises(ControlError) as ei:
+        coerce(key, value)
+    assert str(ei.value).startswith(f"{key}={value!r}: expected") and "\n" not in str(ei.value)
+
+
 def test_client_says_when_the_daemon_is_not_running(tmp_path):
     with pytest.raises(ControlError, match="vswitchd is not running"):
         Client(str(tmp_path / "missing.sock")).call("show")

@@ -84,6 +84,11 @@ def check_args(cmd: str, args: dict[str, Any]) -> None:
             raise ControlError(f"{cmd}: {key}: expected {want}, got {_brief(v)}")
 
 
+def _shown(value: str) -> str:
+    """A value as typed, or quoted where it would not print on one line."""
+    return value if value.isprintable() else repr(value)
+
+
 def coerce(key: str, value: Any) -> Any:
     """A ``key=value`` from the command line to the config's type; errors name the key."""
     if key not in _SETTABLE:
@@ -98,12 +103,12 @@ def coerce(key: str, value: Any) -> Any:
             return True
         if v in ("false", "off", "no", "0"):
             return False
-        raise ControlError(f"{key}={value}: expected true/false (or on/off)")
+        raise ControlError(f"{key}={_shown(value)}: expected true/false (or on/off)")
     if key in _INT_KEYS:
         try:
             return int(value)
         except ValueError:
-            raise ControlError(f"{key}={value}: expected an integer") from None
+            raise ControlError(f"{key}={_shown(value)}: expected an integer") from None
     return value
 
 
@@ -181,7 +186,7 @@ async def _fdb_add(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     except ValueError as e:
         raise ControlError(str(e)) from None
     if mac[0] & 1:
-        raise ControlError(f"{a['mac']}: a static entry needs a unicast MAC")
+        raise ControlError(f"{mac.hex(':')}: a static entry needs a unicast MAC")
     if vlan not in sw.dp.switch.ports[lp.number].vlan.carries:
         raise ControlError(f"port {lp.cfg.name!r} does not carry VLAN {vlan}")
     sw.dp.switch.fdb.add_static(vlan, mac, lp.number)
@@ -262,6 +267,7 @@ class ControlServer:
         self.server: asyncio.AbstractServer | None = None
         self._clients: set[asyncio.StreamWriter] = set()
         self._bound = False
+        self._busy_logged = False        # one log line per spell of refusals, not one per connection
 
     def prepare(self) -> None:
         """Check the socket path and make its directory, before anything else starts: ControlError
@@ -313,7 +319,10 @@ class ControlServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._clients) >= self.max_clients:
-            log.warning("control_busy", extra={"kv": {"connections": len(self._clients)}})
+            if not self._busy_logged:
+                self._busy_logged = True
+                log.warning("control_busy", extra={"kv": {"connections": len(self._clients),
+                                                          "note": "refusing more until one closes"}})
             writer.write(encode({"ok": False, "error": f"too many control connections (at most "
                                                       f"{self.max_clients} at once): try again"}))
             with contextlib.suppress(ConnectionError, TimeoutError):
@@ -338,6 +347,7 @@ class ControlServer:
             pass
         finally:
             self._clients.discard(writer)
+            self._busy_logged = False
             writer.close()
 
     async def handle(self, line: bytes) -> dict[str, Any]:

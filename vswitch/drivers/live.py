@@ -257,7 +257,7 @@ class LiveSwitch:
         changes = dict(changes)
         reopen = changes.pop("state", None)
         if reopen not in (None, "up"):
-            raise LiveError(f"state={reopen}: only state=up (re-open a down port) can be set")
+            raise LiveError(f"state={reopen!r}: only state=up (re-open a down port) can be set")
         merged = {**lp.cfg.to_dict(), **changes}
         for key in ("name", "type", "number"):
             if key in changes and changes[key] != getattr(lp.cfg, key):
