@@ -27,10 +27,10 @@ from typing import Any
 from vswitch import compiled
 from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
 from vswitch.control.server import ControlServer
-from vswitch.drivers.live import LiveSwitch
+from vswitch.drivers.live import LiveError, LiveSwitch
 from vswitch.io.memory import keep_heap
 from vswitch.io.mirror_dir import DEFAULT_MIRROR_DIR
-from vswitch.topology import ConfigError, Topology, load_topology, save_topology
+from vswitch.topology import ConfigError, Topology, load_topology, save_tmp_path, save_topology
 
 DEFAULT_CONFIG = "/etc/vswitch/vswitchd.toml"
 log = logging.getLogger("vswitchd")
@@ -64,16 +64,31 @@ def _parse_metrics(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _socket_in_use(path: str) -> bool:
+LIVE_TYPES = ("tap", "attach")
+
+
+def _remove_stray_tmp(config: Path) -> None:
+    """A daemon killed while saving (SIGKILL between write and rename) leaves its temporary file."""
+    tmp = save_tmp_path(config)
+    if tmp.is_symlink() or tmp.is_file():
+        try:
+            tmp.unlink()
+        except OSError as e:
+            log.warning("stray_tmp_left", extra={"kv": {"file": str(tmp), "error": e.strerror}})
+            return
+        log.info("stray_tmp_removed", extra={"kv": {"file": str(tmp)}})
+
+
+def _start_exporter(sw: LiveSwitch, loop: asyncio.AbstractEventLoop, text: str, host: str, port: int) -> Any:
     import socket
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    from vswitch.control.metrics import start_exporter
     try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
+        return start_exporter(sw, loop, host, port)
+    except socket.gaierror as e:
+        raise ControlError(f"--metrics {text}: cannot resolve {host!r}: {e.strerror}") from None
+    except OSError as e:
+        raise ControlError(f"--metrics {text}: cannot listen there: {e.strerror or e}") from None
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -84,13 +99,16 @@ async def run(args: argparse.Namespace) -> int:
     else:
         topo = Topology()
         log.info("config_missing", extra={"kv": {"config": str(config), "note": "starting empty"}})
-    if os.path.exists(args.socket):
-        if _socket_in_use(args.socket):
-            raise ControlError(f"another vswitchd is already running on {args.socket}")
-        os.unlink(args.socket)                       # stale socket from a crash
+    for i, p in enumerate(topo.ports):
+        if p.type not in LIVE_TYPES:
+            raise ConfigError(f"{config}: port[{i}] ({p.name!r}): type {p.type!r}: vswitchd runs "
+                              f"{' and '.join(LIVE_TYPES)} ports")
     metrics = _parse_metrics(args.metrics) if args.metrics else None
+    _remove_stray_tmp(config)
 
     sw = LiveSwitch(topo, batch=args.batch, busy_poll_us=args.busy_poll_us, mirror_dir=args.mirror_dir)
+    server = ControlServer(sw, args.socket)
+    server.prepare()                                 # the socket path is usable: before any port exists
     heap_kept = keep_heap()
 
     def persist() -> None:
@@ -103,14 +121,12 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = ControlServer(sw, args.socket)
     exporter = None
     try:
+        if metrics:                                  # a port already taken fails before any TAP is made
+            exporter = _start_exporter(sw, loop, args.metrics, *metrics)
         await sw.start(on_change=persist)
         await server.start()
-        if metrics:
-            from vswitch.control.metrics import start_exporter
-            exporter = start_exporter(sw, loop, *metrics)
         log.info("started", extra={"kv": {"config": str(config), "socket": args.socket,
                                           "ports": len(sw.ports), "loop": type(loop).__module__,
                                           "metrics": args.metrics or "off", "pid": os.getpid(),
@@ -121,6 +137,7 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         if exporter is not None:
             exporter.shutdown()
+            exporter.server_close()
         await server.close()
         await sw.close()
         log.info("stopped", extra={"kv": {}})
@@ -161,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with runner:
             return runner.run(run(args))
-    except (ConfigError, ControlError) as e:
+    except (ConfigError, ControlError, LiveError) as e:
         print(f"vswitchd: {e}", file=sys.stderr)      # one line, not also a log line
         return 2
     except PermissionError as e:

@@ -48,6 +48,11 @@ from vswitch.elements.vlan import PortVlan, check_vid, parse_vlan_list
 
 PORT_TYPES = ("tap", "attach", "replay")
 PORT_FLAGS = ("learning", "flood", "mcast_flood", "bcast_flood", "isolated", "hairpin")
+IFNAMSIZ = 16                  # the kernel's interface-name buffer, its terminating NUL included
+MAX_PORT_NUMBER = 65279        # OpenFlow's OFPP_MAX, as OVS's ofport_request
+MAX_SECONDS = 1_000_000        # ageing time and move-damping window/hold
+MAX_ENTRIES = 1_000_000        # mac_table_size, mac_limit, move-damping moves
+MAX_MOVE_LOG = 100_000
 
 
 class ConfigError(ValueError):
@@ -150,6 +155,43 @@ _PORT_TYPES: dict[str, Any] = {
 }
 
 
+def check_ifname(name: str) -> str:
+    """An interface name as the kernel's ``dev_valid_name()`` takes it: 1-15 bytes, not ``.``
+    or ``..``, no ``/``, ``:`` or whitespace (the kernel's isspace: tab, newline, VT, FF, CR,
+    space and byte 0xa0).  Also no NUL (C strings end there) and no ``%`` (a name with one is a
+    template from which the kernel picks a free name, so the port could never find its
+    interface).  ValueError says which rule the name breaks."""
+    try:
+        raw = name.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"name {name!r}: not valid Unicode") from None
+    if not raw:
+        raise ValueError("name '': an interface name cannot be empty")
+    if len(raw) >= IFNAMSIZ:
+        raise ValueError(f"name {name!r}: an interface name is at most {IFNAMSIZ - 1} bytes "
+                         f"(this one is {len(raw)})")
+    if name in (".", ".."):
+        raise ValueError(f"name {name!r}: not an interface name")
+    bad = sorted({chr(b) for b in raw if b in b"/:%\0\t\n\v\f\r \xa0"})
+    if bad:
+        raise ValueError(f"name {name!r}: an interface name has no {' or '.join(map(repr, bad))} "
+                         "(no '/', ':', '%', NUL or whitespace)")
+    return name
+
+
+def check_netns_name(name: str) -> str:
+    """A namespace name as ``ip netns`` takes it (a file under /run/netns): 1-255 bytes, not
+    ``.`` or ``..``, no ``/`` or NUL, so it can never name a path elsewhere."""
+    try:
+        raw = name.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"netns {name!r}: not valid Unicode") from None
+    if not raw or len(raw) > 255 or name in (".", "..") or b"/" in raw or b"\0" in raw:
+        raise ValueError(f"netns {name!r}: a namespace name (as `ip netns add NAME`) is 1-255 bytes, "
+                         "not '.' or '..', with no '/' or NUL")
+    return name
+
+
 def _typed(where: str, key: str, value: Any, typ: Any) -> Any:
     if isinstance(value, bool) and typ is not bool and (typ is int or typ == (int, float)):
         raise ConfigError(f"{where}: {key}: expected a number, got {value!r}")
@@ -162,19 +204,30 @@ def _typed(where: str, key: str, value: Any, typ: Any) -> Any:
 def parse_port(data: dict[str, Any], where: str) -> PortConfig:
     unknown = set(data) - set(_PORT_TYPES)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, sorted(unknown)))} "
                           f"(known: {', '.join(sorted(_PORT_TYPES))})")
     if "name" not in data:
         raise ConfigError(f"{where}: a port needs a name")
     kw = {k: _typed(where, k, v, _PORT_TYPES[k]) for k, v in data.items()}
     if isinstance(kw.get("trunks"), list):
         kw["trunks"] = ",".join(str(v) for v in kw["trunks"])
-    name = kw["name"]
-    if not name or len(name) > 15 or "/" in name or " " in name:
-        raise ConfigError(f"{where}: name {name!r}: an interface name is 1-15 characters, no '/' or spaces")
+    try:
+        check_ifname(kw["name"])
+        if kw.get("netns") is not None:
+            check_netns_name(kw["netns"])
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
     if kw.get("type", "tap") not in PORT_TYPES:
         raise ConfigError(f"{where}: type {kw['type']!r}: use one of {', '.join(PORT_TYPES)}")
     port = PortConfig(**kw)
+    if port.netns is not None and port.type != "tap":
+        raise ConfigError(f"{where}: netns: only a tap port moves into a namespace (an {port.type} port "
+                          "uses an interface in the daemon's namespace)")
+    if port.number is not None and not 1 <= port.number <= MAX_PORT_NUMBER:
+        raise ConfigError(f"{where}: number {port.number}: must be 1-{MAX_PORT_NUMBER}")
+    if port.mac_limit is not None and not 1 <= port.mac_limit <= MAX_ENTRIES:
+        raise ConfigError(f"{where}: mac_limit {port.mac_limit}: must be 1-{MAX_ENTRIES} "
+                          "(leave it out for no limit)")
     try:                                       # name the key in VLAN errors
         if port.tag is not None:
             check_vid(port.tag)
@@ -185,12 +238,15 @@ def parse_port(data: dict[str, Any], where: str) -> PortConfig:
             parse_vlan_list(port.trunks)
     except ValueError as e:
         raise ConfigError(f"{where}: trunks: {e}") from None
+    if not 68 <= port.mtu <= 65535:
+        raise ConfigError(f"{where}: mtu {port.mtu}: must be 68-65535")
     try:
-        port.switch_port(port.number or 1)
-        if port.mac is not None:
-            mac = parse_mac(port.mac)
-            if mac[0] & 1:
-                raise ValueError(f"mac {port.mac}: a guest MAC must be unicast")
+        if port.mac is not None and parse_mac(port.mac)[0] & 1:
+            raise ValueError(f"{port.mac}: a guest MAC must be unicast")
+    except ValueError as e:
+        raise ConfigError(f"{where}: mac: {e}") from None
+    try:
+        port.switch_port(port.number or 1)     # vlan_mode with tag and trunks, mac_limit_policy
     except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
     return port
@@ -198,10 +254,15 @@ def parse_port(data: dict[str, Any], where: str) -> PortConfig:
 
 def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
     topo = Topology()
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: a topology is a table of tables (bridge, port, fdb, nic)")
     unknown = set(doc) - {"bridge", "port", "fdb", "nic"}
     if unknown:
-        raise ConfigError(f"{source}: unknown table(s) {', '.join(sorted(unknown))} (known: bridge, port, fdb, nic)")
+        raise ConfigError(f"{source}: unknown table(s) {', '.join(map(repr, sorted(unknown)))} "
+                          "(known: bridge, port, fdb, nic)")
     br = doc.get("bridge", {})
+    if not isinstance(br, dict):
+        raise ConfigError(f"{source}: 'bridge' must be a table ([bridge])")
     for key, value in br.items():
         where = f"{source}: [bridge]"
         if key == "move_damping":
@@ -217,12 +278,21 @@ def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
             raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(_BRIDGE_KEYS)}, move_damping)")
         setattr(topo.bridge, key, _typed(where, key, value, _BRIDGE_KEYS[key]))
     b = topo.bridge
-    if not 1 <= b.ageing_time <= 1_000_000:
-        raise ConfigError(f"{source}: [bridge]: ageing_time {b.ageing_time}: must be 1-1000000 seconds")
-    if not 1 <= b.mac_table_size <= 1_000_000:
-        raise ConfigError(f"{source}: [bridge]: mac_table_size {b.mac_table_size}: must be 1-1000000")
-    if b.damp_moves < 0 or b.damp_window <= 0 or b.damp_hold < 0:
-        raise ConfigError(f"{source}: [bridge.move_damping]: moves >= 0, window > 0, hold >= 0")
+    # Each bound is written so that NaN fails it too; infinity is over every maximum.
+    if not 1 <= b.ageing_time <= MAX_SECONDS:
+        raise ConfigError(f"{source}: [bridge]: ageing_time {b.ageing_time}: must be 1-{MAX_SECONDS} seconds")
+    if not 1 <= b.mac_table_size <= MAX_ENTRIES:
+        raise ConfigError(f"{source}: [bridge]: mac_table_size {b.mac_table_size}: must be 1-{MAX_ENTRIES}")
+    if not 0 <= b.move_log <= MAX_MOVE_LOG:
+        raise ConfigError(f"{source}: [bridge]: move_log {b.move_log}: must be 0-{MAX_MOVE_LOG} "
+                          "(moves kept for `fdb moves`)")
+    damp = f"{source}: [bridge.move_damping]"
+    if not 0 <= b.damp_moves <= MAX_ENTRIES:
+        raise ConfigError(f"{damp}: moves {b.damp_moves}: must be 0-{MAX_ENTRIES} (0 disables damping)")
+    if not 0 < b.damp_window <= MAX_SECONDS:
+        raise ConfigError(f"{damp}: window {b.damp_window}: must be over 0 and at most {MAX_SECONDS} seconds")
+    if not 0 <= b.damp_hold <= MAX_SECONDS:
+        raise ConfigError(f"{damp}: hold {b.damp_hold}: must be 0-{MAX_SECONDS} seconds")
     ports = doc.get("port", [])
     if not isinstance(ports, list):
         raise ConfigError(f"{source}: 'port' must be an array of tables ([[port]])")
@@ -237,25 +307,35 @@ def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
         if p.name in seen:
             raise ConfigError(f"{label}: duplicate port name {p.name!r}")
         if p.number is not None:
-            if p.number < 1 or p.number in numbers:
-                raise ConfigError(f"{label}: number {p.number}: must be >= 1 and unique")
+            if p.number in numbers:
+                raise ConfigError(f"{label}: number {p.number}: already taken by another port")
             numbers.add(p.number)
         seen.add(p.name)
         topo.ports.append(p)
-    for i, fd in enumerate(doc.get("fdb", [])):
+    fdbs = doc.get("fdb", [])
+    if not isinstance(fdbs, list):
+        raise ConfigError(f"{source}: 'fdb' must be an array of tables ([[fdb]])")
+    for i, fd in enumerate(fdbs):
         where = f"{source}: fdb[{i}]"
         if not isinstance(fd, dict) or set(fd) - {"mac", "port", "vlan"} or not {"mac", "port"} <= set(fd):
             raise ConfigError(f"{where}: a static entry is a table with mac, port and optional vlan")
+        mac = _typed(where, "mac", fd["mac"], str)
+        port_name = _typed(where, "port", fd["port"], str)
+        vlan = _typed(where, "vlan", fd.get("vlan", 0), int)
         try:
-            parse_mac(fd["mac"])
-            check_vid(fd.get("vlan", 0))
+            if parse_mac(mac)[0] & 1:
+                raise ValueError(f"{mac}: a static entry needs a unicast MAC")
         except ValueError as e:
-            raise ConfigError(f"{where}: {e}") from None
-        if fd["port"] not in seen:
-            raise ConfigError(f"{where}: port {fd['port']!r} is not a configured port")
-        if fd.get("vlan", 0) not in topo.port(fd["port"]).vlan().carries:
-            raise ConfigError(f"{where}: port {fd['port']!r} does not carry VLAN {fd.get('vlan', 0)}")
-        topo.fdb.append(StaticFdbConfig(fd["mac"], fd["port"], fd.get("vlan", 0)))
+            raise ConfigError(f"{where}: mac: {e}") from None
+        try:
+            check_vid(vlan)
+        except ValueError as e:
+            raise ConfigError(f"{where}: vlan: {e}") from None
+        if port_name not in seen:
+            raise ConfigError(f"{where}: port {port_name!r} is not a configured port")
+        if vlan not in topo.port(port_name).vlan().carries:
+            raise ConfigError(f"{where}: port {port_name!r} does not carry VLAN {vlan}")
+        topo.fdb.append(StaticFdbConfig(mac, port_name, vlan))
     if "nic" in doc:
         topo.nic = parse_nic(doc["nic"], f"{source}: [nic]", seen)
     return topo
@@ -271,7 +351,8 @@ def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
         raise ConfigError(f"{where}: must be a table")
     unknown = set(data) - set(_NIC_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(_NIC_KEYS)})")
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, sorted(unknown)))} "
+                          f"(known: {', '.join(_NIC_KEYS)})")
     cfg = NicConfig(**{k: _typed(where, k, v, _NIC_KEYS[k]) for k, v in data.items()})
     if cfg.profile not in PROFILES:
         raise ConfigError(f"{where}: profile {cfg.profile!r}: use one of {', '.join(sorted(PROFILES))}")
@@ -292,9 +373,16 @@ def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
 def load_topology(path: str | Path) -> Topology:
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")            # TOML is UTF-8, whatever the locale says
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(f"{path}: not UTF-8 (TOML must be): byte 0x{raw[e.start]:02x} at line {line}, "
+                          f"column {col}") from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -320,6 +408,12 @@ def topology_to_dict(topo: Topology) -> dict[str, Any]:
     return doc
 
 
+def save_tmp_path(path: str | Path) -> Path:
+    """The temporary file `save_topology` writes before its rename (left behind by a SIGKILL)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp")
+
+
 def save_topology(topo: Topology, path: str | Path) -> None:
     """Write the topology as TOML atomically (temporary file, fsync, rename)."""
     import os
@@ -330,7 +424,7 @@ def save_topology(topo: Topology, path: str | Path) -> None:
     text = ("# Written by vswitchd: ports added, changed or removed at run time are saved here.\n"
             + tomli_w.dumps(topology_to_dict(topo)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = save_tmp_path(path)
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 from typing import Any
 
-from vswitch.control.protocol import DEFAULT_SOCKET, MAX_LINE, ControlError, decode, encode
+from vswitch.control.protocol import DEFAULT_SOCKET, MAX_LINE, ControlError, check_socket_path, decode, encode
 
 
 class Client:
@@ -16,6 +17,7 @@ class Client:
 
     def call(self, cmd: str, **args: Any) -> Any:
         """Send one request; return its result or raise ControlError with a one-line reason."""
+        check_socket_path(self.path)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout)
         try:
@@ -31,14 +33,18 @@ class Client:
             except OSError as e:
                 if e.errno == errno.EACCES:
                     raise ControlError(f"permission denied on {self.path}") from None
-                raise ControlError(f"cannot connect to {self.path}: {e.strerror}") from None
-            s.sendall(encode({"cmd": cmd, "args": args}))
+                raise ControlError(f"cannot connect to {self.path}: {e.strerror or e}") from None
+            # If it closed before reading, its answer (too many connections) may still be waiting.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                s.sendall(encode({"cmd": cmd, "args": args}))
             buf = b""
             while not buf.endswith(b"\n"):
                 try:
                     chunk = s.recv(65536)
                 except TimeoutError:
                     raise ControlError(f"vswitchd did not answer within {self.timeout:.0f} s") from None
+                except ConnectionResetError:
+                    chunk = b""
                 if not chunk:
                     raise ControlError("vswitchd closed the connection without answering")
                 buf += chunk

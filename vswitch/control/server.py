@@ -3,6 +3,13 @@
 The socket is created mode 0660 (owner root): only root, or members of the
 socket's group, may talk to the daemon.  Every handler returns a JSON-ready
 value or raises an error whose message is shown to the user as one line.
+
+Each command declares the arguments it reads and their JSON types; a request
+is checked against that before its handler runs, so a raw client sending a
+wrong type gets an error naming the argument, and a handler sees only what
+it expects.  At most `MAX_CLIENTS` connections are served at once (the next
+is told so and closed), and a connection that sends no request for
+`IDLE_TIMEOUT_S` seconds is closed.
 """
 
 from __future__ import annotations
@@ -11,11 +18,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import Any
 
-from vswitch.control.protocol import MAX_LINE, ControlError, decode, encode
+from vswitch.control.protocol import MAX_LINE, ControlError, check_socket_path, decode, encode
 from vswitch.core.frame import parse_mac
 from vswitch.drivers.live import LiveError, LiveSwitch
 from vswitch.elements.vlan import check_vid
@@ -26,17 +34,59 @@ log = logging.getLogger("vswitchd")
 
 Handler = Callable[[LiveSwitch, dict[str, Any]], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}
+ARGS: dict[str, dict[str, str]] = {}       # command -> {argument: kind}; "?" = may be absent or null
+MAX_CLIENTS = 64
+IDLE_TIMEOUT_S = 60.0
+
+# kind -> (what the user is told it must be, the check)
+_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "object": ("a JSON object", lambda v: isinstance(v, dict)),
+    "[str]": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+}
+_JSON_TYPE = {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object",
+              type(None): "null"}
 
 _SETTABLE = {f.name: f.type for f in fields(PortConfig)} | {"state": "str"}
 _INT_KEYS = {"tag", "mtu", "mac_limit", "number"}
 _BOOL_KEYS = set(PORT_FLAGS) | {"persistent"}
 
 
-def command(name: str) -> Callable[[Handler], Handler]:
+def command(name: str, /, **args: str) -> Callable[[Handler], Handler]:
+    """Register a handler and the arguments it reads (``vlan="int?"``: an optional integer)."""
+    for kind in args.values():
+        assert kind.rstrip("?") in _KINDS, kind
+
     def reg(fn: Handler) -> Handler:
         HANDLERS[name] = fn
+        ARGS[name] = args
         return fn
     return reg
+
+
+def _brief(v: Any) -> str:
+    text = repr(v)
+    return f"{_JSON_TYPE.get(type(v), type(v).__name__)} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def check_args(cmd: str, args: dict[str, Any]) -> None:
+    """ControlError naming the first argument of ``cmd`` that is missing or of the wrong type."""
+    for key, kind in ARGS[cmd].items():
+        v = args.get(key)
+        if v is None:
+            if kind.endswith("?"):
+                continue
+            raise ControlError(f"{cmd}: missing argument {key!r}")
+        want, ok = _KINDS[kind.rstrip("?")]
+        if not ok(v):
+            raise ControlError(f"{cmd}: {key}: expected {want}, got {_brief(v)}")
+
+
+def _shown(value: str) -> str:
+    """A value as typed, or quoted where it would not print on one line."""
+    return value if value.isprintable() else repr(value)
 
 
 def coerce(key: str, value: Any) -> Any:
@@ -53,12 +103,12 @@ def coerce(key: str, value: Any) -> Any:
             return True
         if v in ("false", "off", "no", "0"):
             return False
-        raise ControlError(f"{key}={value}: expected true/false (or on/off)")
+        raise ControlError(f"{key}={_shown(value)}: expected true/false (or on/off)")
     if key in _INT_KEYS:
         try:
             return int(value)
         except ValueError:
-            raise ControlError(f"{key}={value}: expected an integer") from None
+            raise ControlError(f"{key}={_shown(value)}: expected an integer") from None
     return value
 
 
@@ -67,7 +117,7 @@ async def _show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return sw.show()
 
 
-@command("add-port")
+@command("add-port", port="object")
 async def _add_port(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     raw = {k: coerce(k, v) for k, v in a.get("port", {}).items() if k != "state"}
     raw = {k: v for k, v in raw.items() if v is not None}
@@ -79,13 +129,13 @@ async def _add_port(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return lp.describe()
 
 
-@command("del-port")
+@command("del-port", name="str")
 async def _del_port(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     await sw.del_port(a["name"])
     return {"deleted": a["name"]}
 
 
-@command("set-port")
+@command("set-port", name="str", changes="object")
 async def _set_port(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     changes = {k: coerce(k, v) for k, v in a.get("changes", {}).items()}
     if not changes:
@@ -99,17 +149,17 @@ def _vlan_arg(a: dict[str, Any]) -> int | None:
     if v is None:
         return None
     try:
-        return check_vid(int(v))
+        return check_vid(v)
     except ValueError as e:
         raise ControlError(str(e)) from None
 
 
-@command("fdb/show")
+@command("fdb/show", vlan="int?")
 async def _fdb_show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return fdb_view(sw.dp.switch, sw.clock(), _vlan_arg(a))
 
 
-@command("fdb/flush")
+@command("fdb/flush", port="str?", vlan="int?")
 async def _fdb_flush(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     port = sw._port(a["port"]).number if a.get("port") else None
     n = sw.dp.switch.fdb.flush(port=port, vlan=_vlan_arg(a))
@@ -127,7 +177,7 @@ async def _fdb_moves(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return moves_view(sw.dp.switch)
 
 
-@command("fdb/add")
+@command("fdb/add", mac="str", port="str", vlan="int?")
 async def _fdb_add(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     lp = sw._port(a["port"])
     vlan = _vlan_arg(a) or 0
@@ -136,7 +186,7 @@ async def _fdb_add(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     except ValueError as e:
         raise ControlError(str(e)) from None
     if mac[0] & 1:
-        raise ControlError(f"{a['mac']}: a static entry needs a unicast MAC")
+        raise ControlError(f"{mac.hex(':')}: a static entry needs a unicast MAC")
     if vlan not in sw.dp.switch.ports[lp.number].vlan.carries:
         raise ControlError(f"port {lp.cfg.name!r} does not carry VLAN {vlan}")
     sw.dp.switch.fdb.add_static(vlan, mac, lp.number)
@@ -146,7 +196,7 @@ async def _fdb_add(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return {"added": mac.hex(":"), "port": lp.cfg.name, "vlan": vlan}
 
 
-@command("fdb/del")
+@command("fdb/del", mac="str", vlan="int?")
 async def _fdb_del(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     vlan = _vlan_arg(a) or 0
     try:
@@ -160,7 +210,7 @@ async def _fdb_del(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return {"deleted": mac.hex(":"), "vlan": vlan}
 
 
-@command("counters")
+@command("counters", port="str?")
 async def _counters(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return sw.counters(a.get("port"))
 
@@ -175,21 +225,20 @@ async def _nic_show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return sw.nic_show()
 
 
-@command("mirror/add")
+@command("mirror/add", name="str", select_src="[str]?", select_dst="[str]?", select_all="bool?",
+         output_port="str?", output_pcap="str?", append="bool?", replace="bool?")
 async def _mirror_add(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     # append / replace: what to do with an existing pcap file (refused when neither is given)
-    append, replace = a.get("append", False), a.get("replace", False)
-    if not isinstance(append, bool) or not isinstance(replace, bool):
-        raise ControlError("mirror/add: append and replace must be true or false")
+    append, replace = bool(a.get("append")), bool(a.get("replace"))
     if append and replace:
         raise ControlError("give --append or --replace, not both")
-    m = sw.add_mirror(a["name"], a.get("select_src", []), a.get("select_dst", []), bool(a.get("select_all")),
+    m = sw.add_mirror(a["name"], a.get("select_src") or [], a.get("select_dst") or [], bool(a.get("select_all")),
                       a.get("output_port"), a.get("output_pcap"),
                       "append" if append else "replace" if replace else "new")
     return m.describe()
 
 
-@command("mirror/del")
+@command("mirror/del", name="str")
 async def _mirror_del(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     sw.del_mirror(a["name"])
     return {"deleted": a["name"]}
@@ -200,44 +249,110 @@ async def _mirror_show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return [m.describe() for m in sw.mirrors.values()]
 
 
+def _listened_on(path: str) -> bool:
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 class ControlServer:
-    def __init__(self, sw: LiveSwitch, path: str, mode: int = 0o660) -> None:
+    def __init__(self, sw: LiveSwitch, path: str, mode: int = 0o660, max_clients: int = MAX_CLIENTS,
+                 idle_timeout: float = IDLE_TIMEOUT_S) -> None:
         self.sw = sw
         self.path = path
         self.mode = mode
+        self.max_clients = max_clients
+        self.idle_timeout = idle_timeout
         self.server: asyncio.AbstractServer | None = None
+        self._clients: set[asyncio.StreamWriter] = set()
+        self._bound = False
+        self._busy_logged = False        # one log line per spell of refusals, not one per connection
+
+    def prepare(self) -> None:
+        """Check the socket path and make its directory, before anything else starts: ControlError
+        says what is wrong.  A socket someone listens on is another daemon's; a stale one (left by
+        a crash) is replaced by `start`; any other file is left alone."""
+        check_socket_path(self.path)
+        d = os.path.dirname(self.path) or "."
+        try:
+            os.makedirs(d, exist_ok=True)
+        except FileExistsError:
+            raise ControlError(f"cannot create the socket's directory {d}: a file of that name is in the way "
+                               "(not a directory)") from None
+        except OSError as e:
+            raise ControlError(f"cannot create the socket's directory {d}: {e.strerror or e}") from None
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise ControlError(f"socket path {self.path}: {e.strerror or e}") from None
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ControlError(f"socket path {self.path} exists and is not a socket: not removing it")
+        if _listened_on(self.path):
+            raise ControlError(f"another vswitchd is already running on {self.path}")
 
     async def start(self) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self.prepare()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)               # a stale socket from a crash (prepare: nobody listens)
         old = os.umask(0o117)                 # the socket is never world-accessible, not even briefly
         try:
             self.server = await asyncio.start_unix_server(self._client, path=self.path, limit=MAX_LINE)
+        except OSError as e:
+            raise ControlError(f"cannot listen on {self.path}: {e.strerror or e}") from None
         finally:
             os.umask(old)
+        self._bound = True
         os.chmod(self.path, self.mode)
 
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+            for w in list(self._clients):
+                w.close()
             await self.server.wait_closed()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if self._bound:                        # never a file this server did not create
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._clients) >= self.max_clients:
+            if not self._busy_logged:
+                self._busy_logged = True
+                log.warning("control_busy", extra={"kv": {"connections": len(self._clients),
+                                                          "note": "refusing more until one closes"}})
+            writer.write(encode({"ok": False, "error": f"too many control connections (at most "
+                                                      f"{self.max_clients} at once): try again"}))
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer.drain(), 1.0)
+            writer.close()
+            return
+        self._clients.add(writer)
         try:
             while True:
                 try:
-                    line = await reader.readline()
+                    line = await asyncio.wait_for(reader.readline(), self.idle_timeout)
                 except (ValueError, asyncio.LimitOverrunError):
                     writer.write(encode({"ok": False, "error": "control message too long"}))
+                    break
+                except TimeoutError:           # idle (or sending a line too slowly): free the slot
                     break
                 if not line:
                     break
                 writer.write(encode(await self.handle(line)))
-                await writer.drain()
-        except (ConnectionError, BrokenPipeError):
+                await asyncio.wait_for(writer.drain(), self.idle_timeout)
+        except (ConnectionError, BrokenPipeError, TimeoutError):
             pass
         finally:
+            self._clients.discard(writer)
+            self._busy_logged = False
             writer.close()
 
     async def handle(self, line: bytes) -> dict[str, Any]:
@@ -247,9 +362,11 @@ class ControlServer:
             handler = HANDLERS.get(cmd) if isinstance(cmd, str) else None
             if handler is None:
                 raise ControlError(f"unknown command {cmd!r} (known: {', '.join(sorted(HANDLERS))})")
-            args = req.get("args") or {}
+            args = req.get("args")
+            args = {} if args is None else args
             if not isinstance(args, dict):
                 raise ControlError("args must be a JSON object")
+            check_args(str(cmd), args)
             return {"ok": True, "result": await handler(self.sw, args)}
         except (ControlError, LiveError) as e:
             return {"ok": False, "error": str(e)}

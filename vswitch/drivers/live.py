@@ -194,6 +194,8 @@ class LiveSwitch:
 
     # -- ports ---------------------------------------------------------------
     async def add_port(self, cfg: PortConfig, persist: bool = True) -> LivePort:
+        """Add a port (``cfg`` as `parse_port` checked it).  A run-time request (``persist``) naming a
+        namespace that does not exist is refused; at start such a port waits, down, with the reason."""
         if cfg.name in self.ports:
             raise LiveError(f"port {cfg.name!r} already exists")
         if cfg.type not in ("tap", "attach"):
@@ -201,6 +203,8 @@ class LiveSwitch:
         if cfg.netns and cfg.type != "tap":
             raise LiveError(f"port {cfg.name!r}: netns applies to tap ports only (an attach port uses "
                             "an interface in the daemon's namespace)")
+        if persist and cfg.netns:
+            self._check_netns(cfg.name, cfg.netns)
         number = cfg.number if cfg.number is not None else self.dp.next_number()
         if number in self.dp.switch.ports:
             raise LiveError(f"port {cfg.name!r}: number {number} is taken")
@@ -249,11 +253,14 @@ class LiveSwitch:
         self._persist()
 
     async def set_port(self, name: str, changes: dict[str, Any]) -> LivePort:
-        """Change port settings at run time (VLANs, flags, MTU, limits, netns, state=up)."""
+        """Change port settings at run time (VLANs, flags, MTU, limits, netns, state=up).  Everything is
+        checked before anything changes, and the device (the one step the kernel may refuse) goes
+        first: a refused change leaves the port, the switch and the config as they were."""
         lp = self._port(name)
+        changes = dict(changes)
         reopen = changes.pop("state", None)
         if reopen not in (None, "up"):
-            raise LiveError(f"state={reopen}: only state=up (re-open a down port) can be set")
+            raise LiveError(f"state={reopen!r}: only state=up (re-open a down port) can be set")
         merged = {**lp.cfg.to_dict(), **changes}
         for key in ("name", "type", "number"):
             if key in changes and changes[key] != getattr(lp.cfg, key):
@@ -265,7 +272,11 @@ class LiveSwitch:
         except ConfigError as e:
             raise LiveError(str(e)) from None
         old = lp.cfg
+        if new.netns is not None and new.netns != old.netns:
+            self._check_netns(name, new.netns)
         sp = new.switch_port(lp.number)
+        if lp.state == "up" and new.type == "tap" and (new.netns != old.netns or new.mtu != old.mtu):
+            await self._retune_tap(lp, old, new)
         self.dp.switch.update_port(lp.number, vlan=sp.vlan, learning=sp.learning, flood=sp.flood,
                                    mcast_flood=sp.mcast_flood, bcast_flood=sp.bcast_flood,
                                    isolated=sp.isolated, hairpin=sp.hairpin, mtu=sp.mtu,
@@ -279,17 +290,37 @@ class LiveSwitch:
             self.nicmode.unbind(name)
             v = new.vlan()
             lp.binding = self.nicmode.bind(name, v.tag if v.mode == "access" else None, mac)
-        if lp.state == "up" and new.type == "tap" and (new.netns != old.netns or new.mtu != old.mtu):
-            if new.netns != old.netns:
-                self._close_dev(lp, remove=True)      # a TAP cannot move back: re-create it
-                await self._open(lp)
-            else:
-                await self._configure_tap(lp)
-        elif reopen == "up" and lp.state != "up":
+        if reopen == "up" and lp.state != "up":
             await self._open(lp)
         log.info("port_changed", extra={"kv": {"port": name, **{k: v for k, v in changes.items()}}})
         self._persist()
         return lp
+
+    async def _retune_tap(self, lp: LivePort, old: PortConfig, new: PortConfig) -> None:
+        """Move an open TAP to ``new``'s namespace or MTU; if the kernel refuses, put it back as
+        ``old`` had it and raise LiveError."""
+        lp.cfg = new
+        try:
+            if new.netns != old.netns:
+                self._close_dev(lp, remove=True)      # a TAP cannot move back: re-create it
+                await self._open(lp)
+                if lp.state != "up":
+                    raise OSError(lp.error)
+            else:
+                await self._configure_tap(lp)
+        except OSError as e:
+            lp.cfg = old
+            if lp.dev is None:
+                await self._open(lp)
+            else:
+                with contextlib.suppress(OSError):
+                    await self._configure_tap(lp)
+            raise LiveError(f"port {old.name!r}: {e}") from None
+
+    @staticmethod
+    def _check_netns(port: str, netns: str) -> None:
+        if not netlink.netns_exists(netns):
+            raise LiveError(f"port {port!r}: netns {netns!r} does not exist (`ip netns add {netns}` makes it)")
 
     def _port(self, name: str) -> LivePort:
         lp = self.ports.get(name)

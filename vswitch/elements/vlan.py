@@ -58,8 +58,9 @@ def parse_vlan_list(text: str | Iterable[int]) -> frozenset[int]:
 
 
 def check_vid(v: int) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 4095:
-        raise ValueError(f"bad VLAN {v!r}: a VLAN ID is an integer 0-4095")
+    """A VLAN ID a port or an FDB entry may be configured with: 0-4094 (802.1Q reserves 4095)."""
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 4094:
+        raise ValueError(f"bad VLAN {v!r}: a VLAN ID is an integer 0-4094 (4095 is reserved by 802.1Q)")
     return v
 
 

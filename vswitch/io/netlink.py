@@ -59,6 +59,12 @@ def _lookup(ipr: IPRoute, name: str, netns: str | None) -> int:
     return int(found[0])
 
 
+def netns_exists(name: str) -> bool:
+    """Whether ``ip netns`` has a namespace called ``name`` (its bind mount under /run/netns)."""
+    from pyroute2 import netns
+    return name in netns.listnetns()
+
+
 def ifindex(name: str, netns: str | None = None) -> int | None:
     """The interface's index, or None if it does not exist."""
     with _ipr(netns) as ipr:
