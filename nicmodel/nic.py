@@ -27,6 +27,7 @@ Drop reasons: ``link_down``, ``rx_disabled``, ``spoofed_mac``,
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -44,6 +45,7 @@ __all__ = ["Nic", "as_mac"]
 
 _TPID = b"\x81\x00"
 POOL_FLAGS = ("aupe", "rompe", "rope", "bam", "mpe", "upe", "vpe")
+MAX_CREDIT_REFILL = 200  # ixgbe_dcb.h IXGBE_DCB_MAX_CREDIT_REFILL, 64-byte units
 
 
 def as_mac(mac: str | bytes) -> bytes:
@@ -166,7 +168,7 @@ class Nic(Element):
                 raise NicError(f"unknown pool flag {k!r} (known: {', '.join(POOL_FLAGS)})")
             if k in ("upe", "vpe") and v and not self.profile.per_pool_upe:
                 raise NicError(f"{self.profile.name} has no per-pool {k.upper()} (X540 and later only; "
-                               "ixgbe returns EOPNOTSUPP), nic-model.md E.4")
+                               "ixgbe returns EOPNOTSUPP), nic-model.md E.4", errno.EOPNOTSUPP)
             setattr(cfg, k, bool(v))
         self._changed()
 
@@ -303,9 +305,14 @@ class Nic(Element):
         self._changed()
 
     def set_tx_weight(self, pool: int, refill: int) -> None:
-        """Credit refill of a pool for weighted arbitration, in 64-byte units (1..200)."""
-        if not 1 <= refill <= 511:
-            raise NicError(f"credit refill {refill} out of range 1..511 (64-byte units)")
+        """Credit refill of a pool for weighted arbitration, in 64-byte units (1..200).
+
+        200 units (12,800 bytes) is ixgbe's IXGBE_DCB_MAX_CREDIT_REFILL; the register
+        (RTTDT1C) has 14 bits, the driver never writes more.
+        """
+        if not 1 <= refill <= MAX_CREDIT_REFILL:
+            raise NicError(f"credit refill {refill} out of range 1..{MAX_CREDIT_REFILL} (64-byte units; "
+                           "ixgbe's IXGBE_DCB_MAX_CREDIT_REFILL is 200 = 12,800 bytes)")
         self.state.check_pool(pool)
         self.state.pools[pool].tx_refill = refill
         self._changed()
@@ -315,16 +322,44 @@ class Nic(Element):
 
     def set_tx_rate(self, queue: int, rate_bps: int) -> None:
         """Per-queue rate limit (RTTBCNRC); 0 removes it.  Shapes, never drops."""
-        if rate_bps < 0 or rate_bps > self.profile.link_speed_bps:
-            raise NicError(f"rate {rate_bps} b/s out of range 0..{self.profile.link_speed_bps}")
-        self.txa.queues[queue].rate_bps = rate_bps
+        self._check_queue(queue)
+        speed = self.state.link_speed_bps
+        if rate_bps < 0 or rate_bps > speed:
+            raise NicError(f"rate {rate_bps} b/s out of range 0..{speed} (the link speed)")
+        self.txa.queues[queue].set_rate(rate_bps)
         self._changed()
 
-    def set_pool_tx_rate(self, pool: int, max_tx_rate_mbps: int) -> None:
-        """As ``ip link set PF vf N max_tx_rate M``: the same factor on each of the pool's queues (E.9)."""
-        self.state.check_pool(pool)
-        for q in self.state.pool_queues(pool):
-            self.set_tx_rate(q, max_tx_rate_mbps * 1_000_000)
+    def set_pool_tx_rate(self, pool: int, max_tx_rate_mbps: int, min_tx_rate_mbps: int = 0) -> None:
+        """As ``ip link set PF vf N max_tx_rate M``: the same factor on each of the pool's queues (E.9).
+
+        Checked as the PF driver's ndo_set_vf_rate does (nic-model.md B "Tx rate limit"):
+        ixgbe (82599, X550): link up, linked at 10 Gb/s, min 0, max 0 (no limit) or
+        10 < max <= link speed; igb: the 82576 only (EOPNOTSUPP on the i350), min 0, link up,
+        0 <= max <= link speed.  Anything else: NicError with EINVAL, nothing changed.
+        """
+        st = self.state
+        st.check_pool(pool)
+        prof = self.profile
+        speed = st.link_speed_bps // 1_000_000
+        drv = prof.driver
+        if not prof.vf_rate_limit:
+            raise NicError(f"{prof.name}: {drv} sets VF TX rates on the 82576 only (EOPNOTSUPP)",
+                           errno.EOPNOTSUPP)
+        if min_tx_rate_mbps:
+            raise NicError(f"min_tx_rate {min_tx_rate_mbps} Mb/s: not supported by {drv}, must be 0")
+        if not st.link_up:
+            raise NicError(f"pool {pool}: the link is down; {drv} sets TX rates only with the link up")
+        if drv == "ixgbe":
+            if speed != 10_000:
+                raise NicError(f"pool {pool}: ixgbe sets TX rates only on a 10 Gb/s link (linked at {speed} Mb/s)")
+            if max_tx_rate_mbps and not 10 < max_tx_rate_mbps <= speed:
+                raise NicError(f"max_tx_rate {max_tx_rate_mbps} Mb/s: ixgbe requires 10 < max <= {speed} "
+                               "(the link speed), or 0 for no limit")
+        elif not 0 <= max_tx_rate_mbps <= speed:
+            raise NicError(f"max_tx_rate {max_tx_rate_mbps} Mb/s out of range 0..{speed} (the link speed)")
+        for q in st.pool_queues(pool):
+            self.txa.queues[q].set_rate(max_tx_rate_mbps * 1_000_000)
+        self._changed()
 
     def set_link(self, up: bool) -> None:
         """Link state.  A speed change would clear rate limits (E.9); the model has one speed."""

@@ -286,16 +286,16 @@ class RegisterFile:
             q = tx[self.rttdqsel]
             if not q.rate_bps:
                 return 0
-            f = round(prof.link_speed_bps * (1 << 14) / q.rate_bps)
+            f = round(st.link_speed_bps * (1 << 14) / q.rate_bps)
             return (1 << 31) | ((f >> 14) << 14) | (f & 0x3FFF)
 
         def bcnrc_w(_: int, v: int) -> None:
             q = tx[self.rttdqsel]
             factor = _bits(v, 0, 24)  # RF_INT 23:14 . RF_DEC 13:0, a 10.14 fixed-point number
             if not (v >> 31) or not factor:
-                q.rate_bps = 0
+                q.set_rate(0)
             else:
-                q.rate_bps = round(prof.link_speed_bps * (1 << 14) / factor)
+                q.set_rate(round(st.link_speed_bps * (1 << 14) / factor))
         self._add("RTTBCNRC", 1, lambda i: 0x04984, bcnrc_r, bcnrc_w)
 
         def t1c_w(_: int, v: int) -> None:

@@ -94,6 +94,7 @@ class NicState:
     lle: int = 0
     veb_en: bool = False
     link_up: bool = True
+    link_speed_bps: int = 0          # reset() sets the profile's speed
     rx_enable: bool = True
     tx_enable: bool = True
     pools: list[PoolConfig] = field(default_factory=lambda: [PoolConfig() for _ in range(MAX_POOLS)])
@@ -105,7 +106,8 @@ class NicState:
         """Hardware reset values: VT off, every table empty, every pool bit clear."""
         return cls(profile=profile, layout=profile.layout(profile.default_mrqc),
                    rar=RarTable(profile.rar_entries, profile.name),
-                   vlvf=VlvfTable(profile.vlvf_entries, profile.name))
+                   vlvf=VlvfTable(profile.vlvf_entries, profile.name),
+                   link_speed_bps=profile.link_speed_bps)
 
     def changed(self) -> None:
         self.generation += 1

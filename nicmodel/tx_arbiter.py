@@ -68,6 +68,9 @@ class TxQueue:
     def set_size(self, n: int) -> None:
         self.size = check_ring_size(n, f"TX queue {self.index} ring")
 
+    def set_rate(self, rate_bps: int) -> None:
+        self.rate_bps = rate_bps
+
     def ready_ns(self) -> int:
         return max(self.ring[0][1], self.next_ns)
 
