@@ -548,7 +548,8 @@ class Nic(Element):
             self.drop(f, "vlan_not_allowed")
             return None
         if cfg.vmvir_mode == "always_default":
-            return f.copy(push_tag(f.data, cfg.vmvir_vid, cfg.vmvir_qos))
+            # push_tag takes the TCI's top nibble (PCP << 1 | DEI): qos is the PCP, DEI stays 0
+            return f.copy(push_tag(f.data, cfg.vmvir_vid, cfg.vmvir_qos << 1))
         return f
 
     def _antispoof(self, f: Frame, pool: int) -> bool:
