@@ -119,9 +119,10 @@ class Nic(Element):
         self._changed()
 
     def set_layout(self, mrqc: int) -> None:
-        """MRQC: pools x queues per pool (82599: 0xB 64x2, 0xA 32x4, 0x8 64x2 without RSS)."""
-        self.state.layout = self.profile.layout(mrqc)
-        self._changed()
+        """MRQC: pools x queues per pool (82599: 0xB 64x2, 0xA 32x4, 0x8 64x2 without RSS).
+
+        Pool bits for pools the new layout lacks are cleared (`NicState.set_layout`)."""
+        self.state.set_layout(self.profile.layout(mrqc))
 
     def set_vt(self, enabled: bool) -> None:
         """PFVTCTL.VT_ENA; off: a single promiscuous queue (vswitchd's software mode)."""
@@ -596,7 +597,7 @@ class Nic(Element):
                 for r in st.mirror:
                     if r.downlink_mirror:
                         dl |= 1 << r.dst
-                dl &= st.vfre
+                dl &= self.sorter._derived.vfre
                 if dl:
                     self.sorter.deliver_local(f, dl, dl, now_ns)
         # _signal hands back (and empties) the pending list; keep it whole until taken.

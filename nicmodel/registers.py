@@ -234,7 +234,7 @@ class RegisterFile:
         self._add("MCSTCTRL", 1, lambda i: 0x05090, lambda _: st.mo | 4, mcst_w)
 
         def mrqc_w(_: int, v: int) -> None:
-            st.layout = prof.layout(v & 0xF)
+            st.set_layout(prof.layout(v & 0xF))
         self._add("MRQC", 1, lambda i: 0x0EC80, lambda _: st.layout.mrqc, mrqc_w)
 
         # per-queue RX: SRRCTL.DROP_EN, RXDCTL.ENABLE/VME, RDLEN

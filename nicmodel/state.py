@@ -16,6 +16,11 @@ Names follow nic-model.md section A:
 ``VMOLR`` / ``PFVML2FLT`` per pool: AUPE ROMPE ROPE BAM MPE (UPE VPE: X540+), LPE, RLPML
 ``PFVMVIR`` per pool VLAN insertion; ``PFVFSPOOF`` per pool MAC/VLAN anti-spoof
 ``PFMRCTL/PFMRVM/PFMRVLAN`` four mirror rules
+
+Pool bits for pools the current layout does not have (a 64-bit register written
+on an 8-pool 82576, or pool 40 left over after a switch to 32 x 4) are ignored
+wherever pools are selected (the sorter masks with the layout), and
+``set_layout`` clears them.
 """
 
 from __future__ import annotations
@@ -111,6 +116,25 @@ class NicState:
 
     def changed(self) -> None:
         self.generation += 1
+
+    def set_layout(self, layout: VmdqLayout) -> None:
+        """MRQC: a new pools x queues layout.  Pool bits for pools it does not have are cleared
+        (VFRE, VFTE, LLE, RAR/MPSAR and VLVFB pool bits, mirror rules); a mirror rule whose
+        destination pool is gone is switched off; an exact filter left with no pool is freed.
+        SR-IOV switches the 82599 between 64x2 and 32x4 when NumVFs changes."""
+        self.layout = layout
+        mask = (1 << layout.pools) - 1
+        self.vfre &= mask
+        self.vfte &= mask
+        self.lle &= mask
+        self.rar.mask_pools(mask)
+        self.vlvf.mask_pools(mask)
+        for k, r in enumerate(self.mirror):
+            if r.dst >= layout.pools:
+                self.mirror[k] = MirrorRule()
+            else:
+                r.pools &= mask
+        self.changed()
 
     @property
     def num_pools(self) -> int:

@@ -143,6 +143,16 @@ class RarTable:
             self.mac[i] = bytes(6)
         self._rebuild()
 
+    def mask_pools(self, mask: int) -> None:
+        """Clear MPSAR bits outside ``mask``; an entry that loses its last pool is freed."""
+        for i in range(self.size):
+            p = self.pools[i]
+            if p & ~mask:
+                self.pools[i] = p & mask
+                if not self.pools[i]:
+                    self.valid[i], self.mac[i] = False, bytes(6)
+        self._rebuild()
+
     def macs_of(self, pool: int) -> list[bytes]:
         return [self.mac[i] for i in range(self.size) if self.valid[i] and (self.pools[i] >> pool) & 1]
 
@@ -201,6 +211,16 @@ class VlvfTable:
         self.pools[i] &= ~(1 << pool)
         if self.pools[i] == 0:
             self.valid[i], self.vid[i] = False, 0
+        self._rebuild()
+
+    def mask_pools(self, mask: int) -> None:
+        """Clear VLVFB bits outside ``mask``; an entry that loses its last pool is freed."""
+        for i in range(self.size):
+            p = self.pools[i]
+            if p & ~mask:
+                self.pools[i] = p & mask
+                if not self.pools[i]:
+                    self.valid[i], self.vid[i] = False, 0
         self._rebuild()
 
     def vids_of(self, pool: int) -> list[int]:
