@@ -319,7 +319,9 @@ class Nic(Element):
         self._changed()
 
     def set_tx_arbitration(self, mode: str) -> None:
+        """'rr' (round robin between pools) or 'wrr' (DCB-style credits, `set_tx_weight`)."""
         self.txa.set_mode(mode)
+        self._changed()
 
     def set_tx_rate(self, queue: int, rate_bps: int) -> None:
         """Per-queue rate limit (RTTBCNRC); 0 removes it.  Shapes, never drops."""
@@ -529,6 +531,11 @@ class Nic(Element):
 
     def next_timer_ns(self) -> int | None:
         return self.irq.next_deadline_ns()
+
+    def next_tx_ns(self) -> int | None:
+        """When the TX side next has a frame to start (a paced or shaped frame waits until
+        then; call `tx_service` at that time).  None: no frame waits on time."""
+        return self.txa.next_ns()
 
     def tx(self, pool: int, frames: Batch, now_ns: int, index: int = 0) -> int:
         """A guest hands frames to its pool's TX queue ``index``; returns how many fit."""
