@@ -20,7 +20,9 @@ reference's unverified assumption, E.3) -> rate limit (arbiter) -> VEB
 loopback when PFDTXGSWC.LBE is set, the link is up and RX is enabled.
 
 Own counters (port, datasheet names): ``gptc``/``gotc``/``bptc``/``mptc``
-(frames to the wire), ``ssvpc`` (anti-spoof drops), ``loopback_packets``.
+(frames to the wire), ``ssvpc`` (TX security drops -- anti-spoof and tags VMVIR
+forbids -- of the pools whose PFVMECM bit is set), ``loopback_packets``; per
+pool ``tx_spoofed`` (its security drops, whatever PFVMECM says) in the snapshot.
 Drop reasons: ``link_down``, ``rx_disabled``, ``spoofed_mac``,
 ``spoofed_vlan``, ``vlan_not_allowed`` (VMVIR forbids a guest's own tag),
 ``own_pool_no_lle`` (a unicast to the sender's own MAC with LLE off: it
@@ -89,6 +91,7 @@ class Nic(Element):
         self._raised: list[int] = []
         self._tx_gen = -1
         self._wire: list[Frame] = []
+        self._tx_spoofed = [0] * len(self.state.pools)   # per pool: TX security drops
         # Imported here: registers/pci sit beside the datapath and need this class's API.
         from nicmodel.pci import ConfigSpace
         from nicmodel.registers import RegisterFile
@@ -125,6 +128,9 @@ class Nic(Element):
         st.dis_def_pool = False
         every = (1 << st.num_pools) - 1
         st.vfre = st.vfte = every
+        # SSVPC counts every pool's security drops: ixgbe reads SSVPC to report spoofed packets
+        # and never writes PFVMECM (reset 0 on the X550); the model's bring-up sets it.
+        st.vmecm = every
         for q in self.rings.queues:
             q.set_enabled(True)
             q.drop_en = True
@@ -379,8 +385,33 @@ class Nic(Element):
         self._changed()
 
     def set_link(self, up: bool) -> None:
-        """Link state.  A speed change would clear rate limits (E.9); the model has one speed."""
+        """Link state (up/down; the speed is `set_link_speed`)."""
         self.state.link_up = up
+        self._changed()
+
+    def set_link_speed(self, mbps: int) -> None:
+        """The speed the link runs at, one of the profile's (82599: 100/1000/10000 Mb/s).
+
+        A change clears every per-queue TX rate limit, as ixgbe_check_vf_rate_limit does
+        ("Link speed has been changed. VF Transmit rate is disabled", E.9); the wire is
+        paced at the new speed.
+        """
+        prof = self.profile
+        if mbps not in prof.link_speeds_mbps:
+            raise NicError(f"link speed {mbps} Mb/s: {prof.name} runs at "
+                           f"{', '.join(str(v) for v in prof.link_speeds_mbps)} Mb/s")
+        st = self.state
+        if mbps * 1_000_000 != st.link_speed_bps:
+            st.link_speed_bps = mbps * 1_000_000
+            for q in self.txa.queues:
+                q.set_rate(0)
+        self._changed()
+
+    def set_vm_error_count(self, pool: int, on: bool = True) -> None:
+        """PFVMECM bit of a pool: whether its TX security drops count in SSVPC."""
+        st = self.state
+        st.check_pool(pool)
+        st.vmecm = st.vmecm | (1 << pool) if on else st.vmecm & ~(1 << pool)
         self._changed()
 
     def set_rx_enable(self, on: bool) -> None:
@@ -631,7 +662,10 @@ class Nic(Element):
         return f
 
     def _security_drop(self, f: Frame, pool: int, reason: str) -> bool:
-        if reason != "vlan_not_allowed":
+        """A TX security drop (anti-spoof, or a tag VMVIR forbids): SSVPC counts it when the
+        pool's PFVMECM bit is set (X550 8.2.2.17.92 / 8.2.2.22.21); the pool always does."""
+        self._tx_spoofed[pool] += 1
+        if (self.state.vmecm >> pool) & 1:
             self.counters["ssvpc"] += 1
         self.drop(f, reason)
         return True
@@ -753,6 +787,7 @@ class Nic(Element):
                 "mprc": sum(q.rx_multicast for q in rx),
                 "gptc": sum(q.tx_packets for q in tx), "gotc": sum(q.tx_bytes for q in tx),
                 "rx_dropped": sum(q.rx_dropped for q in rx),
+                "tx_spoofed": self._tx_spoofed[p],
             }
         return out
 
@@ -801,6 +836,7 @@ class Nic(Element):
                 "spoofchk": {"mac": cfg.spoof_mac, "vlan": cfg.spoof_vlan},
                 "tx_refill": cfg.tx_refill,
                 "lle": bool((st.lle >> p) & 1),
+                "error_count": bool((st.vmecm >> p) & 1),
             }
         rings = {}
         for q in range(self.profile.num_queues):
@@ -813,6 +849,7 @@ class Nic(Element):
                      "rss": st.layout.rss, "default_pool": st.def_pool,
                      "default_pool_disabled": st.dis_def_pool, "vlan_filter": st.vlan_filter_en,
                      "multicast_offset": st.mo, "veb": st.veb_en, "link_up": st.link_up,
+                     "link_speed_mbps": st.link_speed_bps // 1_000_000,
                      "rx_enable": st.rx_enable, "tx_enable": st.tx_enable,
                      "tx_arbitration": self.txa.mode},
             "filters": {

@@ -12,6 +12,7 @@ Names follow nic-model.md section A:
 ``PFVTCTL``  vt_en, rpl_en (replication), def_pool, dis_def_pool
 ``PFVFRE`` / ``PFVFTE``  vfre / vfte pool bitmaps (RX / TX enable)
 ``PFVMTXSW`` lle bitmap (local loopback of a pool's own frames)
+``PFVMECM`` vmecm bitmap (pools whose TX security drops count in SSVPC)
 ``PFDTXGSWC.LBE`` veb_en;  ``VLNCTRL.VFE`` vlan_filter_en;  ``MCSTCTRL.MO`` mo
 ``VMOLR`` / ``PFVML2FLT`` per pool: AUPE ROMPE ROPE BAM MPE (UPE VPE: X540+), LPE, RLPML
 ``PFVMVIR`` per pool VLAN insertion; ``PFVFSPOOF`` per pool MAC/VLAN anti-spoof
@@ -97,6 +98,7 @@ class NicState:
     vfre: int = 0
     vfte: int = 0
     lle: int = 0
+    vmecm: int = 0                    # PFVMECM: pools whose security drops SSVPC counts (reset 0)
     veb_en: bool = False
     link_up: bool = True
     link_speed_bps: int = 0          # reset() sets the profile's speed
@@ -119,7 +121,7 @@ class NicState:
 
     def set_layout(self, layout: VmdqLayout) -> None:
         """MRQC: a new pools x queues layout.  Pool bits for pools it does not have are cleared
-        (VFRE, VFTE, LLE, RAR/MPSAR and VLVFB pool bits, mirror rules); a mirror rule whose
+        (VFRE, VFTE, LLE, PFVMECM, RAR/MPSAR and VLVFB pool bits, mirror rules); a mirror rule whose
         destination pool is gone is switched off; an exact filter left with no pool is freed.
         SR-IOV switches the 82599 between 64x2 and 32x4 when NumVFs changes."""
         self.layout = layout
@@ -127,6 +129,7 @@ class NicState:
         self.vfre &= mask
         self.vfte &= mask
         self.lle &= mask
+        self.vmecm &= mask
         self.rar.mask_pools(mask)
         self.vlvf.mask_pools(mask)
         for k, r in enumerate(self.mirror):
