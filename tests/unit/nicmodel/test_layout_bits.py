@@ -18,13 +18,18 @@ def bitmap(nic: Nic, name: str) -> int:
 
 
 def exercise(nic: Nic) -> dict[int, list]:
-    """RX unicast/broadcast/multicast/unknown, TX from the lowest and highest pool with VEB on."""
+    """RX unicast/broadcast/multicast/unknown, TX from the lowest and highest pool with VEB on,
+    with VLAN filtering on and off (off, the AUPE step does not hide MPSAR bits)."""
     n = nic.state.num_pools
-    nic.rx([eth(mac(1)), eth(mac(2)), eth(BCAST), eth("01:00:5e:00:00:01"), eth(mac(77))], 0)
-    for p in (1, n - 1):
-        nic.tx(p, [eth(mac(1), src=mac(2)), eth(BCAST, src=mac(2))], 0)
-    nic.tx_service(GIG)
-    got = drain(nic)
+    got: dict[int, list] = {}
+    for vlan_filter in (True, False):
+        nic.set_vlan_filter(vlan_filter)
+        nic.rx([eth(mac(1)), eth(mac(2)), eth(BCAST), eth("01:00:5e:00:00:01"), eth(mac(77))], 0)
+        for p in (1, n - 1):
+            nic.tx(p, [eth(mac(1), src=mac(2)), eth(BCAST, src=mac(2))], 0)
+        nic.tx_service(GIG)
+        for p, fs in drain(nic).items():
+            got.setdefault(p, []).extend(fs)
     assert set(got) <= set(range(n))
     return got
 
