@@ -358,8 +358,6 @@ class TxArbiter(Element):
             q = d.popleft()
             ring = q.ring
             r = q.rate_bps
-            # q may go on past its frame while t stays below this (the next queue due, or now_ns)
-            horizon = (heap[0][0] if heap and heap[0][0] <= now_ns else now_ns + 1) if burst else 0
             while True:
                 f = ring[0][0]
                 f.ts_ns = t
@@ -386,8 +384,10 @@ class TxArbiter(Element):
                     if r and q.next_ns > e:
                         e = q.next_ns
                     if e <= t:
-                        # what the top of the loop would pick next is q again: serve it here
-                        if not d and t < horizon and n != lim and (cr > 0 if wrr else len(ready) == 1):
+                        # the top of the loop would pick q again (still its pool's turn, its only
+                        # ready queue, nothing else due by t, not past now_ns): serve it here
+                        if (not d and (cr > 0 if wrr else len(ready) == 1) and burst and t <= now_ns
+                                and n != lim and not (heap and heap[0][0] <= t)):
                             continue
                         d.append(q)
                     else:
