@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     # These subcommands own their argument parsing.
     modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
                "live-path": "bench.live_path"}
-    modules["nic-tx"] = "bench.nic_tx"
     argv = sys.argv[1:] if argv is None else argv
+    modules["nic-tx"] = "bench.nic_tx"
     if argv and argv[0] in modules:
         import importlib
         return int(importlib.import_module(modules[argv[0]]).main(argv[1:]))
