@@ -26,7 +26,8 @@ pool ``tx_spoofed`` (its security drops, whatever PFVMECM says) in the snapshot.
 Drop reasons: ``link_down``, ``rx_disabled``, ``spoofed_mac``,
 ``spoofed_vlan``, ``vlan_not_allowed`` (VMVIR forbids a guest's own tag),
 ``own_pool_no_lle`` (a unicast to the sender's own MAC with LLE off: it
-stays off the wire and has no local destination).  VEB loopback into a
+stays off the wire and has no local destination), ``runt`` (a guest's frame
+shorter than an Ethernet header, or than its 802.1Q tag).  VEB loopback into a
 full queue without drop enable is back-pressure, not a drop: the frame
 waits at the head of its TX queue.
 """
@@ -74,7 +75,7 @@ class Nic(Element):
     OUTPUTS: ClassVar[tuple[PortId, ...]] = ("wire",)
     COUNTERS = ("gptc", "gotc", "bptc", "mptc", "ssvpc", "loopback_packets")
     DROP_REASONS = ("link_down", "rx_disabled", "spoofed_mac", "spoofed_vlan", "vlan_not_allowed",
-                    "own_pool_no_lle")
+                    "own_pool_no_lle", "runt")
 
     def __init__(self, name: str = "nic0", profile: str | Profile = "82599", *,
                  mrqc: int | None = None, packet_buffer_bytes: int | None = None,
@@ -698,6 +699,9 @@ class Nic(Element):
         for a full queue with drop enable is lost and counted in qprdc, as on RX.
         """
         key = f.data[:16]
+        if len(key) < 16 and (len(key) < 14 or key[12:14] == _TPID):
+            self.drop(f, "runt")  # no complete header (or tag) to switch on
+            return True
         mode = self._vmvir[pool]
         g = f
         if mode or f.vlan is not None:

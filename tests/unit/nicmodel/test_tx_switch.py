@@ -7,6 +7,7 @@ import pytest
 from nic_frames import BCAST, drain, eth, mac
 
 from nicmodel.nic import Nic
+from vswitch.core.frame import Frame
 
 GIG = 1_000_000_000
 
@@ -131,3 +132,17 @@ def test_unicast_to_a_pool_on_a_vlan_it_did_not_join_goes_to_the_wire() -> None:
     nic.tx(1, [eth(mac(2), src=mac(1), vlan=20)], 0)
     assert len(nic.tx_service(GIG)) == 1
     assert drain(nic) == {}
+
+
+@pytest.mark.parametrize("data", [bytes.fromhex("02000000000902000000000108"),            # 13 bytes
+                                  bytes.fromhex("020000000009020000000001810000")],      # tag cut short
+                         ids=["shorter than a header", "tag cut short"])
+def test_tx_runt_is_counted_and_dropped(data: bytes) -> None:
+    """A guest's frame too short to switch on is dropped (``runt``), with VEB and VLAN anti-spoof on."""
+    nic = Nic()
+    nic.program_pool(1, mac=mac(1), vlan=10)
+    nic.set_spoofcheck(1, mac=True, vlan=True)
+    nic.set_loopback(True)
+    nic.tx(1, [Frame(data)], 0)
+    assert nic.tx_service(GIG) == []
+    assert nic.snapshot()["drops"]["runt"] == 1
