@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("switch", help="learning switch frames/s benchmark", add_help=False)
     sub.add_parser("nic-sorter", help="NIC model sorter + ring benchmark", add_help=False)
+    sub.add_parser("nic-tx", help="NIC model TX service benchmark: arbitration, limiters, VEB (64 pools)",
+                   description="Cost per frame of the NIC model's TX service (bench/nic_tx.py)", add_help=False)
     sub.add_parser("peers", help="vswitchd vs the Linux bridge and vde_switch (root)", add_help=False)
     sub.add_parser("live-path", help="Python cost per frame of vswitchd's data path, system calls stubbed",
                    add_help=False)
@@ -289,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
                "live-path": "bench.live_path", "compare-commits": "bench.compare_commits"}
     argv = sys.argv[1:] if argv is None else argv
+    modules["nic-tx"] = "bench.nic_tx"
     if argv and argv[0] in modules:
         import importlib
         return int(importlib.import_module(modules[argv[0]]).main(argv[1:]))

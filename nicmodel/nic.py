@@ -20,20 +20,29 @@ reference's unverified assumption, E.3) -> rate limit (arbiter) -> VEB
 loopback when PFDTXGSWC.LBE is set, the link is up and RX is enabled.
 
 Own counters (port, datasheet names): ``gptc``/``gotc``/``bptc``/``mptc``
-(frames to the wire), ``ssvpc`` (anti-spoof drops), ``loopback_packets``.
+(frames to the wire), ``ssvpc`` (TX security drops -- anti-spoof and tags VMVIR
+forbids -- of the pools whose PFVMECM bit is set), ``loopback_packets``; per
+pool ``tx_spoofed`` (its security drops, whatever PFVMECM says) in the snapshot.
 Drop reasons: ``link_down``, ``rx_disabled``, ``spoofed_mac``,
-``spoofed_vlan``, ``vlan_not_allowed`` (VMVIR forbids a guest's own tag).
+``spoofed_vlan``, ``vlan_not_allowed`` (VMVIR forbids a guest's own tag),
+``own_pool_no_lle`` (a unicast to the sender's own MAC with LLE off: it
+stays off the wire and has no local destination), ``runt`` (a guest's frame
+shorter than an Ethernet header, or than its 802.1Q tag).  VEB loopback into a
+full queue without drop enable is back-pressure, not a drop: the frame
+waits at the head of its TX queue.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from nicmodel.interrupts import NAPI_BUDGET, Interrupts
 from nicmodel.profiles import Profile, get_profile
-from nicmodel.rings import RxRings, check_ring_size
-from nicmodel.sorter import VmdqSorter, bits_of, select_pools
+from nicmodel.rings import RxQueue, RxRings, check_ring_size
+from nicmodel.sorter import PoolTarget, VmdqSorter, bits_of, select_pools
 from nicmodel.state import VMVIR_MODES, MirrorRule, NicState
 from nicmodel.tables import NicError, hash12
 from nicmodel.tx_arbiter import TxArbiter
@@ -43,7 +52,14 @@ from vswitch.core.frame import BROADCAST, Frame, mac_str, parse_mac, push_tag
 __all__ = ["Nic", "as_mac"]
 
 _TPID = b"\x81\x00"
+# VEB plan of (pool, DA, tag): local targets, whether it goes to the wire, a drop reason
+# and the port counter a frame to the wire adds to (bptc / mptc)
+VebPlan = tuple[tuple[PoolTarget, ...] | None, bool, str | None, str | None]
+_DATA = attrgetter("data")
+_WIRE = object()   # a header a pool sends plainly to the wire: the inline path
+FAST_MAX = 4096    # headers cached per pool (emptied when full, and on every state change)
 POOL_FLAGS = ("aupe", "rompe", "rope", "bam", "mpe", "upe", "vpe")
+MAX_CREDIT_REFILL = 200  # ixgbe_dcb.h IXGBE_DCB_MAX_CREDIT_REFILL, 64-byte units
 
 
 def as_mac(mac: str | bytes) -> bytes:
@@ -58,7 +74,8 @@ class Nic(Element):
     INPUTS: ClassVar[tuple[PortId, ...]] = ("wire",)
     OUTPUTS: ClassVar[tuple[PortId, ...]] = ("wire",)
     COUNTERS = ("gptc", "gotc", "bptc", "mptc", "ssvpc", "loopback_packets")
-    DROP_REASONS = ("link_down", "rx_disabled", "spoofed_mac", "spoofed_vlan", "vlan_not_allowed")
+    DROP_REASONS = ("link_down", "rx_disabled", "spoofed_mac", "spoofed_vlan", "vlan_not_allowed",
+                    "own_pool_no_lle", "runt")
 
     def __init__(self, name: str = "nic0", profile: str | Profile = "82599", *,
                  mrqc: int | None = None, packet_buffer_bytes: int | None = None,
@@ -73,6 +90,9 @@ class Nic(Element):
         self.irq = Interrupts(f"{name}.irq", p.num_queues)
         self.txa = TxArbiter(f"{name}.tx", self.state, p.num_queues, tx_arbitration)
         self._raised: list[int] = []
+        self._tx_gen = -1
+        self._wire: list[Frame] = []
+        self._tx_spoofed = [0] * len(self.state.pools)   # per pool: TX security drops
         # Imported here: registers/pci sit beside the datapath and need this class's API.
         from nicmodel.pci import ConfigSpace
         from nicmodel.registers import RegisterFile
@@ -109,6 +129,9 @@ class Nic(Element):
         st.dis_def_pool = False
         every = (1 << st.num_pools) - 1
         st.vfre = st.vfte = every
+        # SSVPC counts every pool's security drops: ixgbe reads SSVPC to report spoofed packets
+        # and never writes PFVMECM (reset 0 on the X550); the model's bring-up sets it.
+        st.vmecm = every
         for q in self.rings.queues:
             q.set_enabled(True)
             q.drop_en = True
@@ -117,9 +140,10 @@ class Nic(Element):
         self._changed()
 
     def set_layout(self, mrqc: int) -> None:
-        """MRQC: pools x queues per pool (82599: 0xB 64x2, 0xA 32x4, 0x8 64x2 without RSS)."""
-        self.state.layout = self.profile.layout(mrqc)
-        self._changed()
+        """MRQC: pools x queues per pool (82599: 0xB 64x2, 0xA 32x4, 0x8 64x2 without RSS).
+
+        Pool bits for pools the new layout lacks are cleared (`NicState.set_layout`)."""
+        self.state.set_layout(self.profile.layout(mrqc))
 
     def set_vt(self, enabled: bool) -> None:
         """PFVTCTL.VT_ENA; off: a single promiscuous queue (vswitchd's software mode)."""
@@ -166,7 +190,7 @@ class Nic(Element):
                 raise NicError(f"unknown pool flag {k!r} (known: {', '.join(POOL_FLAGS)})")
             if k in ("upe", "vpe") and v and not self.profile.per_pool_upe:
                 raise NicError(f"{self.profile.name} has no per-pool {k.upper()} (X540 and later only; "
-                               "ixgbe returns EOPNOTSUPP), nic-model.md E.4")
+                               "ixgbe returns EOPNOTSUPP), nic-model.md E.4", errno.EOPNOTSUPP)
             setattr(cfg, k, bool(v))
         self._changed()
 
@@ -303,32 +327,92 @@ class Nic(Element):
         self._changed()
 
     def set_tx_weight(self, pool: int, refill: int) -> None:
-        """Credit refill of a pool for weighted arbitration, in 64-byte units (1..200)."""
-        if not 1 <= refill <= 511:
-            raise NicError(f"credit refill {refill} out of range 1..511 (64-byte units)")
+        """Credit refill of a pool for weighted arbitration, in 64-byte units (1..200).
+
+        200 units (12,800 bytes) is ixgbe's IXGBE_DCB_MAX_CREDIT_REFILL; the register
+        (RTTDT1C) has 14 bits, the driver never writes more.
+        """
+        if not 1 <= refill <= MAX_CREDIT_REFILL:
+            raise NicError(f"credit refill {refill} out of range 1..{MAX_CREDIT_REFILL} (64-byte units; "
+                           "ixgbe's IXGBE_DCB_MAX_CREDIT_REFILL is 200 = 12,800 bytes)")
         self.state.check_pool(pool)
         self.state.pools[pool].tx_refill = refill
         self._changed()
 
     def set_tx_arbitration(self, mode: str) -> None:
+        """'rr' (round robin between pools) or 'wrr' (DCB-style credits, `set_tx_weight`)."""
         self.txa.set_mode(mode)
+        self._changed()
 
     def set_tx_rate(self, queue: int, rate_bps: int) -> None:
         """Per-queue rate limit (RTTBCNRC); 0 removes it.  Shapes, never drops."""
-        if rate_bps < 0 or rate_bps > self.profile.link_speed_bps:
-            raise NicError(f"rate {rate_bps} b/s out of range 0..{self.profile.link_speed_bps}")
-        self.txa.queues[queue].rate_bps = rate_bps
+        self._check_queue(queue)
+        speed = self.state.link_speed_bps
+        if rate_bps < 0 or rate_bps > speed:
+            raise NicError(f"rate {rate_bps} b/s out of range 0..{speed} (the link speed)")
+        self.txa.queues[queue].set_rate(rate_bps)
         self._changed()
 
-    def set_pool_tx_rate(self, pool: int, max_tx_rate_mbps: int) -> None:
-        """As ``ip link set PF vf N max_tx_rate M``: the same factor on each of the pool's queues (E.9)."""
-        self.state.check_pool(pool)
-        for q in self.state.pool_queues(pool):
-            self.set_tx_rate(q, max_tx_rate_mbps * 1_000_000)
+    def set_pool_tx_rate(self, pool: int, max_tx_rate_mbps: int, min_tx_rate_mbps: int = 0) -> None:
+        """As ``ip link set PF vf N max_tx_rate M``: the same factor on each of the pool's queues (E.9).
+
+        Checked as the PF driver's ndo_set_vf_rate does (nic-model.md B "Tx rate limit"):
+        ixgbe (82599, X550): link up, linked at 10 Gb/s, min 0, max 0 (no limit) or
+        10 < max <= link speed; igb: the 82576 only (EOPNOTSUPP on the i350), min 0, link up,
+        0 <= max <= link speed.  Anything else: NicError with EINVAL, nothing changed.
+        """
+        st = self.state
+        st.check_pool(pool)
+        prof = self.profile
+        speed = st.link_speed_bps // 1_000_000
+        drv = prof.driver
+        if not prof.vf_rate_limit:
+            raise NicError(f"{prof.name}: {drv} sets VF TX rates on the 82576 only (EOPNOTSUPP)",
+                           errno.EOPNOTSUPP)
+        if min_tx_rate_mbps:
+            raise NicError(f"min_tx_rate {min_tx_rate_mbps} Mb/s: not supported by {drv}, must be 0")
+        if not st.link_up:
+            raise NicError(f"pool {pool}: the link is down; {drv} sets TX rates only with the link up")
+        if drv == "ixgbe":
+            if speed != 10_000:
+                raise NicError(f"pool {pool}: ixgbe sets TX rates only on a 10 Gb/s link (linked at {speed} Mb/s)")
+            if max_tx_rate_mbps and not 10 < max_tx_rate_mbps <= speed:
+                raise NicError(f"max_tx_rate {max_tx_rate_mbps} Mb/s: ixgbe requires 10 < max <= {speed} "
+                               "(the link speed), or 0 for no limit")
+        elif not 0 <= max_tx_rate_mbps <= speed:
+            raise NicError(f"max_tx_rate {max_tx_rate_mbps} Mb/s out of range 0..{speed} (the link speed)")
+        for q in st.pool_queues(pool):
+            self.txa.queues[q].set_rate(max_tx_rate_mbps * 1_000_000)
+        self._changed()
 
     def set_link(self, up: bool) -> None:
-        """Link state.  A speed change would clear rate limits (E.9); the model has one speed."""
+        """Link state (up/down; the speed is `set_link_speed`)."""
         self.state.link_up = up
+        self._changed()
+
+    def set_link_speed(self, mbps: int) -> None:
+        """The speed the link runs at, one of the profile's (82599: 100/1000/10000 Mb/s).
+
+        A change clears every per-queue TX rate limit, as ixgbe_check_vf_rate_limit does
+        ("Link speed has been changed. VF Transmit rate is disabled", E.9); the wire is
+        paced at the new speed.
+        """
+        prof = self.profile
+        if mbps not in prof.link_speeds_mbps:
+            raise NicError(f"link speed {mbps} Mb/s: {prof.name} runs at "
+                           f"{', '.join(str(v) for v in prof.link_speeds_mbps)} Mb/s")
+        st = self.state
+        if mbps * 1_000_000 != st.link_speed_bps:
+            st.link_speed_bps = mbps * 1_000_000
+            for q in self.txa.queues:
+                q.set_rate(0)
+        self._changed()
+
+    def set_vm_error_count(self, pool: int, on: bool = True) -> None:
+        """PFVMECM bit of a pool: whether its TX security drops count in SSVPC."""
+        st = self.state
+        st.check_pool(pool)
+        st.vmecm = st.vmecm | (1 << pool) if on else st.vmecm & ~(1 << pool)
         self._changed()
 
     def set_rx_enable(self, on: bool) -> None:
@@ -477,6 +561,8 @@ class Nic(Element):
     def poll(self, queue: int, budget: int = NAPI_BUDGET, now_ns: int = 0) -> list[Frame]:
         """NAPI poll: up to ``budget`` frames of ``queue``; fewer than budget re-arms its interrupt."""
         frames = self.rings.take(queue, budget)
+        if frames and self.txa.blocked:
+            self.txa.wake(now_ns)  # descriptors back: VEB loopback held for them may go on
         self.irq.note_poll(queue, len(frames), budget)
         # _signal hands back (and empties) the pending list; keep it whole until taken.
         self._raised = self._signal(now_ns)
@@ -494,6 +580,11 @@ class Nic(Element):
     def next_timer_ns(self) -> int | None:
         return self.irq.next_deadline_ns()
 
+    def next_tx_ns(self) -> int | None:
+        """When the TX side next has a frame to start (a paced or shaped frame waits until
+        then; call `tx_service` at that time).  None: no frame waits on time."""
+        return self.txa.next_ns()
+
     def tx(self, pool: int, frames: Batch, now_ns: int, index: int = 0) -> int:
         """A guest hands frames to its pool's TX queue ``index``; returns how many fit."""
         st = self.state
@@ -502,89 +593,188 @@ class Nic(Element):
             raise NicError(f"pool {pool} has queues 0..{st.layout.queues_per_pool - 1}, not {index}")
         return self.txa.enqueue(self.profile.queue_of(st.layout, pool, index), frames, now_ns)
 
-    def _vlan_insert(self, f: Frame, pool: int) -> Frame | None:
-        cfg = self.state.pools[pool]
-        tagged = f.data[12:14] == _TPID
-        if cfg.vmvir_mode == "use_desc":
-            if f.vlan is not None and not tagged:  # the descriptor asks for insertion
-                return f.copy(push_tag(f.data, f.vlan, f.pcp))
-            return f
-        if tagged:
-            self.drop(f, "vlan_not_allowed")
-            return None
-        if cfg.vmvir_mode == "always_default":
-            return f.copy(push_tag(f.data, cfg.vmvir_vid, cfg.vmvir_qos))
-        return f
-
-    def _antispoof(self, f: Frame, pool: int) -> bool:
-        st = self.state
-        cfg = st.pools[pool]
-        d = f.data
-        if cfg.spoof_mac and not (st.rar.lookup.get(d[6:12], 0) >> pool) & 1:
-            self.counters["ssvpc"] += 1
-            self.drop(f, "spoofed_mac")
-            return False
-        if cfg.spoof_vlan and d[12:14] == _TPID:
-            vid = ((d[14] << 8) | d[15]) & 0xFFF
-            if not (st.vlvf.lookup.get(vid, 0) >> pool) & 1:
-                self.counters["ssvpc"] += 1
-                self.drop(f, "spoofed_vlan")
-                return False
-        return True
-
-    def tx_service(self, now_ns: int, limit: int | None = None) -> list[Frame]:
-        """Run the TX side up to ``now_ns``: frames for the wire (also emitted on ``wire``)."""
+    # -- TX: what the switch does with each frame the arbiter starts -----------------
+    def _tx_prepare(self) -> None:
+        """Per-generation TX tables: each pool's VMVIR and anti-spoof setting, VEB on or off,
+        the downlink mirror's targets; the caches start empty."""
         st = self.state
         if self.sorter._gen != st.generation:
             self.sorter.refresh()
+        self._tx_gen = st.generation
+        pools = st.pools
+        self._vmvir = [VMVIR_MODES.index(c.vmvir_mode) for c in pools]
+        self._plain = [m == 0 for m in self._vmvir]     # use_desc: the frame is sent as handed over
+        self._spoof = [(2 if c.spoof_vlan else 1) if c.spoof_mac else 0 for c in pools]
+        self._rar = st.rar.lookup     # replaced (never edited) by every change, which moves the generation
+        self._vlvf = st.vlvf.lookup
+        self._link_up = st.link_up
+        self._veb_on = st.veb_en and st.link_up and st.rx_enable
+        self._veb_plans: list[dict[bytes, VebPlan]] = [{} for _ in pools]
+        self._fast: list[dict[bytes, object]] = [{} for _ in pools]
+        dl = 0
+        for r in st.mirror:
+            if r.downlink_mirror:
+                dl |= 1 << r.dst
+        dl &= self.sorter._derived.vfre
+        self._dl_targets = self.sorter.targets_for(dl, dl) if dl else None
+
+    def _veb_plan(self, pool: int, d: bytes, tagged: bool) -> VebPlan:
+        """VEB (A "TX path" 5) for a frame of ``pool`` to DA/tag:
+        (local targets, to the wire, drop reason, wire counter).
+
+        Local copies: the RX selection with the source pool removed unless LLE, the default
+        pool for broadcast/multicast only.  Broadcast and multicast also go to the wire.  A
+        unicast stays off the wire when it matches the exact filter (MAC and VLAN) of a
+        VFRE-enabled pool, the source pool included: to its own MAC with LLE off it goes
+        nowhere (``own_pool_no_lle``).
+        """
+        st = self.state
+        der = self.sorter._derived
+        da = d[0:6]
+        vid = ((d[14] << 8) | d[15]) & 0xFFF if tagged else 0
+        P, mirrored = select_pools(st, der, da, tagged, vid, False, pool)
+        vfta_miss = tagged and st.vlan_filter_en and not (st.vfta.bits >> vid) & 1
+        if vfta_miss:
+            P = mirrored = 0
+        targets = self.sorter.targets_for(P, mirrored) if P else None
+        if da[0] & 1:
+            return targets, True, None, "bptc" if da == BROADCAST else "mptc"
+        exact = st.rar.lookup.get(da, 0) & der.vfre
+        own = not vfta_miss and bool((exact >> pool) & 1)
+        if own and st.vlan_filter_en:
+            admit = (st.vlvf.lookup.get(vid, 0) | der.vpe) if tagged else der.aupe
+            own = bool((admit >> pool) & 1)
+        if exact & P or own:
+            return targets, False, None if P & ~mirrored else "own_pool_no_lle", None
+        return targets, True, None, None
+
+    def _vlan_edit(self, f: Frame, pool: int, mode: int) -> Frame | None:
+        """VMVIR (A "TX path" 2): the frame as it leaves the pool, or None if VMVIR drops it."""
+        d = f.data
+        tagged = d[12:14] == _TPID
+        if not mode:  # use_desc: the descriptor asks for insertion
+            return f.copy(push_tag(d, f.vlan, f.pcp)) if f.vlan is not None and not tagged else f
+        if tagged:    # always_default / never: the guest's own tag is not allowed
+            self._security_drop(f, pool, "vlan_not_allowed")
+            return None
+        if mode == 1:  # always_default: PFVMVIR's TCI, PCP = qos, DEI 0 (push_tag takes PCP<<1 | DEI)
+            cfg = self.state.pools[pool]
+            return f.copy(push_tag(d, cfg.vmvir_vid, cfg.vmvir_qos << 1))
+        return f
+
+    def _security_drop(self, f: Frame, pool: int, reason: str) -> bool:
+        """A TX security drop (anti-spoof, or a tag VMVIR forbids): SSVPC counts it when the
+        pool's PFVMECM bit is set (X550 8.2.2.17.92 / 8.2.2.22.21); the pool always does."""
+        self._tx_spoofed[pool] += 1
+        if (self.state.vmecm >> pool) & 1:
+            self.counters["ssvpc"] += 1
+        self.drop(f, reason)
+        return True
+
+    @staticmethod
+    def _held(copies: list[tuple[RxQueue, Frame]]) -> bool:
+        """A copy for a full queue without drop enable: the frame must wait (back-pressure)."""
+        return any(len(q.ring) >= q.limit and q.enabled and not q.drop_en for q, _ in copies)
+
+    def _tx_frame(self, f: Frame, pool: int, start_ns: int) -> bool:
+        """One frame the arbiter starts: VMVIR, anti-spoof, VEB, the wire.  False: it must wait.
+
+        Inline: a frame whose header (DA, SA, type or tag) this pool already sent plainly to
+        the wire this generation (anti-spoof passed, no local copy, no mirror); everything
+        else goes through `_tx_slow`, which fills that cache.
+        """
+        if f.vlan is None and self._plain[pool] and self._fast[pool].get(f.data[:16]) is _WIRE:
+            self._wire.append(f)
+            return True
+        return self._tx_slow(f, pool, start_ns)
+
+    def _tx_slow(self, f: Frame, pool: int, start_ns: int) -> bool:
+        """VMVIR insertion, anti-spoof (E.3: insertion first), then VEB loopback, the downlink
+        mirror and the wire.
+
+        VEB loopback into a queue that is full and has drop enable off does not lose the
+        frame: it stays at the head of its TX queue (that queue blocks, the others go on)
+        until the receiver returns descriptors; it also waits while the RX packet buffer
+        holds frames from the wire (LAN RX has priority over loopback, 7.8.3.7).  A copy
+        for a full queue with drop enable is lost and counted in qprdc, as on RX.
+        """
+        key = f.data[:16]
+        if len(key) < 16 and (len(key) < 14 or key[12:14] == _TPID):
+            self.drop(f, "runt")  # no complete header (or tag) to switch on
+            return True
+        mode = self._vmvir[pool]
+        g = f
+        if mode or f.vlan is not None:
+            edited = self._vlan_edit(f, pool, mode)
+            if edited is None:
+                return True
+            g = edited
+        d = g.data
+        tagged = d[12:14] == _TPID
+        sp = self._spoof[pool]
+        if sp:
+            if not (self._rar.get(d[6:12], 0) >> pool) & 1:
+                return self._security_drop(g, pool, "spoofed_mac")
+            if sp == 2 and tagged and not (self._vlvf.get(((d[14] << 8) | d[15]) & 0xFFF, 0) >> pool) & 1:
+                return self._security_drop(g, pool, "spoofed_vlan")
+        if self._veb_on:
+            plans = self._veb_plans[pool]
+            pkey = d[0:6] + d[14:16] if tagged else d[0:6]
+            plan = plans.get(pkey)
+            if plan is None:
+                plan = plans[pkey] = self._veb_plan(pool, d, tagged)
+        else:
+            plan = (None, True, None, None if not d[0] & 1 else "bptc" if d[0:6] == BROADCAST else "mptc")
+        targets, to_wire, reason, mc = plan
+        dl = self._dl_targets
+        if targets is None and to_wire and mc is None and dl is None and self._link_up:
+            if g is f:  # sent as handed over: the next frame with this header takes the inline path
+                fast = self._fast[pool]
+                if len(fast) >= FAST_MAX:
+                    fast.clear()
+                fast[key] = _WIRE
+            self._wire.append(g)
+            return True
+        flen = len(d) + (0 if tagged else 4)
+        copies = self.sorter._copies(g, d, tagged, flen, targets) if targets is not None else []
+        mirror = self.sorter._copies(g, d, tagged, flen, dl) if to_wire and dl is not None else []
+        if (copies or mirror) and (self.rings._pb or self._held(copies + mirror)):
+            return False
+        if copies:
+            self.counters["loopback_packets"] += 1
+            self.sorter.counters["copies"] += len(copies)
+            self.rings.deliver(g, copies, len(d), start_ns)
+        if reason is not None:
+            self.drop(g, reason)
+            return True
+        if to_wire:
+            if not self._link_up:
+                self.drop(g, "link_down")
+                return True
+            self._wire.append(g)
+            if mc:
+                self.counters[mc] += 1
+            if mirror:
+                self.sorter.counters["copies"] += len(mirror)
+                self.rings.deliver(g, mirror, len(d), start_ns)
+        return True
+
+    def tx_service(self, now_ns: int, limit: int | None = None) -> list[Frame]:
+        """Run the TX side up to ``now_ns``: frames for the wire (also emitted on ``wire``),
+        each with ``ts_ns`` = the time its transmission started."""
+        if self._tx_gen != self.state.generation:
+            self._tx_prepare()
         wire: list[Frame] = []
-        c = self.counters
-        for f0, pool in self.txa.service(now_ns, limit):
-            f = self._vlan_insert(f0, pool)
-            if f is None or not self._antispoof(f, pool):
-                continue
-            to_wire = True
-            if st.veb_en and st.link_up and st.rx_enable:
-                to_wire = self._loopback(f, pool, now_ns)
-            if to_wire:
-                if not st.link_up:
-                    self.drop(f, "link_down")
-                    continue
-                d = f.data
-                c["gptc"] += 1
-                c["gotc"] += len(d)
-                if d[0] & 1:
-                    c["bptc" if d[0:6] == BROADCAST else "mptc"] += 1
-                wire.append(f)
-                dl = 0
-                for r in st.mirror:
-                    if r.downlink_mirror:
-                        dl |= 1 << r.dst
-                dl &= st.vfre
-                if dl:
-                    self.sorter.deliver_local(f, dl, dl, now_ns)
+        self._wire = wire
+        self.txa.service(now_ns, limit, self._tx_frame)
+        if wire:
+            c = self.counters
+            c["gptc"] += len(wire)
+            c["gotc"] += sum(map(len, map(_DATA, wire)))
         # _signal hands back (and empties) the pending list; keep it whole until taken.
         self._raised = self._signal(now_ns)
         self.emit("wire", wire, now_ns)
         return wire
-
-    def _loopback(self, f: Frame, pool: int, now_ns: int) -> bool:
-        """VEB (A "TX path" 5): local copies; returns whether the frame also goes to the wire."""
-        st = self.state
-        d = f.data
-        da = d[0:6]
-        tagged = d[12:14] == _TPID
-        vid = ((d[14] << 8) | d[15]) & 0xFFF if tagged else 0
-        P, mirrored = select_pools(st, self.sorter._derived, da, tagged, vid, False, pool)
-        if tagged and st.vlan_filter_en and not (st.vfta.bits >> vid) & 1:
-            P = mirrored = 0
-        if P:
-            self.counters["loopback_packets"] += 1
-            self.sorter.deliver_local(f, P, mirrored, now_ns)
-        if da[0] & 1:
-            return True  # broadcast / multicast: local copies and the wire
-        # unicast: the wire unless it matched a VFRE-enabled pool's exact filter
-        return not (st.rar.lookup.get(da, 0) & st.vfre & P)
 
     # ======================================================================
     # counters and state
@@ -601,6 +791,7 @@ class Nic(Element):
                 "mprc": sum(q.rx_multicast for q in rx),
                 "gptc": sum(q.tx_packets for q in tx), "gotc": sum(q.tx_bytes for q in tx),
                 "rx_dropped": sum(q.rx_dropped for q in rx),
+                "tx_spoofed": self._tx_spoofed[p],
             }
         return out
 
@@ -649,6 +840,7 @@ class Nic(Element):
                 "spoofchk": {"mac": cfg.spoof_mac, "vlan": cfg.spoof_vlan},
                 "tx_refill": cfg.tx_refill,
                 "lle": bool((st.lle >> p) & 1),
+                "error_count": bool((st.vmecm >> p) & 1),
             }
         rings = {}
         for q in range(self.profile.num_queues):
@@ -661,6 +853,7 @@ class Nic(Element):
                      "rss": st.layout.rss, "default_pool": st.def_pool,
                      "default_pool_disabled": st.dis_def_pool, "vlan_filter": st.vlan_filter_en,
                      "multicast_offset": st.mo, "veb": st.veb_en, "link_up": st.link_up,
+                     "link_speed_mbps": st.link_speed_bps // 1_000_000,
                      "rx_enable": st.rx_enable, "tx_enable": st.tx_enable,
                      "tx_arbitration": self.txa.mode},
             "filters": {

@@ -176,7 +176,7 @@ class ConfigSpace:
         # PCI Express capability v2, endpoint
         c.init(0xA0, CAP_EXP | (0x00 << 8), 2)
         c.init(0xA2, 0x0002, 2)
-        c.init(0xA4, 0x00008CC2, 4)                      # device caps (FLR, 512B payload)
+        c.init(0xA4, 0x10008CC2, 4)                      # device caps: FLR capable (bit 28), 512B payload
         c.init(0xA8, 0x2810, 2, wmask=0xFFFF & ~0x0000)  # device control
         c.init(0xAA, 0x0000, 2, w1c=0x000F)              # device status errors W1C
         c.init(0xAC, 0x00000000 | (8 << 4) | 2, 4)       # link caps: x8, 5 GT/s

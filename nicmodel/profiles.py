@@ -50,6 +50,12 @@ class Profile:
     # (nic-model.md E.4); the 82599/82576 return EOPNOTSUPP for it.
     per_pool_upe: bool = False
     link_speed_bps: int = 10_000_000_000
+    # Link speeds the PHY can run at (Mb/s); ixgbe_link_mbps knows 100 / 1000 / 10000.
+    link_speeds_mbps: tuple[int, ...] = (100, 1000, 10_000)
+    # The Linux PF driver whose admin rules the model follows (ixgbe: 82599/X550, igb: 82576/i350),
+    # and whether it can set a VF's TX rate at all (igb: the 82576 only).
+    driver: str = "ixgbe"
+    vf_rate_limit: bool = True
     hash_bits: int = 4096  # MTA, UTA, VFTA: 128 registers x 32 bits each
     revision: int = 0x01
     subsystem_id: int = 0x0000
@@ -81,7 +87,8 @@ PROFILES: dict[str, Profile] = {
         name="82576", device_id=0x10C9, vf_device_id=0x10CA, num_queues=16,
         rar_entries=24, vlvf_entries=32, total_vfs=8, interleaved=True,
         layouts=(VmdqLayout(0x3, 8, 2, False), VmdqLayout(0x5, 8, 2, True)),
-        default_mrqc=0x3, packet_buffer_bytes=64 * 1024, link_speed_bps=1_000_000_000),
+        default_mrqc=0x3, packet_buffer_bytes=64 * 1024, link_speed_bps=1_000_000_000,
+        link_speeds_mbps=(10, 100, 1000), driver="igb"),
     # The X550 has the 82599's VT architecture (nic-model.md Sources) plus per-pool
     # UPE/VPE (E.4); limits as the 82599's.  Used to exercise VPE/UPE rules.
     "x550": Profile(
@@ -94,7 +101,8 @@ PROFILES: dict[str, Profile] = {
         name="i350", device_id=0x1521, vf_device_id=0x1520, num_queues=8,
         rar_entries=32, vlvf_entries=32, total_vfs=8, interleaved=False,
         layouts=(VmdqLayout(0x3, 8, 1, False),),
-        default_mrqc=0x3, packet_buffer_bytes=64 * 1024, link_speed_bps=1_000_000_000),
+        default_mrqc=0x3, packet_buffer_bytes=64 * 1024, link_speed_bps=1_000_000_000,
+        link_speeds_mbps=(10, 100, 1000), driver="igb", vf_rate_limit=False),
 }
 
 

@@ -16,8 +16,10 @@ Model choices (see docs/nicmodel.md):
 * RTTDT1C (credit refill of the queue selected by RTTDQSEL) sets the refill
   of that queue's *pool*: the model arbitrates between pools.
 * Statistics registers (GPRC, GPTC, BPRC, MPRC, ROC, RUC, MPC, SSVPC,
-  QPRDC[0..15]) are clear-on-read views of the cumulative counters;
-  QPRDC[i] reads queue i (the RQSMR stat map is not modelled).
+  QPRC[0..15], QPRDC[0..15]) are clear-on-read views of the cumulative
+  counters; QPRC[n]/QPRDC[n] count the RX queues RQSMR maps to statistics set
+  n (reset: every queue in set 0), so every one of the 128 queues is covered.
+* PFVMECM selects the pools whose TX security drops SSVPC counts.
 
 Use ``write(name, index, value)`` / ``read(name, index)`` by name, or
 ``write32(offset, value)`` / ``read32(offset)`` by offset.  Unknown offsets
@@ -69,6 +71,12 @@ class RegisterFile:
         self.nic = nic
         self.rttdqsel = 0
         self.pfqde = 0
+        nq = nic.profile.num_queues
+        self.rqsmr = [0] * 32
+        self._set_packets = [0] * 16
+        self._set_drops = [0] * 16
+        self._base_packets = [0] * nq
+        self._base_drops = [0] * nq
         self._stat_seen: dict[tuple[str, int], int] = {}
         self.regs: dict[str, Register] = {}
         self._by_offset: dict[int, tuple[Register, int]] = {}
@@ -218,7 +226,7 @@ class RegisterFile:
             return r, w
 
         for name, base, attr in (("PFVFRE", 0x051E0, "vfre"), ("PFVFTE", 0x08110, "vfte"),
-                                 ("PFVMTXSW", 0x05180, "lle")):
+                                 ("PFVMTXSW", 0x05180, "lle"), ("PFVMECM", 0x08790, "vmecm")):
             r, w = bitmap(attr)
             self._add(name, 2, _stride(base, 4), r, w)
 
@@ -234,7 +242,7 @@ class RegisterFile:
         self._add("MCSTCTRL", 1, lambda i: 0x05090, lambda _: st.mo | 4, mcst_w)
 
         def mrqc_w(_: int, v: int) -> None:
-            st.layout = prof.layout(v & 0xF)
+            st.set_layout(prof.layout(v & 0xF))
         self._add("MRQC", 1, lambda i: 0x0EC80, lambda _: st.layout.mrqc, mrqc_w)
 
         # per-queue RX: SRRCTL.DROP_EN, RXDCTL.ENABLE/VME, RDLEN
@@ -286,16 +294,16 @@ class RegisterFile:
             q = tx[self.rttdqsel]
             if not q.rate_bps:
                 return 0
-            f = round(prof.link_speed_bps * (1 << 14) / q.rate_bps)
+            f = round(st.link_speed_bps * (1 << 14) / q.rate_bps)
             return (1 << 31) | ((f >> 14) << 14) | (f & 0x3FFF)
 
         def bcnrc_w(_: int, v: int) -> None:
             q = tx[self.rttdqsel]
             factor = _bits(v, 0, 24)  # RF_INT 23:14 . RF_DEC 13:0, a 10.14 fixed-point number
             if not (v >> 31) or not factor:
-                q.rate_bps = 0
+                q.set_rate(0)
             else:
-                q.rate_bps = round(prof.link_speed_bps * (1 << 14) / factor)
+                q.set_rate(round(st.link_speed_bps * (1 << 14) / factor))
         self._add("RTTBCNRC", 1, lambda i: 0x04984, bcnrc_r, bcnrc_w)
 
         def t1c_w(_: int, v: int) -> None:
@@ -373,4 +381,30 @@ class RegisterFile:
                                ("RUC", 0x040A4, "ruc"), ("ROC", 0x040AC, "roc"),
                                ("MPC", 0x03FA0, "mpc"), ("SSVPC", 0x08780, "ssvpc")):
             self._add(name, 1, _stride(off, 0), stat(name, port(key)))
-        self._add("QPRDC", min(16, nq), lambda i: 0x01430 + 0x40 * i, stat("QPRDC", lambda i: rx[i].rx_dropped))
+        # RQSMR: 32 registers, 4 bits per RX queue: the statistics set (0..15) QPRC[n] and
+        # QPRDC[n] count it in (reset 0: every queue in set 0).  A remap moves a queue's later
+        # packets only: what it counted so far stays with its old set.
+        def qmap(q: int) -> int:
+            return (self.rqsmr[q // 4] >> (8 * (q % 4))) & 0xF
+
+        def settle() -> None:
+            for q in range(nq):
+                m = qmap(q)
+                pk, dr = rx[q].rx_packets, rx[q].rx_dropped
+                self._set_packets[m] += pk - self._base_packets[q]
+                self._set_drops[m] += dr - self._base_drops[q]
+                self._base_packets[q], self._base_drops[q] = pk, dr
+
+        def rqsmr_w(n: int, v: int) -> None:
+            settle()
+            self.rqsmr[n] = v & 0x0F0F0F0F
+
+        def set_count(totals: list[int]) -> Callable[[int], int]:
+            def get(i: int) -> int:
+                settle()
+                return totals[i]
+            return get
+
+        self._add("RQSMR", 32, _stride(0x02300, 4), lambda n: self.rqsmr[n], rqsmr_w)
+        self._add("QPRC", 16, lambda i: 0x01030 + 0x40 * i, stat("QPRC", set_count(self._set_packets)))
+        self._add("QPRDC", 16, lambda i: 0x01430 + 0x40 * i, stat("QPRDC", set_count(self._set_drops)))

@@ -20,8 +20,8 @@ Config per queue (``ethtool -G`` / SRRCTL / RXDCTL):
 Counters: port ``gprc``/``gorc`` (frames accepted into the packet buffer,
 once per frame, bytes without FCS), ``mpc``, ``qprdc`` (all queues), and for
 every queue ``q<N>_rx_packets``, ``q<N>_rx_bytes``, ``q<N>_rx_dropped``
-(=QPRDC of that queue; the 82599's 16 stat-map sets are not modelled: every
-queue has its own, unlike Snabb's 16, snabbco/snabb#924).
+(every queue has its own, unlike Snabb's 16, snabbco/snabb#924; the QPRC/QPRDC
+registers sum them over the 16 statistics sets RQSMR maps the queues to).
 Drop reasons: ``ring_full``, ``queue_disabled``, ``packet_buffer_full``.
 """
 

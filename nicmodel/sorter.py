@@ -80,7 +80,7 @@ def bits_of(bitmap: int) -> list[int]:
 class Derived:
     """Per-flag pool bitmaps (BAM, ROPE, ...) computed once per state generation."""
 
-    __slots__ = ("bam", "rope", "rompe", "mpe", "upe", "aupe", "vpe", "all_pools")
+    __slots__ = ("bam", "rope", "rompe", "mpe", "upe", "aupe", "vpe", "all_pools", "vfre")
 
     def __init__(self, st: NicState) -> None:
         n = st.num_pools
@@ -94,6 +94,8 @@ class Derived:
         self.upe = bm("upe") if st.profile.per_pool_upe else 0
         self.vpe = bm("vpe") if st.profile.per_pool_upe else 0
         self.all_pools = (1 << n) - 1
+        # VFRE bits of pools the layout lacks are ignored (hardware ignores them; no IndexError)
+        self.vfre = st.vfre & self.all_pools
 
 
 def mirror_targets(st: NicState, P: int, tagged: bool, vid: int, from_wire: bool) -> int:
@@ -120,7 +122,7 @@ def select_pools(st: NicState, d: Derived, da: bytes, tagged: bool, vid: int,
     pool (A "TX path" 5): the default pool serves broadcast/multicast only and
     the source pool is removed unless its LLE bit is set.
     """
-    vfre = st.vfre
+    vfre = d.vfre
     is_bc = da == BROADCAST
     is_mc = (da[0] & 1) == 1 and not is_bc
     is_uc = not (da[0] & 1)
@@ -169,8 +171,8 @@ def _select_no_replication(st: NicState, d: Derived, da: bytes, tagged: bool, vi
         P &= -P  # lowest set bit
     if src_pool >= 0 and 1 << src_pool == P and not (st.lle >> src_pool) & 1:
         P = 0
-    P &= st.vfre
-    m = mirror_targets(st, P, tagged, vid, from_wire) & st.vfre & ~P
+    P &= d.vfre
+    m = mirror_targets(st, P, tagged, vid, from_wire) & d.vfre & ~P
     return P | m, m
 
 

@@ -12,10 +12,16 @@ Names follow nic-model.md section A:
 ``PFVTCTL``  vt_en, rpl_en (replication), def_pool, dis_def_pool
 ``PFVFRE`` / ``PFVFTE``  vfre / vfte pool bitmaps (RX / TX enable)
 ``PFVMTXSW`` lle bitmap (local loopback of a pool's own frames)
+``PFVMECM`` vmecm bitmap (pools whose TX security drops count in SSVPC)
 ``PFDTXGSWC.LBE`` veb_en;  ``VLNCTRL.VFE`` vlan_filter_en;  ``MCSTCTRL.MO`` mo
 ``VMOLR`` / ``PFVML2FLT`` per pool: AUPE ROMPE ROPE BAM MPE (UPE VPE: X540+), LPE, RLPML
 ``PFVMVIR`` per pool VLAN insertion; ``PFVFSPOOF`` per pool MAC/VLAN anti-spoof
 ``PFMRCTL/PFMRVM/PFMRVLAN`` four mirror rules
+
+Pool bits for pools the current layout does not have (a 64-bit register written
+on an 8-pool 82576, or pool 40 left over after a switch to 32 x 4) are ignored
+wherever pools are selected (the sorter masks with the layout), and
+``set_layout`` clears them.
 """
 
 from __future__ import annotations
@@ -92,8 +98,10 @@ class NicState:
     vfre: int = 0
     vfte: int = 0
     lle: int = 0
+    vmecm: int = 0                    # PFVMECM: pools whose security drops SSVPC counts (reset 0)
     veb_en: bool = False
     link_up: bool = True
+    link_speed_bps: int = 0          # reset() sets the profile's speed
     rx_enable: bool = True
     tx_enable: bool = True
     pools: list[PoolConfig] = field(default_factory=lambda: [PoolConfig() for _ in range(MAX_POOLS)])
@@ -105,10 +113,31 @@ class NicState:
         """Hardware reset values: VT off, every table empty, every pool bit clear."""
         return cls(profile=profile, layout=profile.layout(profile.default_mrqc),
                    rar=RarTable(profile.rar_entries, profile.name),
-                   vlvf=VlvfTable(profile.vlvf_entries, profile.name))
+                   vlvf=VlvfTable(profile.vlvf_entries, profile.name),
+                   link_speed_bps=profile.link_speed_bps)
 
     def changed(self) -> None:
         self.generation += 1
+
+    def set_layout(self, layout: VmdqLayout) -> None:
+        """MRQC: a new pools x queues layout.  Pool bits for pools it does not have are cleared
+        (VFRE, VFTE, LLE, PFVMECM, RAR/MPSAR and VLVFB pool bits, mirror rules); a mirror rule whose
+        destination pool is gone is switched off; an exact filter left with no pool is freed.
+        SR-IOV switches the 82599 between 64x2 and 32x4 when NumVFs changes."""
+        self.layout = layout
+        mask = (1 << layout.pools) - 1
+        self.vfre &= mask
+        self.vfte &= mask
+        self.lle &= mask
+        self.vmecm &= mask
+        self.rar.mask_pools(mask)
+        self.vlvf.mask_pools(mask)
+        for k, r in enumerate(self.mirror):
+            if r.dst >= layout.pools:
+                self.mirror[k] = MirrorRule()
+            else:
+                r.pools &= mask
+        self.changed()
 
     @property
     def num_pools(self) -> int:

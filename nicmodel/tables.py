@@ -14,17 +14,32 @@ They are finite: adding to a full table raises `TableFull`, never grows.
 
 from __future__ import annotations
 
+import errno as _errno
+
 __all__ = ["NicError", "TableFull", "RarTable", "VlvfTable", "HashTable", "hash12"]
 
 _MO_SHIFT = (4, 3, 2, 0)
 
 
 class NicError(ValueError):
-    """A configuration request the modelled hardware cannot honour."""
+    """A configuration request the modelled hardware (or its driver) refuses.
+
+    ``errno`` is what the Linux driver would return for it (EINVAL unless said otherwise:
+    EOPNOTSUPP for a feature the device lacks, ENOSPC for a full table); the message says
+    what is wrong and the valid range.  A refused request changes nothing.
+    """
+
+    def __init__(self, message: str, errno: int = _errno.EINVAL) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.message = message
 
 
 class TableFull(NicError):
     """A shared hardware table has no free entry (as ENOSPC / a mailbox NACK would say)."""
+
+    def __init__(self, message: str, errno: int = _errno.ENOSPC) -> None:
+        super().__init__(message, errno)
 
 
 def hash12(da: bytes, mo: int = 0) -> int:
@@ -128,6 +143,16 @@ class RarTable:
             self.mac[i] = bytes(6)
         self._rebuild()
 
+    def mask_pools(self, mask: int) -> None:
+        """Clear MPSAR bits outside ``mask``; an entry that loses its last pool is freed."""
+        for i in range(self.size):
+            p = self.pools[i]
+            if p & ~mask:
+                self.pools[i] = p & mask
+                if not self.pools[i]:
+                    self.valid[i], self.mac[i] = False, bytes(6)
+        self._rebuild()
+
     def macs_of(self, pool: int) -> list[bytes]:
         return [self.mac[i] for i in range(self.size) if self.valid[i] and (self.pools[i] >> pool) & 1]
 
@@ -186,6 +211,16 @@ class VlvfTable:
         self.pools[i] &= ~(1 << pool)
         if self.pools[i] == 0:
             self.valid[i], self.vid[i] = False, 0
+        self._rebuild()
+
+    def mask_pools(self, mask: int) -> None:
+        """Clear VLVFB bits outside ``mask``; an entry that loses its last pool is freed."""
+        for i in range(self.size):
+            p = self.pools[i]
+            if p & ~mask:
+                self.pools[i] = p & mask
+                if not self.pools[i]:
+                    self.valid[i], self.vid[i] = False, 0
         self._rebuild()
 
     def vids_of(self, pool: int) -> list[int]:

@@ -1,7 +1,7 @@
 """TX queues, pool arbitration and per-queue rate limiters.
 
-Element `TxArbiter` (no graph ports: `Nic.tx` enqueues, `Nic.tx_service`
-pulls what the wire may carry by ``now_ns``).
+Element `TxArbiter` (no graph ports: `Nic.tx` enqueues, `Nic.tx_service` runs the
+TX engine up to ``now_ns``).
 
 Queues.  Each pool owns the same TX queues as RX (profile layout).  A TX ring
 has ``size`` descriptors (64..4096, default 512); `enqueue` accepts what fits
@@ -10,34 +10,69 @@ driver stops its queue), it never drops.
 
 Service (nic-model.md A "TX path" 1).  A queue is served only if TCTL.EN
 (``tx_enable``), the pool's VFTE bit and TXDCTL.ENABLE are all set; otherwise
-its frames wait (QEMU: VFTE=0 stalls the ring, it does not drop).
+its frames wait (QEMU: VFTE=0 stalls the ring, it does not drop).  The model
+has no clock: the TX engine stands at the ``now_ns`` of the last `service`
+call, and a configuration change (VFTE, TXDCTL, a rate) takes effect there, so
+no frame ever starts before the call that came before it.
 
-Arbitration between pools with a ready head frame:
+Arbitration works on the queues that hold frames, never on every pool: the
+cost per frame depends on how many queues are busy, not on how many pools are
+configured.  A queue with frames is in one of three places:
 
-``rr``   round robin, one frame per pool per turn.
+* the time heap, keyed by the time its head frame becomes eligible (it was
+  handed over later, or its rate limiter holds it);
+* its pool's FIFO of ready queues, the pool in the FIFO of ready pools (the
+  active list of deficit round robin);
+* ``blocked``: `Nic` refused its head frame (VEB loopback into a full queue
+  without drop enable) until `wake` is called.
+
+``rr``   round robin, one frame per ready pool per turn: the pool just served
+         goes to the back of the ready FIFO.
 ``wrr``  82599-DCB-style credits (experiments.md D): each pool has a refill of
-         ``tx_refill`` 64-byte units; a pool sends while its credit is > 0 and
-         pays the frame's bytes; when no ready pool has credit left, every
-         backlogged pool gets its refill, capped at 2 x refill.  Idle pools
-         lose their credit (so a pool cannot save up while it has nothing).
-Inside a pool its queues are served round robin.
+         ``tx_refill`` 64-byte units; a pool keeps the turn while its credit is
+         > 0 and pays each frame's bytes; when no ready pool has credit left,
+         every backlogged pool gets its refill, capped at 2 x refill, as many
+         rounds as it takes for the next ready pool to turn positive (each round
+         counts in ``refills``); a pool that was idle during a refill round loses
+         its credit (it cannot save up while it has nothing).  Rounds are lazy: a
+         global round counter, each pool's credit brought up to date when it is
+         looked at, and the pools waiting for credit in a heap keyed by the round
+         at which they turn positive.
+Inside a pool its ready queues are served round robin.
 
-Rate limit (A "TX path" 4, E.9): per *queue*, ``rate_bps`` (RTTBCNRC rate
-factor = link speed / rate).  After a frame starts at t, the queue may start
-its next frame at ``t + wire_bits / rate``; frames wait, never drop.
+Rate limit (A "TX path" 4, E.9; RTTBCNRC, RTTBCNRM): per *queue*,
+``rate_bps`` (rate factor = link speed / rate).  The next frame of a queue
+becomes eligible at::
+
+    e(n+1) = max(e(n), start(n) - C / rate) + wire_bits(n) / rate
+
+that is, counted from its previous eligible time: a queue that waited behind
+other pools' frames catches up to its rate, never above it, because its
+schedule may lag the actual start by at most the compensation window C
+(`COMPENSATION_BYTES`, RTTBCNRM.MMW_SIZE), so after a stall or an idle spell
+it sends at most C ahead of its rate.  Between one frame's start and a later
+frame's start, the frames in between carry at most rate x time + C.  Frames
+wait, never drop.
 
 Wire.  A frame occupies the link for ``(len + 24) * 8 / link_speed`` (FCS 4 +
 preamble 8 + IFG 12 bytes, as experiments.md B.1).  ``service(now_ns)``
-returns every frame whose transmission *starts* at or before ``now_ns``.
+returns (or hands to ``handle``) every frame whose transmission *starts* at or
+before ``now_ns``; each leaves with ``ts_ns`` = the time its transmission started.
 
-Counters: ``served_packets``/``served_bytes`` (frames taken off TX rings), ``shaped_waits``
-(times the next frame had to wait for a rate limiter), ``refills``;
-per queue ``q<N>_tx_packets``/``q<N>_tx_bytes`` in the snapshot.
+Counters: ``served_packets``/``served_bytes`` (frames and bytes taken off TX rings),
+``shaped_waits`` (times a queue's next frame had to wait for its rate
+limiter), ``refills`` (credit refill rounds), ``backpressured`` (times a head
+frame was refused and its queue blocked); per queue
+``q<N>_tx_packets``/``q<N>_tx_bytes`` in the snapshot.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from heapq import heappop, heappush
+from math import ceil
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from nicmodel.rings import RING_DEFAULT, check_ring_size
@@ -45,15 +80,36 @@ from nicmodel.state import NicState
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import Frame
 
-__all__ = ["TxQueue", "TxArbiter", "WIRE_OVERHEAD", "CREDIT_UNIT", "ARBITRATION_MODES"]
+__all__ = ["TxQueue", "TxArbiter", "WIRE_OVERHEAD", "CREDIT_UNIT", "ARBITRATION_MODES", "COMPENSATION_BYTES"]
 
 WIRE_OVERHEAD = 24
 CREDIT_UNIT = 64
 ARBITRATION_MODES = ("rr", "wrr")
+# RTTBCNRM.MMW_SIZE, the rate scheduler's compensation for a queue that was late: ixgbe
+# writes 0x4 on the 82599 ("0x014 if 9728-byte jumbo is supported and 0x004 otherwise"),
+# read here as 4 x 512 bytes, one full-size frame (the datasheet's unit is unverified).
+COMPENSATION_BYTES = 2048
+_NS = 1_000_000_000
+_DATA = attrgetter("data")
+
+# where a queue is
+IDLE, WAITING, READY, BLOCKED = 0, 1, 2, 3
+
+# handle(frame, pool, start_ns) -> False to refuse the head frame (its queue blocks)
+Handle = Callable[[Frame, int, int], bool]
 
 
 class TxQueue:
-    __slots__ = ("index", "ring", "size", "enabled", "rate_bps", "next_ns", "tx_packets", "tx_bytes")
+    """One TX queue: ring of (frame, time handed over), its rate limiter and counters.
+
+    The limiter keeps its schedule ``tat`` (the next eligible time) in float nanoseconds,
+    ``ns_per_byte`` and ``lag_ns`` (the compensation window) at its rate; ``next_ns`` is that
+    time rounded up to a nanosecond.  (Float: exact integers would need bit-ns products
+    that cost several times as much per frame; the error is ~1e-4 ns after hours.)
+    """
+
+    __slots__ = ("index", "ring", "size", "enabled", "rate_bps", "tat", "next_ns", "accepted", "accepted_bytes",
+                 "pool", "ok", "where", "ns_per_byte", "lag_ns")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -61,15 +117,39 @@ class TxQueue:
         self.size = RING_DEFAULT
         self.enabled = False
         self.rate_bps = 0  # 0: no limit
+        self.tat = 0.0
         self.next_ns = 0
-        self.tx_packets = 0
-        self.tx_bytes = 0
+        self.ns_per_byte = 0.0
+        self.lag_ns = 0.0
+        self.accepted = 0        # frames / bytes ever put on the ring
+        self.accepted_bytes = 0
+        self.pool = -1      # owning pool in the current layout (set by the arbiter)
+        self.ok = False     # may be served (TCTL.EN, VFTE, TXDCTL.ENABLE), as of the arbiter's rebuild
+        self.where = IDLE
+
+    # Sent = handed over - still in the ring (a TX ring never drops), so serving a frame
+    # only pops it; the figures are exact at any moment.
+    @property
+    def tx_packets(self) -> int:
+        return self.accepted - len(self.ring)
+
+    @property
+    def tx_bytes(self) -> int:
+        return self.accepted_bytes - sum([len(f.data) for f, _ in self.ring])
 
     def set_size(self, n: int) -> None:
         self.size = check_ring_size(n, f"TX queue {self.index} ring")
 
-    def ready_ns(self) -> int:
-        return max(self.ring[0][1], self.next_ns)
+    def set_rate(self, rate_bps: int) -> None:
+        """A new rate factor; the queue's next eligible time is kept."""
+        self.rate_bps = rate_bps
+        self.tat = float(self.next_ns)
+        self.ns_per_byte = 8e9 / rate_bps if rate_bps else 0.0
+        self.lag_ns = COMPENSATION_BYTES * self.ns_per_byte
+
+    def eligible_ns(self) -> int:
+        ts = self.ring[0][1]
+        return self.next_ns if self.rate_bps and self.next_ns > ts else ts
 
     def config(self) -> dict[str, Any]:
         return {"size": self.size, "enabled": self.enabled, "rate_bps": self.rate_bps,
@@ -79,7 +159,11 @@ class TxQueue:
 class TxArbiter(Element):
     INPUTS: ClassVar[tuple[PortId, ...]] = ()
     OUTPUTS: ClassVar[tuple[PortId, ...]] = ()
-    COUNTERS = ("served_packets", "served_bytes", "shaped_waits", "refills")
+    COUNTERS = ("served_packets", "shaped_waits", "refills", "backpressured")   # + served_bytes in snapshot()
+
+    # Serve a queue's next frames in an inner loop while it keeps the turn.  The schedule is the
+    # same either way (tests/unit/nicmodel/test_tx_arbiter.py checks it); False is the plain loop.
+    burst = True
 
     def __init__(self, name: str, state: NicState, num_queues: int, mode: str = "rr") -> None:
         super().__init__(name)
@@ -87,10 +171,22 @@ class TxArbiter(Element):
         self.queues = [TxQueue(i) for i in range(num_queues)]
         self.mode = ""
         self.set_mode(mode)
-        self.wire_free_ns = 0
-        self.credit = [0] * len(state.pools)
-        self._pool_cursor = 0
-        self._queue_cursor = [0] * len(state.pools)
+        self.wire_free_ns = 0   # end of the last frame on the wire
+        self.run_ns = 0         # the TX engine has run up to here
+        n = len(state.pools)
+        self.credit = [0] * n           # wrr credit in bytes, as of round _cround[p]
+        self._cround = [0] * n
+        self._round = 0                 # refill rounds so far
+        self._busy = [0] * n            # queues of the pool that hold frames and may be served
+        self._heap: list[tuple[int, int, TxQueue]] = []
+        self._seq = 0
+        self._ready: deque[int] = deque()
+        self._rq: list[deque[TxQueue]] = [deque() for _ in range(n)]
+        self._neg: list[tuple[int, int, int]] = []   # wrr: (round it turns positive, seq, pool)
+        self.blocked: list[TxQueue] = []
+        self._gen = -1
+        self._wire: dict[int, int] = {}   # frame length -> ns on the wire at _wire_speed
+        self._wire_speed = 0
 
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:  # pragma: no cover
         raise NotImplementedError("use Nic.tx(pool, frames, now_ns)")
@@ -99,107 +195,258 @@ class TxArbiter(Element):
         if mode not in ARBITRATION_MODES:
             raise ValueError(f"TX arbitration {mode!r}: expected one of {ARBITRATION_MODES}")
         self.mode = mode
+        self._gen = -1  # rebuild the ready structures for the new discipline
 
+    # -- the busy set ---------------------------------------------------------
+    def _rebuild(self) -> None:
+        """Configuration changed: place every queue that holds frames and may be served."""
+        st = self.state
+        self._gen = st.generation
+        self._heap = []
+        self._ready.clear()
+        self._neg = []
+        for d in self._rq:
+            d.clear()
+        self.blocked = []
+        was = self._busy
+        self._busy = busy = [0] * len(was)
+        np = st.num_pools
+        on = st.tx_enable
+        vfte = st.vfte
+        for q in self.queues:
+            p = st.pool_of_queue(q.index)
+            q.pool = p if p < np else -1
+            q.ok = on and q.pool >= 0 and bool((vfte >> p) & 1) and q.enabled
+            q.where = IDLE
+            if q.ok and q.ring:
+                self._wait(q, q.eligible_ns())
+                busy[p] += 1
+        for p in range(len(busy)):
+            if was[p] and not busy[p]:
+                self._cur(p)
+            elif busy[p] and not was[p]:
+                self._go_busy(p)
+
+    def _wait(self, q: TxQueue, eligible_ns: int) -> None:
+        heappush(self._heap, (eligible_ns, self._seq, q))
+        self._seq += 1
+        q.where = WAITING
+
+    def _cur(self, p: int) -> int:
+        """Pool p's credit brought up to the current refill round (wrr)."""
+        d = self._round - self._cround[p]
+        c = self.credit[p]
+        if d:
+            r = self.state.pools[p].tx_refill * CREDIT_UNIT
+            c = min(c + d * r, 2 * r)
+            self.credit[p] = c
+            self._cround[p] = self._round
+        return c
+
+    def _go_busy(self, p: int) -> None:
+        """Pool p has frames again: a refill round while it was idle took its credit."""
+        if self._cround[p] < self._round:
+            self.credit[p] = 0
+            self._cround[p] = self._round
+
+    def _pool_ready(self, p: int) -> None:
+        if self.mode == "wrr":
+            c = self._cur(p)
+            if c <= 0:
+                self._wait_credit(p, c)
+                return
+        self._ready.append(p)
+
+    def _refill(self) -> None:
+        """wrr: nobody ready has credit: run refill rounds until the next ready pool turns positive."""
+        neg = self._neg
+        target = neg[0][0]
+        self.counters["refills"] += target - self._round
+        self._round = target
+        while neg and neg[0][0] <= target:
+            self._ready.append(heappop(neg)[2])
+
+    # -- queues ------------------------------------------------------------------
     def enqueue(self, qi: int, frames: Batch, now_ns: int) -> int:
         q = self.queues[qi]
-        n = max(0, min(len(frames), q.size - len(q.ring)))
-        q.ring.extend((f, now_ns) for f in frames[:n])
+        ring = q.ring
+        n = min(len(frames), q.size - len(ring))
+        if n <= 0:
+            return 0
+        was_empty = not ring
+        batch = frames[:n]
+        ring.extend([(f, now_ns) for f in batch])
+        q.accepted += n
+        q.accepted_bytes += sum(map(len, map(_DATA, batch)))
+        if was_empty and q.ok and self._gen == self.state.generation:
+            self._wait(q, q.eligible_ns())
+            p = q.pool
+            self._busy[p] += 1
+            if self._busy[p] == 1:
+                self._go_busy(p)
         return n
 
-    # -- arbitration -------------------------------------------------------
-    def _servable(self) -> list[list[TxQueue]]:
-        """Per pool, its queues that may be served and hold frames."""
+    def wake(self, now_ns: int) -> None:
+        """Blocked queues try again (the receiver returned descriptors), from ``now_ns`` on."""
+        blocked, self.blocked = self.blocked, []
+        for q in blocked:
+            e = q.eligible_ns()
+            self._wait(q, e if e > now_ns else now_ns)
+
+    def next_ns(self) -> int | None:
+        """When a queue that waits becomes eligible (None: nothing waits on time)."""
+        if self._gen != self.state.generation:
+            self._rebuild()
+        if self._ready or self._neg:
+            return max(self.wire_free_ns, self.run_ns)
+        return self._heap[0][0] if self._heap else None
+
+    # -- service -------------------------------------------------------------------
+    def service(self, now_ns: int, limit: int | None = None,
+                handle: Handle | None = None) -> list[tuple[Frame, int]]:
+        """Run the TX engine up to ``now_ns``: every frame whose transmission starts by then.
+
+        Without ``handle``: returns (frame, pool) in wire order.  With it: each frame is
+        handed to ``handle(frame, pool, start_ns)`` instead (the list stays empty); a False
+        return refuses it: the frame stays at the head of its queue, which is blocked until
+        `wake`, and it costs no wire time, credit or rate.
+        """
         st = self.state
-        out: list[list[TxQueue]] = [[] for _ in range(st.num_pools)]
-        if not st.tx_enable:
-            return out
-        for p in range(st.num_pools):
-            if (st.vfte >> p) & 1:
-                out[p] = [self.queues[qi] for qi in st.pool_queues(p)
-                          if self.queues[qi].enabled and self.queues[qi].ring]
-        return out
-
-    def _pick(self, servable: list[list[TxQueue]], t: int) -> TxQueue | None:
-        n = len(servable)
-        ready = [[q for q in qs if q.ready_ns() <= t] for qs in servable]
-        if self.mode == "wrr":
-            pool = self._pick_wrr(servable, ready)
-        else:
-            pool = next(((self._pool_cursor + k) % n for k in range(n)
-                         if ready[(self._pool_cursor + k) % n]), None)
-            if pool is not None:
-                self._pool_cursor = (pool + 1) % n
-        if pool is None:
-            return None
-        qs = ready[pool]
-        cur = self._queue_cursor[pool]
-        qs_sorted = sorted(qs, key=lambda q: (q.index - cur) % 4096)
-        q = qs_sorted[0]
-        self._queue_cursor[pool] = q.index + 1
-        return q
-
-    def _pick_wrr(self, servable: list[list[TxQueue]], ready: list[list[TxQueue]]) -> int | None:
-        n = len(ready)
-        if not any(ready):
-            return None
-        credit = self.state.pools
-        while True:
-            for k in range(n):
-                p = (self._pool_cursor + k) % n
-                if ready[p] and self.credit[p] > 0:
-                    self._pool_cursor = p
-                    return p
-            # nobody ready has credit: refill every backlogged pool, forget idle ones
-            self.counters["refills"] += 1
-            for p in range(n):
-                if servable[p]:
-                    r = credit[p].tx_refill * CREDIT_UNIT
-                    self.credit[p] = min(self.credit[p] + r, 2 * r)
-                else:
-                    self.credit[p] = 0
-
-    def service(self, now_ns: int, limit: int | None = None) -> list[tuple[Frame, int]]:
-        """Frames (with their pool) whose transmission starts by ``now_ns``, in wire order."""
-        st = self.state
-        speed = st.profile.link_speed_bps
+        if self._gen != st.generation:
+            self._rebuild()
         out: list[tuple[Frame, int]] = []
-        t = self.wire_free_ns
+        if handle is None:
+            def handle(f: Frame, p: int, t: int) -> bool:
+                out.append((f, p))
+                return True
+        heap = self._heap
+        ready = self._ready
+        rqs = self._rq
+        credit = self.credit
+        cround = self._cround
+        wrr = self.mode == "wrr"
+        if self._wire_speed != st.link_speed_bps:
+            self._wire_speed = st.link_speed_bps
+            self._wire = {}
+        wire = self._wire
+        lim = -1 if limit is None else limit
+        burst = self.burst
+        t = self.wire_free_ns if self.wire_free_ns > self.run_ns else self.run_ns
+        n = shaped = cr = 0
+        idle = False
+        while True:
+            while heap and heap[0][0] <= t:
+                q = heappop(heap)[2]
+                d = rqs[q.pool]
+                q.where = READY
+                d.append(q)
+                if len(d) == 1:
+                    self._pool_ready(q.pool)
+            if not ready:
+                if wrr and self._neg:
+                    self._refill()
+                    continue
+                if not heap or heap[0][0] > now_ns:
+                    idle = True   # nothing more starts by now_ns
+                    break
+                t = heap[0][0]  # the wire is idle until the next queue becomes eligible
+                continue
+            if t > now_ns or n == lim:
+                break
+            p = ready[0]
+            d = rqs[p]
+            q = d.popleft()
+            ring = q.ring
+            r = q.rate_bps
+            while True:
+                f = ring[0][0]
+                f.ts_ns = t
+                if not handle(f, p, t):
+                    self._block(q, d, wrr)
+                    break
+                ring.popleft()
+                nb = len(f.data)
+                if r:
+                    fl = t - q.lag_ns
+                    tat = (q.tat if q.tat > fl else fl) + (nb + WIRE_OVERHEAD) * q.ns_per_byte
+                    q.tat = tat
+                    q.next_ns = ceil(tat)
+                n += 1
+                try:
+                    t += wire[nb]
+                except KeyError:
+                    t += self._wire_ns(nb)
+                if wrr:
+                    cr = (credit[p] if cround[p] == self._round else self._cur(p)) - nb
+                    credit[p] = cr
+                if ring:
+                    e = ring[0][1]
+                    if r and q.next_ns > e:
+                        e = q.next_ns
+                    if e <= t:
+                        # the top of the loop would pick q again (still its pool's turn, its only
+                        # ready queue, nothing else due by t, not past now_ns): serve it here
+                        if (not d and (cr > 0 if wrr else len(ready) == 1) and burst and t <= now_ns
+                                and n != lim and not (heap and heap[0][0] <= t)):
+                            continue
+                        d.append(q)
+                    else:
+                        shaped += r and e == q.next_ns
+                        self._wait(q, e)
+                else:
+                    self._drained(q, p)
+                if wrr:
+                    if cr <= 0 or not d:
+                        ready.popleft()
+                        if d:
+                            self._wait_credit(p, cr)
+                elif d:
+                    ready.rotate(-1)
+                else:
+                    ready.popleft()
+                break
+        self.wire_free_ns = t
+        run = now_ns if idle or t > now_ns else t   # else the limit stopped it at t
+        if run > self.run_ns:
+            self.run_ns = run
         c = self.counters
-        t = max(t, 0)
-        while limit is None or len(out) < limit:
-            servable = self._servable()
-            heads = [q for qs in servable for q in qs]
-            if not heads:
-                break
-            earliest = min(q.ready_ns() for q in heads)
-            if earliest > t:
-                if any(q.next_ns > t and q.ring[0][1] <= t for q in heads):
-                    c["shaped_waits"] += 1
-                t = earliest
-            if t > now_ns:
-                break
-            q = self._pick(servable, t)
-            if q is None:  # pragma: no cover - earliest <= t guarantees a ready queue
-                break
-            f, _ = q.ring.popleft()
-            n = len(f.data)
-            bits = (n + WIRE_OVERHEAD) * 8
-            if q.rate_bps:
-                q.next_ns = t + -(-bits * 1_000_000_000 // q.rate_bps)
-            pool = st.pool_of_queue(q.index)
-            if self.mode == "wrr":
-                self.credit[pool] -= n
-                if self.credit[pool] <= 0:
-                    self._pool_cursor = (pool + 1) % st.num_pools
-            q.tx_packets += 1
-            q.tx_bytes += n
-            c["served_packets"] += 1
-            c["served_bytes"] += n
-            t += -(-bits * 1_000_000_000 // speed) if speed else 0
-            # the wire is busy until t; a later idle gap is not remembered
-            self.wire_free_ns = t
-            out.append((f, pool))
+        c["served_packets"] += n
+        c["shaped_waits"] += shaped
         return out
+
+    def _wire_ns(self, nbytes: int) -> int:
+        """Time a frame of ``nbytes`` (without FCS) holds the link, rounded up to a ns; cached."""
+        ns = -(-(nbytes + WIRE_OVERHEAD) * 8 * _NS // self._wire_speed)
+        self._wire[nbytes] = ns
+        return ns
+
+    def _block(self, q: TxQueue, d: deque[TxQueue], wrr: bool) -> None:
+        """The head frame was refused: the queue waits for `wake`; the pool's turn goes on."""
+        q.where = BLOCKED
+        self.blocked.append(q)
+        self.counters["backpressured"] += 1
+        if not d:
+            self._ready.popleft()
+        elif not wrr:
+            self._ready.rotate(-1)
+
+    def _drained(self, q: TxQueue, p: int) -> None:
+        q.where = IDLE
+        self._busy[p] -= 1
+        if not self._busy[p]:
+            self._cur(p)
+
+    def _wait_credit(self, p: int, cr: int) -> None:
+        """wrr: pool p is ready but out of credit: it turns positive after this many refill rounds."""
+        r = self.state.pools[p].tx_refill * CREDIT_UNIT
+        heappush(self._neg, (self._round + (-cr) // r + 1, self._seq, p))
+        self._seq += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = super().snapshot()
+        snap["served_bytes"] = sum(q.tx_bytes for q in self.queues)
+        return snap
+
 
     def queue_counters(self) -> dict[str, int]:
         out: dict[str, int] = {}
