@@ -183,19 +183,6 @@ def test_attach_port_pending_up_down_up_while_others_keep_talking(lab, workdir):
     assert ping_ok(lab, vm_ns, "10.95.0.2")
 
 
-def wait_port(d: Daemon, name: str, state: str, error: str | None = None, timeout: float = 10) -> dict:
-    """Wait until the port is in ``state`` and, if given, its reason contains ``error``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        p = d.port(name)
-        if p["state"] == state and (error is None or error in (p.get("error") or "")):
-            return p
-        if time.monotonic() > deadline:
-            raise AssertionError(f"port {name} is {p['state']} ({p.get('error')}), wanted {state} ({error})\n"
-                                 f"{d.log.read_text()}")
-        time.sleep(0.05)
-
-
 def test_attach_port_sets_its_interface_up_and_follows_its_state(lab, workdir):
     """A veth created down (as QEMU leaves a script=no tap) is set up by the daemon when the port
     attaches.  Its operational state is reported as netlink tells it: an admin's down by hand is
@@ -212,39 +199,39 @@ def test_attach_port_sets_its_interface_up_and_follows_its_state(lab, workdir):
 
     lab.veth("v0", "p0", vm_ns)                         # both ends down: nobody here sets ours up
     guest(lab, vm_ns, peer, "10.87.0.9/24")             # the guest brings its own side up
-    p = wait_port(d, veth, "up")
+    p = d.wait_state(veth, "up")
     assert (p["admin_state"], p["link_state"], p["error"]) == ("up", "up", None)
     assert netlink.link_state(veth).up
     assert ping_ok(lab, vm_ns, "10.87.0.1")
 
     # The admin sets it down by hand: reported, and not overruled.
     netlink.set_up(veth, up=False)
-    p = wait_port(d, veth, "down", "interface down")
+    p = d.wait_state(veth, "down", error="interface down")
     assert (p["admin_state"], p["link_state"]) == ("down", "down")
     show = d.ctl("show")
     assert show.returncode == 0 and "interface down" in show.stdout, show.stdout
     assert not ping_ok(lab, vm_ns, "10.87.0.1", 1)
     assert not netlink.link_state(veth).up and d.port(veth)["state"] == "down"
     netlink.set_up(veth)                                 # and up again by hand
-    wait_port(d, veth, "up")
+    d.wait_state(veth, "up")
     assert ping_ok(lab, vm_ns, "10.87.0.1")
 
     # The far side goes down: up, but no carrier.
     lab.run(vm_ns, "ip", "link", "set", peer, "down")
-    p = wait_port(d, veth, "down", "no carrier")
+    p = d.wait_state(veth, "down", error="no carrier")
     assert (p["admin_state"], p["link_state"]) == ("up", "down")
     lab.run(vm_ns, "ip", "link", "set", peer, "up")
-    wait_port(d, veth, "up")
+    d.wait_state(veth, "up")
 
     # Left down by the admin, then gone and back (a VM restart): set up again by the daemon.
     netlink.set_up(veth, up=False)
-    wait_port(d, veth, "down", "interface down")
+    d.wait_state(veth, "down", error="interface down")
     subprocess.run(["ip", "link", "del", veth], check=True)
-    p = wait_port(d, veth, "down", "removed")
+    p = d.wait_state(veth, "down", error="removed")
     assert (p["admin_state"], p["link_state"]) == (None, None)
     lab.veth("v0", "p0", vm_ns)
     guest(lab, vm_ns, peer, "10.87.0.9/24")
-    p = wait_port(d, veth, "up")
+    p = d.wait_state(veth, "up")
     assert p["attaches"] == 2
     assert ping_ok(lab, vm_ns, "10.87.0.1")
     assert d.proc is not None and d.proc.poll() is None
@@ -275,20 +262,20 @@ def test_attach_port_on_a_tap_a_vm_process_holds(lab, workdir):
     for boot in (1, 2):
         vm = TapPort(name)                                # created down, as QEMU's
         lab.on_cleanup(vm.close)
-        p = wait_port(d, name, "up")
+        p = d.wait_state(name, "up")
         assert p["attaches"] == boot and p["link_state"] == "up"
         talk(vm, f"02:00:00:86:00:0{boot}")
         vm.close()                                        # the VM is killed: its tap goes with it
-        wait_port(d, name, "down", "removed")
+        d.wait_state(name, "down", error="removed")
 
     # A persistent tap (`ip tuntap add`, libvirt's managed='no') with no process behind it:
     # attached and set up, but without carrier until a VM opens it.
     TapPort(name, persist=True).close()
-    p = wait_port(d, name, "down", "no carrier")
+    p = d.wait_state(name, "down", error="no carrier")
     assert (p["attaches"], p["admin_state"], p["link_state"]) == (3, "up", "down")
     vm = TapPort(name, persist=True)
     lab.on_cleanup(lambda: vm.close(remove=True))
-    wait_port(d, name, "up")
+    d.wait_state(name, "up")
     talk(vm, "02:00:00:86:00:03")
 
 
