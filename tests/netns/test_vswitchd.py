@@ -202,7 +202,7 @@ def test_attach_port_sets_its_interface_up_and_follows_its_state(lab, workdir):
     p = d.wait_state(veth, "up")
     assert (p["admin_state"], p["link_state"], p["error"]) == ("up", "up", None)
     assert netlink.link_state(veth).up
-    assert ping_ok(lab, vm_ns, "10.87.0.1")
+    assert ping_ok(lab, vm_ns, "10.87.0.1"), d.log.read_text()
 
     # The admin sets it down by hand: reported, and not overruled.
     netlink.set_up(veth, up=False)
@@ -212,9 +212,10 @@ def test_attach_port_sets_its_interface_up_and_follows_its_state(lab, workdir):
     assert show.returncode == 0 and "interface down" in show.stdout, show.stdout
     assert not ping_ok(lab, vm_ns, "10.87.0.1", 1)
     assert not netlink.link_state(veth).up and d.port(veth)["state"] == "down"
+    lab.run(vm_ns, "ip", "neigh", "flush", "dev", peer)  # the guest's unanswered ARP would swallow the next ping
     netlink.set_up(veth)                                 # and up again by hand
     d.wait_state(veth, "up")
-    assert ping_ok(lab, vm_ns, "10.87.0.1")
+    assert ping_ok(lab, vm_ns, "10.87.0.1"), d.log.read_text()
 
     # The far side goes down: up, but no carrier.
     lab.run(vm_ns, "ip", "link", "set", peer, "down")
@@ -233,7 +234,7 @@ def test_attach_port_sets_its_interface_up_and_follows_its_state(lab, workdir):
     guest(lab, vm_ns, peer, "10.87.0.9/24")
     p = d.wait_state(veth, "up")
     assert p["attaches"] == 2
-    assert ping_ok(lab, vm_ns, "10.87.0.1")
+    assert ping_ok(lab, vm_ns, "10.87.0.1"), d.log.read_text()
     assert d.proc is not None and d.proc.poll() is None
 
 
