@@ -50,8 +50,9 @@ from pathlib import Path
 
 KERNEL_META = "linux-image-amd64"
 BUSYBOX_PKG = "busybox-static"
-# What virtio-net-pci needs; their dependencies (virtio, virtio_ring, failover, ...) follow.
-MODULES = ("virtio_pci", "virtio_net")
+# What virtio-net-pci needs, with their config symbols (a kernel that builds one in needs no
+# module); their dependencies (virtio, virtio_ring, failover, ...) follow.
+MODULES = {"virtio_pci": "CONFIG_VIRTIO_PCI", "virtio_net": "CONFIG_VIRTIO_NET"}
 # Where those and their dependencies live in the package's tree.
 MODULE_DIRS = ("kernel/drivers/virtio/", "kernel/drivers/net/", "kernel/net/core/")
 
@@ -201,7 +202,7 @@ def _modinfo(ko: bytes) -> dict[str, str]:
     return {}
 
 
-def load_order(modules: dict[str, bytes], roots: tuple[str, ...] = MODULES) -> list[str]:
+def load_order(modules: dict[str, bytes], roots: tuple[str, ...] | list[str] = tuple(MODULES)) -> list[str]:
     """The modules ``roots`` need, each after its dependencies."""
     order: list[str] = []
 
@@ -336,7 +337,8 @@ def build(cache: Path | None = None, log: bool = False) -> Guest:
                 modules[name[:-6].replace("-", "_")] = lzma.decompress(data)
             elif name.endswith(".ko"):
                 modules[name[:-3].replace("-", "_")] = data
-        order = load_order(modules)
+        built_in = {name for name, sym in MODULES.items() if f"\n{sym}=y\n".encode() in config}
+        order = load_order(modules, [m for m in MODULES if m not in built_in])
         staging = tmp / "out"
         staging.mkdir()
         vmlinux = _unpacked_kernel(vmlinuz[0], config)
