@@ -280,6 +280,25 @@ def test_attach_port_on_a_tap_a_vm_process_holds(lab, workdir):
     talk(vm, "02:00:00:86:00:03")
 
 
+def test_attach_port_to_a_vm_started_before_the_daemon(lab, workdir):
+    """A VM's tap that exists, down, when vswitchd starts is set up as the port attaches."""
+    from tests.netns.conftest import responder
+    from vswitch.io.tap import TapPort
+    name = lab.name("vm1")
+    vm = TapPort(name)                                    # the VM was there first
+    lab.on_cleanup(vm.close)
+    text, taps = tap_config(lab, {"g1": {}})
+    d = Daemon(lab, workdir, text + f'\n[[port]]\nname = "{name}"\ntype = "attach"\n').start()
+    p = d.wait_state(name, "up")
+    assert (p["attaches"], p["admin_state"], p["link_state"]) == (1, "up", "up")
+    g1 = ns_of(lab, "g1")
+    guest(lab, g1, taps["g1"], "10.85.0.1/24")
+    ping = lab.ping(g1, "10.85.0.2", 3)
+    seen = responder(vm, "10.85.0.2", "02:00:00:85:00:02", done=lambda: ping.poll() is not None)
+    out, err = ping.communicate(timeout=10)
+    assert ping.returncode == 0 and seen["icmp"] == 3, (out, err, seen, d.log.read_text())
+
+
 def test_malformed_frames_are_counted_and_dropped_forwarding_goes_on(lab, workdir):
     text, taps = tap_config(lab, {"g1": {}, "g2": {}})
     d = Daemon(lab, workdir, text).start()
