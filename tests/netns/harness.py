@@ -81,15 +81,17 @@ class Daemon:
                 return p
         raise KeyError(name)
 
-    def wait_state(self, name: str, state: str, timeout: float = 10) -> dict[str, Any]:
+    def wait_state(self, name: str, state: str, timeout: float = 10, error: str | None = None) -> dict[str, Any]:
+        """Wait until port ``name`` is in ``state`` (and, if given, its reason contains ``error``)."""
         deadline = time.monotonic() + timeout
         p = self.port(name)
         while time.monotonic() < deadline:
             p = self.port(name)
-            if p["state"] == state:
+            if p["state"] == state and (error is None or error in (p.get("error") or "")):
                 return p
             time.sleep(0.05)
-        raise AssertionError(f"port {name} stayed {p['state']} ({p.get('error')}), wanted {state}\n"
+        want = f"{state} ({error})" if error else state
+        raise AssertionError(f"port {name} stayed {p['state']} ({p.get('error')}), wanted {want}\n"
                              f"{self.log.read_text()}")
 
 

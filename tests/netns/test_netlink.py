@@ -60,6 +60,29 @@ def test_monitor_resync_reports_what_changed_meanwhile(lab: Lab) -> None:
         assert not any(e.kind == "appeared" and e.name == "lo" for e in ev)
 
 
+def test_link_state_and_the_monitors_view_of_a_link(lab: Lab) -> None:
+    """`link_state` asks the kernel; `LinkMonitor.link` says what the last message said: admin
+    up (IFF_UP) and carrier (IFF_RUNNING, which a veth has only once both ends are up)."""
+    with LinkMonitor() as mon:
+        mon.start()
+        a, b = lab.veth("la", "lb")
+        _wait_for(mon, {("appeared", a), ("appeared", b)})
+        idx = mon.links[a]
+        assert netlink.link_state(a) == mon.link(a) == (idx, False, False, 1500)
+        netlink.set_up(a)
+        _wait_for(mon, {("changed", a)})
+        assert netlink.link_state(a) == mon.link(a) == (idx, True, False, 1500)
+        netlink.set_up(b)
+        deadline = time.monotonic() + 5            # carrier comes through the kernel's linkwatch, later
+        while not (mon.link(a) or netlink.LinkState(0, False, False, 0)).running and time.monotonic() < deadline:
+            select.select([mon], [], [], 0.2)
+            mon.read_events()
+        assert netlink.link_state(a) == mon.link(a) == (idx, True, True, 1500)
+        subprocess.run(["ip", "link", "del", a], check=True)
+        _wait_for(mon, {("gone", a)})
+        assert netlink.link_state(a) is None and mon.link(a) is None
+
+
 def test_attach_port_pending_up_down_up(lab: Lab) -> None:
     """What the daemon does for an attach port whose interface comes and goes."""
     name = lab.name("vm0")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,8 +23,7 @@ def workdir():
 def nic_topology(lab, mode: str, vlan_g3: int | None = None) -> tuple[str, dict[str, str], str]:
     """An uplink (attach, veth whose far side sits in namespace 'ext') and three tap guests."""
     ext = lab.netns("ext")
-    up, far = lab.veth("up", "far", ext)
-    os.system(f"ip link set {up} up")
+    up, far = lab.veth("up", "far", ext)          # ours stays down: the daemon sets it up
     guest(lab, ext, far, "10.61.0.100/24")
     lines = ["[nic]", 'profile = "82599"', f'mode = "{mode}"', f'uplink = "{up}"', "",
              "[[port]]", f'name = "{up}"', 'type = "attach"', ""]

@@ -173,9 +173,8 @@ def test_attach_port_pending_up_down_up_while_others_keep_talking(lab, workdir):
     assert r.returncode == 0 and "pending" in r.stderr
     assert d.port(veth)["state"] == "pending"
 
-    def make_veth():
+    def make_veth():                         # created down; the daemon sets its end up
         lab.veth("v0", "p0", vm_ns)
-        subprocess.run(["ip", "link", "set", veth, "up"], check=True)
         guest(lab, vm_ns, lab.name("p0"), "10.95.0.9/24")
 
     make_veth()
@@ -190,6 +189,122 @@ def test_attach_port_pending_up_down_up_while_others_keep_talking(lab, workdir):
     p = d.wait_state(veth, "up")
     assert p["attaches"] == 2
     assert ping_ok(lab, vm_ns, "10.95.0.2")
+
+
+def test_attach_port_sets_its_interface_up_and_follows_its_state(lab, workdir):
+    """A veth created down (as QEMU leaves a script=no tap) is set up by the daemon when the port
+    attaches.  Its operational state is reported as netlink tells it: an admin's down by hand is
+    reported and left alone, the far side down is no carrier; re-created, it is set up again."""
+    from vswitch.io import netlink
+    text, taps = tap_config(lab, {"g1": {}})
+    d = Daemon(lab, workdir, text).start()
+    guest(lab, ns_of(lab, "g1"), taps["g1"], "10.87.0.1/24")
+    vm_ns = lab.netns("vm")
+    veth, peer = lab.name("v0"), lab.name("p0")
+    assert d.ctl("add-port", veth, "--type", "attach").returncode == 0
+    p = d.port(veth)
+    assert (p["state"], p["admin_state"], p["link_state"]) == ("pending", None, None)
+
+    lab.veth("v0", "p0", vm_ns)                         # both ends down: nobody here sets ours up
+    guest(lab, vm_ns, peer, "10.87.0.9/24")             # the guest brings its own side up
+    p = d.wait_state(veth, "up")
+    assert (p["admin_state"], p["link_state"], p["error"]) == ("up", "up", None)
+    assert netlink.link_state(veth).up
+    assert ping_ok(lab, vm_ns, "10.87.0.1"), d.log.read_text()
+
+    # The admin sets it down by hand: reported, and not overruled.
+    netlink.set_up(veth, up=False)
+    p = d.wait_state(veth, "down", error="interface down")
+    assert (p["admin_state"], p["link_state"]) == ("down", "down")
+    show = d.ctl("show")
+    assert show.returncode == 0 and "interface down" in show.stdout, show.stdout
+    assert not ping_ok(lab, vm_ns, "10.87.0.1", 1)
+    assert not netlink.link_state(veth).up and d.port(veth)["state"] == "down"
+    lab.run(vm_ns, "ip", "neigh", "flush", "dev", peer)  # the guest's unanswered ARP would swallow the next ping
+    netlink.set_up(veth)                                 # and up again by hand
+    d.wait_state(veth, "up")
+    assert ping_ok(lab, vm_ns, "10.87.0.1"), d.log.read_text()
+
+    # The far side goes down: up, but no carrier.
+    lab.run(vm_ns, "ip", "link", "set", peer, "down")
+    p = d.wait_state(veth, "down", error="no carrier")
+    assert (p["admin_state"], p["link_state"]) == ("up", "down")
+    lab.run(vm_ns, "ip", "link", "set", peer, "up")
+    d.wait_state(veth, "up")
+
+    # Left down by the admin, then gone and back (a VM restart): set up again by the daemon.
+    netlink.set_up(veth, up=False)
+    d.wait_state(veth, "down", error="interface down")
+    subprocess.run(["ip", "link", "del", veth], check=True)
+    p = d.wait_state(veth, "down", error="removed")
+    assert (p["admin_state"], p["link_state"]) == (None, None)
+    lab.veth("v0", "p0", vm_ns)
+    guest(lab, vm_ns, peer, "10.87.0.9/24")
+    p = d.wait_state(veth, "up")
+    assert p["attaches"] == 2
+    assert ping_ok(lab, vm_ns, "10.87.0.1"), d.log.read_text()
+    assert d.proc is not None and d.proc.poll() is None
+
+
+def test_attach_port_on_a_tap_a_vm_process_holds(lab, workdir):
+    """QEMU's -netdev tap,script=no in miniature: the "VM" (this process) creates the tap, down,
+    and holds its fd.  The daemon, started first, attaches, sets it up, and frames flow both ways;
+    the VM dies (its tap vanishes) and starts again: the port follows, with no help."""
+    from tests.netns.conftest import responder
+    from vswitch.io.tap import TapPort
+    text, taps = tap_config(lab, {"g1": {}})
+    d = Daemon(lab, workdir, text).start()
+    g1 = ns_of(lab, "g1")
+    guest(lab, g1, taps["g1"], "10.86.0.1/24")
+    name = lab.name("vm0")
+    r = d.ctl("add-port", name, "--type", "attach")
+    assert r.returncode == 0 and "pending" in r.stderr
+
+    def talk(vm: TapPort, mac: str) -> None:
+        lab.run(g1, "ip", "neigh", "flush", "dev", taps["g1"])
+        ping = lab.ping(g1, "10.86.0.2", 3)
+        seen = responder(vm, "10.86.0.2", mac, done=lambda: ping.poll() is not None)
+        out, err = ping.communicate(timeout=10)
+        assert ping.returncode == 0, (out, err, seen)
+        assert seen["icmp"] == 3
+
+    for boot in (1, 2):
+        vm = TapPort(name)                                # created down, as QEMU's
+        lab.on_cleanup(vm.close)
+        p = d.wait_state(name, "up")
+        assert p["attaches"] == boot and p["link_state"] == "up"
+        talk(vm, f"02:00:00:86:00:0{boot}")
+        vm.close()                                        # the VM is killed: its tap goes with it
+        d.wait_state(name, "down", error="removed")
+
+    # A persistent tap (`ip tuntap add`, libvirt's managed='no') with no process behind it:
+    # attached and set up, but without carrier until a VM opens it.
+    TapPort(name, persist=True).close()
+    p = d.wait_state(name, "down", error="no carrier")
+    assert (p["attaches"], p["admin_state"], p["link_state"]) == (3, "up", "down")
+    vm = TapPort(name, persist=True)
+    lab.on_cleanup(lambda: vm.close(remove=True))
+    d.wait_state(name, "up")
+    talk(vm, "02:00:00:86:00:03")
+
+
+def test_attach_port_to_a_vm_started_before_the_daemon(lab, workdir):
+    """A VM's tap that exists, down, when vswitchd starts is set up as the port attaches."""
+    from tests.netns.conftest import responder
+    from vswitch.io.tap import TapPort
+    name = lab.name("vm1")
+    vm = TapPort(name)                                    # the VM was there first
+    lab.on_cleanup(vm.close)
+    text, taps = tap_config(lab, {"g1": {}})
+    d = Daemon(lab, workdir, text + f'\n[[port]]\nname = "{name}"\ntype = "attach"\n').start()
+    p = d.wait_state(name, "up")
+    assert (p["attaches"], p["admin_state"], p["link_state"]) == (1, "up", "up")
+    g1 = ns_of(lab, "g1")
+    guest(lab, g1, taps["g1"], "10.85.0.1/24")
+    ping = lab.ping(g1, "10.85.0.2", 3)
+    seen = responder(vm, "10.85.0.2", "02:00:00:85:00:02", done=lambda: ping.poll() is not None)
+    out, err = ping.communicate(timeout=10)
+    assert ping.returncode == 0 and seen["icmp"] == 3, (out, err, seen, d.log.read_text())
 
 
 def test_malformed_frames_are_counted_and_dropped_forwarding_goes_on(lab, workdir):

@@ -20,6 +20,15 @@ exist yet: it attaches when netlink reports it); ``down`` (its interface
 vanished: the port keeps its config and comes back with the interface; a
 TAP port is re-created by ``vswitchctl set-port NAME state=up`` or a
 restart).  A vanished interface never stops forwarding for the others.
+
+An attach port sets its interface administratively up each time it attaches
+(start, add-port, the interface appearing again), as Open vSwitch does: QEMU's
+``script=no`` tap and a new veth start down.  From then on it follows the
+interface's flags from netlink: ``up`` needs IFF_UP and IFF_RUNNING (carrier);
+otherwise the port is ``down``, its reason ``interface down`` (not IFF_UP: an
+admin set it down, and the daemon leaves it so until it attaches again) or
+``no carrier`` (up, but nothing behind it: a tap whose fd no process holds, a
+veth whose peer is down).  The socket stays open through both.
 """
 
 from __future__ import annotations
@@ -82,12 +91,18 @@ class LivePort:
     push: Callable[[Batch, int, int], None] | None = None   # into the software switch (graph ingress)
     uplink: bool = False                 # the wire side of the emulated NIC
     binding: Binding | None = None       # its VMDq pool (guest ports in vmdq mode)
+    # An attach port's interface as netlink last reported it (None: not there, or a tap port).
+    admin_up: bool | None = None         # IFF_UP
+    carrier: bool | None = None          # IFF_RUNNING
+    opening: bool = False                # an _open is under way
+    reappeared: bool = False             # ... and the interface appeared again meanwhile
 
     def describe(self) -> dict[str, Any]:
         d = self.cfg.to_dict()
         d.update({"number": self.number, "type": self.cfg.type, "state": self.state,
                   "error": self.error, "attaches": self.attaches,
-                  "ifindex": getattr(self.dev, "ifindex", None)})
+                  "ifindex": getattr(self.dev, "ifindex", None),
+                  "admin_state": _updown(self.admin_up), "link_state": _updown(self.carrier)})
         if self.uplink:
             d["nic"] = "uplink"
         elif self.binding is not None:
@@ -330,7 +345,23 @@ class LiveSwitch:
         return lp
 
     async def _open(self, lp: LivePort) -> None:
+        if lp.opening:
+            return
+        lp.opening = True
+        try:
+            await self._open_dev(lp)
+        finally:
+            lp.opening = False
+        if lp.reappeared:
+            # The interface went and came back while it was being opened: open it again.
+            lp.reappeared = False
+            if lp.dev is None and self.ports.get(lp.cfg.name) is lp:
+                await self._open(lp)
+
+    async def _open_dev(self, lp: LivePort) -> None:
         cfg = lp.cfg
+        if lp.dev is not None:               # state=up on an attach port whose interface is down
+            self._close_dev(lp, remove=False)
         try:
             if cfg.type == "tap":
                 lp.dev = TapPort(cfg.name, persist=cfg.persistent)
@@ -350,7 +381,56 @@ class LiveSwitch:
         assert self.loop is not None
         self.loop.add_reader(lp.dev.fileno(), self._readable, lp)
         lp.attaches += 1
-        self._set_state(lp, "up", None)
+        if isinstance(lp.dev, PacketSocketPort):
+            await self._attach_up(lp, lp.dev)
+        else:
+            self._set_state(lp, "up", None)
+
+    async def _attach_up(self, lp: LivePort, dev: PacketSocketPort) -> None:
+        """Set an attach port's interface up (it attached just now), then take its state
+        from netlink.  Once per attach: a later down by hand is the admin's to keep."""
+        name = lp.cfg.name
+        err = None
+        try:
+            await netlink.aset_up(name)
+        except Exception as e:           # pyroute2 raises NetlinkError, LinkNotFound, or its own types
+            err = f"cannot set {name} up: {e}"
+            log.warning("port_set_up_failed", extra={"kv": {"port": name, "error": str(e)}})
+        if lp.dev is not dev:             # closed meanwhile (del-port, the daemon stopping)
+            return
+        # The kernel queued its notice of IFF_UP before answering: take it in now.
+        link = self._link_now(name, dev.ifindex)
+        if link is None:                  # not heard of yet (events were lost): ask
+            try:
+                link = await netlink.alink_state(name)
+            except Exception as e:
+                log.warning("port_link_state_failed", extra={"kv": {"port": name, "error": str(e)}})
+            if lp.dev is not dev:
+                return
+            link = self._link_now(name, dev.ifindex) or link
+        if link is None or link.ifindex != dev.ifindex:
+            self._gone(lp, OSError(f"{name}: interface removed"))
+            lp.reappeared = link is not None
+            return
+        self._link_state(lp, link.up, link.running, err)
+
+    def _link_now(self, name: str, ifindex: int) -> netlink.LinkState | None:
+        """What the monitor knows of ``name`` once the queued netlink messages are read."""
+        if self.monitor is None:
+            return None
+        self._on_netlink()
+        link = self.monitor.link(name)
+        return link if link is not None and link.ifindex == ifindex else None
+
+    def _link_state(self, lp: LivePort, up: bool, running: bool, err: str | None = None) -> None:
+        """An attached interface's flags give the port's state (see the module docstring)."""
+        lp.admin_up, lp.carrier = up, running
+        if not up:
+            self._set_state(lp, "down", "interface down" + (f" ({err})" if err else ""))
+        elif not running:
+            self._set_state(lp, "down", "no carrier")
+        else:
+            self._set_state(lp, "up", None)
 
     async def _configure_tap(self, lp: LivePort) -> None:
         cfg = lp.cfg
@@ -385,6 +465,7 @@ class LiveSwitch:
     def _gone(self, lp: LivePort, err: Exception) -> None:
         """The interface behind a port vanished: the port goes down, everyone else carries on."""
         self._close_dev(lp, remove=False)
+        lp.admin_up = lp.carrier = None
         self._set_state(lp, "down", str(err))
 
     # -- netlink -------------------------------------------------------------
@@ -399,10 +480,22 @@ class LiveSwitch:
             lp = self.ports.get(ev.name)
             if lp is None or lp.cfg.type != "attach":
                 continue
-            if ev.kind == "appeared" and lp.state != "up":
+            if lp.opening:
+                # _open reads the state itself once it has the socket; only note a comeback.
+                if ev.kind == "appeared":
+                    lp.reappeared = True
+                continue
+            dev = lp.dev
+            mine = isinstance(dev, PacketSocketPort) and dev.ifindex == ev.ifindex
+            if ev.kind == "gone":
+                if mine:
+                    self._gone(lp, OSError(f"{ev.name}: interface removed"))
+            elif mine:                          # appeared (the first dump) or changed: follow it
+                self._link_state(lp, ev.up, ev.running)
+            elif ev.kind == "appeared":
+                if dev is not None:             # a new interface under the old name
+                    self._gone(lp, OSError(f"{ev.name}: interface replaced"))
                 self.loop.create_task(self._open(lp))
-            elif ev.kind == "gone" and lp.state == "up":
-                self._gone(lp, OSError(f"{ev.name}: interface removed"))
 
     # -- data path -----------------------------------------------------------
     def _readable(self, lp: LivePort) -> None:
@@ -760,6 +853,10 @@ class LiveSwitch:
                          "max_lag_us": self.loop_lag_max_ns / 1e3,
                          "busy_poll_us": self.busy_poll_ns // 1000, "busy_poll_catches": self.busy_polls,
                          "uptime_s": (self.clock() - self.started_ns) / 1e9}}
+
+
+def _updown(flag: bool | None) -> str | None:
+    return None if flag is None else ("up" if flag else "down")
 
 
 def _perf_dict(p: PortPerf) -> dict[str, Any]:

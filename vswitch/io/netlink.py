@@ -1,7 +1,7 @@
 """Link configuration and a link monitor over rtnetlink, with pyroute2.
 
-Configuration (`ifindex`, `move_to_netns`, `set_up`, `set_mtu`,
-`add_address`, `configure`) is synchronous: each call opens an ``IPRoute``,
+Configuration and queries (`ifindex`, `link_state`, `move_to_netns`, `set_up`,
+`set_mtu`, `add_address`, `configure`) are synchronous: each call opens an ``IPRoute``,
 does one or two requests (sub-millisecond) and closes it.  pyroute2 0.9 runs
 its own event loop inside its sync API and refuses to nest in a running loop,
 so from asyncio call the ``a*`` twins (``await aconfigure(...)``), which run
@@ -13,6 +13,7 @@ to ``RTMGRP_LINK`` whose messages pyroute2's marshal decodes.  The daemon
 which turns RTM_NEWLINK/RTM_DELLINK into ``appeared`` / ``changed`` / ``gone``
 events by name.  ``start()`` dumps the existing links first, so a port whose
 interface already exists is reported ``appeared`` like one created later.
+`LinkMonitor.link` gives a link's state as the monitor last heard it.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-__all__ = ["LinkEvent", "LinkMonitor", "LinkNotFound", "ifindex", "move_to_netns", "set_up", "set_mtu",
-           "add_address", "configure", "aifindex", "amove_to_netns", "aset_up", "aset_mtu",
-           "aadd_address", "aconfigure"]
+__all__ = ["LinkEvent", "LinkMonitor", "LinkNotFound", "LinkState", "ifindex", "link_state", "move_to_netns",
+           "set_up", "set_mtu", "add_address", "configure", "aifindex", "alink_state", "amove_to_netns",
+           "aset_up", "aset_mtu", "aadd_address", "aconfigure"]
 
 # pyroute2 reaches another namespace through a forked child that it later stops
 # with SIGTERM.  The child inherits the daemon's signal handling (the event loop's
@@ -45,6 +46,17 @@ IFF_RUNNING = 0x40
 
 class LinkNotFound(LookupError):
     """No interface of that name (in that namespace)."""
+
+
+class LinkState(NamedTuple):
+    """An interface's index and state: ``up`` is administratively up (IFF_UP), ``running``
+    has carrier and is operationally up (IFF_RUNNING: the kernel sets it only on an
+    interface that is up)."""
+
+    ifindex: int
+    up: bool
+    running: bool
+    mtu: int
 
 
 def _ipr(netns: str | None) -> IPRoute:
@@ -70,6 +82,26 @@ def ifindex(name: str, netns: str | None = None) -> int | None:
     with _ipr(netns) as ipr:
         found = ipr.link_lookup(ifname=name)
     return int(found[0]) if found else None
+
+
+def link_state(name: str, netns: str | None = None) -> LinkState | None:
+    """The interface's `LinkState`, or None if it does not exist."""
+    with _ipr(netns) as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            return None
+        try:
+            msgs = list(ipr.link("get", index=found[0]))
+        except NetlinkError as e:
+            if e.code == errno.ENODEV:       # removed since the lookup
+                return None
+            raise
+    if not msgs:
+        return None
+    msg = msgs[0]
+    flags = msg["flags"]
+    return LinkState(int(msg["index"]), bool(flags & IFF_UP), bool(flags & IFF_RUNNING),
+                     int(msg.get("IFLA_MTU") or 0))
 
 
 def move_to_netns(name: str, netns: str) -> None:
@@ -131,6 +163,7 @@ def _threaded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 aifindex = _threaded(ifindex)
+alink_state = _threaded(link_state)
 amove_to_netns = _threaded(move_to_netns)
 aset_up = _threaded(set_up)
 aset_mtu = _threaded(set_mtu)
@@ -175,6 +208,14 @@ class LinkMonitor:
     @property
     def links(self) -> dict[str, int]:
         return {name: idx for idx, (name, _, _) in self._state.items()}
+
+    def link(self, name: str) -> LinkState | None:
+        """``name``'s state as the last message about it said; None if it is not present
+        (or not heard of yet: call `read_events` first to take in what is queued)."""
+        for idx, (n, flags, mtu) in self._state.items():
+            if n == name:
+                return LinkState(idx, bool(flags & IFF_UP), bool(flags & IFF_RUNNING), mtu)
+        return None
 
     def fileno(self) -> int:
         return self.sock.fileno()
