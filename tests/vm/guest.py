@@ -300,7 +300,25 @@ def _busybox(tmp: Path) -> bytes:
     return next(iter(files.values()))
 
 
+def _refresh_lists() -> bool:
+    """``apt-get update`` once, as root: a fresh machine's package lists may be missing, or
+    name a kernel version its mirror no longer has.  False where it cannot be run."""
+    if os.geteuid() != 0:
+        return False
+    _run(["apt-get", "update", "-qq"], timeout=600)
+    return True
+
+
 def build(cache: Path | None = None, log: bool = False) -> Guest:
+    try:
+        return _build(cache, log)
+    except GuestUnavailable:
+        if shutil.which("apt-get") is None or not _refresh_lists():
+            raise
+        return _build(cache, log)
+
+
+def _build(cache: Path | None = None, log: bool = False) -> Guest:
     """The guest for the kernel apt would install now: from the cache, else built there.
 
     Raises `GuestUnavailable` (with the reason) where it cannot be: no apt, no network,
