@@ -1,4 +1,4 @@
-"""The sans-IO core: Graph wiring and counters, Element drops, Queue."""
+"""The sans-IO core: Graph wiring and counters, Element drops (queues: test_queues.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 from helpers import BCAST, eth, mac
 
-from vswitch.core import PORT_COUNTERS, Element, Frame, Graph, GraphError, PortCounters, Queue
+from vswitch.core import PORT_COUNTERS, Element, Frame, Graph, GraphError, PortCounters
 
 
 class Pass(Element):
@@ -358,68 +358,3 @@ def test_without_a_timer_nothing_reads_a_clock():
     g.push(1, frames(60), 0)
     assert clock.reads == 0
     assert g.busy_ns == {"a": 0}
-
-
-# -- Queue ---------------------------------------------------------------------------------
-
-def test_queue_tail_drops_beyond_capacity():
-    g = Graph()
-    q = g.add(Queue("q", capacity=3))
-    p = g.add_port(1, "p", q, "in")
-    batch = frames(60, 61, 62, 63, 64)
-    g.push(1, batch, 0)
-    assert len(q) == 3
-    assert q.counters == {"enqueued": 3, "dequeued": 0, "max_depth": 3}
-    assert q.drops == {"queue_full": 2}
-    assert p.rx_dropped == 2
-    # the tail was dropped: the first three are kept, in order
-    assert [len(f) for f in q.pull(10)] == [60, 61, 62]
-    g.push(1, frames(65), 0)
-    assert q.drops == {"queue_full": 2}
-    assert q.snapshot()["depth"] == 1
-
-
-def test_queue_partial_room_and_full_queue():
-    q = Queue("q", capacity=4)
-    q.push("in", frames(1, 2, 3), 0)
-    q.push("in", frames(4, 5, 6), 0)          # room for one
-    assert len(q) == 4 and q.drops["queue_full"] == 2
-    q.push("in", frames(7), 0)                # no room
-    assert q.drops["queue_full"] == 3
-    assert [len(f) for f in q.pull(4)] == [1, 2, 3, 4]
-    assert q.counters["enqueued"] == 4
-
-
-def test_queue_pull_is_fifo_and_bounded():
-    q = Queue("q", capacity=10)
-    q.push("in", frames(1, 2, 3, 4, 5), 0)
-    assert [len(f) for f in q.pull(2)] == [1, 2]
-    assert [len(f) for f in q.pull(0)] == []
-    assert [len(f) for f in q.pull(100)] == [3, 4, 5]
-    assert q.pull(5) == []
-    assert q.counters["dequeued"] == 5
-    assert q.counters["max_depth"] == 5
-
-
-def test_queue_requeue_front_restores_order_and_counts():
-    q = Queue("q", capacity=10)
-    q.push("in", frames(1, 2, 3, 4), 0)
-    got = q.pull(3)
-    q.requeue_front(got[1:])                  # frames 2 and 3 could not be sent
-    assert q.counters["dequeued"] == 1
-    assert [len(f) for f in q.pull(10)] == [2, 3, 4]
-    assert q.counters["dequeued"] == 4
-
-
-def test_queue_max_depth_is_a_high_water_mark():
-    q = Queue("q", capacity=10)
-    q.push("in", frames(1, 2, 3), 0)
-    q.pull(3)
-    q.push("in", frames(1), 0)
-    assert q.counters["max_depth"] == 3
-    assert q.snapshot()["depth"] == 1
-
-
-def test_queue_capacity_must_be_positive():
-    with pytest.raises(ValueError, match="capacity"):
-        Queue("q", capacity=0)

@@ -88,7 +88,20 @@ class Element:
 
     # -- time-driven work --------------------------------------------------
     def tick(self, now_ns: int) -> None:
-        """Periodic housekeeping (aging, timers); drivers call it with their clock."""
+        """Periodic housekeeping (aging); drivers call it about once a second."""
+
+    def on_deadline(self, now_ns: int) -> None:
+        """A time this element asked for (``graph.schedule(self, t)``) has come.
+
+        Wake-ups may be early or spurious (a later request replaced by an
+        earlier one): an element works out what is due from ``now_ns`` and
+        asks again for the next time it needs."""
+
+    # -- composition -------------------------------------------------------
+    def parts(self) -> Sequence[Element]:
+        """Elements this one is built of (a NIC's sorter, queues, arbiter).  ``graph.add``
+        adds them too, so their counters, links and deadlines are the graph's."""
+        return ()
 
     # -- counters ----------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:

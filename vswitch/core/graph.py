@@ -10,6 +10,15 @@ element-to-element link counts frames and bytes too.
 ``snapshot()`` returns every counter as one nested dict; the CLI, JSON and
 Prometheus renderers all read that one structure.
 
+Time and readiness.  Queues are the only push-to-pull boundary; the graph
+keeps the set of queues (anything with ``drain(budget, now_ns)``) that a
+driver may drain now (``ready``/``take_ready``) and a heap of the times
+elements asked to be woken at (``schedule``, ``next_deadline_ns``,
+``fire``).  A driver's whole job is then: push what it read, ``run_until``
+its clock (deadlines in time order, ready queues drained between them), and
+sleep until ``next_deadline_ns()``.  Live, replay and discrete drivers differ
+only in where that clock comes from and who drains which queue when.
+
 The graph never reads a clock.  A driver that wants per-stage timing passes
 ``timer`` (a zero-argument ns clock); the graph then wraps each element's
 ``push`` and accumulates ``busy_ns`` per element (nested calls included in
@@ -18,8 +27,9 @@ the caller's figure too, as a profiler's inclusive time).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from vswitch.core.counters import PortCounters
 from vswitch.core.element import Batch, Element, PortId
@@ -27,6 +37,15 @@ from vswitch.core.frame import Frame
 
 Egress = Callable[[Batch, int], None]
 CountingEgress = Callable[[Batch, int], int]      # returns the bytes of the batch it was given
+
+
+class Drainable(Protocol):
+    name: str
+
+    def drain(self, budget: int, now_ns: int) -> int: ...
+
+
+MAX_ROUNDS = 1000     # drains per run_until instant: a loop in the graph cannot spin forever
 
 
 class GraphError(ValueError):
@@ -88,6 +107,10 @@ class Graph:
         self._pushers: dict[str, Callable[[PortId, Batch, int], None]] = {}   # push, timed if asked
         self.busy_ns: dict[str, int] = {}
         self.calls: dict[str, int] = {}
+        self._ready: dict[Drainable, None] = {}        # an ordered set
+        self._heap: list[tuple[int, int, Element]] = []
+        self._due: dict[str, int] = {}                 # element name -> its earliest live request
+        self._seq = 0
 
     # -- building ----------------------------------------------------------
     def add(self, element: Element) -> Element:
@@ -98,6 +121,8 @@ class Graph:
         self.busy_ns[element.name] = 0
         self.calls[element.name] = 0
         self._pushers[element.name] = self._pusher(element)
+        for part in element.parts():
+            self.add(part)
         return element
 
     def _check(self, element: Element, port: PortId, kind: str) -> None:
@@ -197,6 +222,79 @@ class Graph:
     def tick(self, now_ns: int) -> None:
         for el in self.elements.values():
             el.tick(now_ns)
+
+    # -- readiness and deadlines ----------------------------------------------
+    def ready(self, queue: Drainable) -> None:
+        """``queue`` has frames a driver may drain now."""
+        self._ready[queue] = None
+
+    def take_ready(self) -> list[Drainable]:
+        """The queues that became ready since the last call, in the order they did."""
+        out = list(self._ready)
+        self._ready.clear()
+        return out
+
+    def has_ready(self) -> bool:
+        return bool(self._ready)
+
+    def schedule(self, element: Element, t_ns: int) -> None:
+        """Wake ``element`` (``on_deadline``) at ``t_ns``.  An element has one live request:
+        an earlier time replaces a later one; the element asks again when woken."""
+        due = self._due.get(element.name)
+        if due is not None and due <= t_ns:
+            return
+        self._due[element.name] = t_ns
+        self._seq += 1
+        heapq.heappush(self._heap, (t_ns, self._seq, element))
+
+    def next_deadline_ns(self) -> int | None:
+        """The earliest time any element asked for, or None."""
+        heap = self._heap
+        while heap:
+            t, _, el = heap[0]
+            if self._due.get(el.name) == t:
+                return t
+            heapq.heappop(heap)          # replaced by an earlier request that already fired
+        return None
+
+    def fire(self, now_ns: int) -> int:
+        """Wake every element whose time has come; returns how many were woken."""
+        heap, due = self._heap, self._due
+        n = 0
+        while heap and heap[0][0] <= now_ns:
+            t, _, el = heapq.heappop(heap)
+            if due.get(el.name) != t:
+                continue
+            del due[el.name]
+            el.on_deadline(now_ns)
+            n += 1
+        return n
+
+    def drain_ready(self, now_ns: int, budget: int = 64) -> int:
+        """Drain ready queues (``budget`` frames each per round) until none is ready."""
+        total = 0
+        for _ in range(MAX_ROUNDS):
+            if not self._ready:
+                break
+            for q in self.take_ready():
+                total += q.drain(budget, now_ns)
+        return total
+
+    def run_until(self, now_ns: int, budget: int = 64) -> int:
+        """Everything due up to ``now_ns``, in time order: each deadline fires at its own
+        time and what it made ready is drained then; finally what is ready now.  Returns
+        the frames drained."""
+        total = 0
+        if self._ready:       # left from before (a round limit): drained before anything later
+            first = self.next_deadline_ns()
+            total = self.drain_ready(now_ns if first is None else min(first, now_ns), budget)
+        while True:
+            t = self.next_deadline_ns()
+            if t is None or t > now_ns:
+                break
+            self.fire(t)
+            total += self.drain_ready(t, budget)
+        return total
 
     # -- counters ----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
