@@ -97,8 +97,8 @@ async def measure(batch: int, frames: int, rounds: int, idle_s: float = 0.0) -> 
 
     async def open_stub(lp: live.LivePort) -> None:
         lp.dev, lp.state = stub_tap(lp.cfg.name, poll), "up"
-    sw._open = open_stub  # type: ignore[method-assign]
-    sw.loop = asyncio.get_running_loop()
+    sw.devices.open = open_stub  # type: ignore[method-assign]
+    sw.io.start(asyncio.get_running_loop())
     try:
         os.read, os.write = stubs.read, stubs.write   # type: ignore[assignment]
         for p in list(sw.topo.ports):
@@ -106,12 +106,12 @@ async def measure(batch: int, frames: int, rounds: int, idle_s: float = 0.0) -> 
         a, b = sw.ports[prefix + "a"], sw.ports[prefix + "b"]
         hdr = bytes(10)
         stubs.queue = iter([hdr + A + B + b"\x08\x00" + bytes(50)])   # B is learned on b
-        sw._readable(b)
+        sw.io._readable(b)
         raw = hdr + B + A + b"\x08\x00" + bytes(50)
         n = max(1, frames // batch)
         if idle_s:
             n = min(n, IDLE_WAKEUPS)
-        switch_ns = timed(lambda: sw._readable(a), stubs, raw, batch, n, rounds, idle_s)
+        switch_ns = timed(lambda: sw.io._readable(a), stubs, raw, batch, n, rounds, idle_s)
         src, dst = a.dev, b.dev
         assert isinstance(src, TapPort) and isinstance(dst, TapPort)
 

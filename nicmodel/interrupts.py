@@ -14,7 +14,7 @@ NAPI: raising an interrupt masks the vector (the driver schedules a poll).
 ``poll(q, budget=64)`` takes at most ``budget`` frames; a poll that returns
 fewer than ``budget`` completes NAPI and re-arms the vector, a full one keeps
 it masked so the driver polls again (this is how NAPI caps the interrupt rate
-at high load).  Time is data: ``note_rx``/``tick``/``poll`` take ``now_ns``;
+at high load).  Time is data: ``note_rx``/``expire``/``note_poll`` take ``now_ns``;
 ``next_deadline_ns()`` tells a discrete driver when the next timer expires.
 
 Counters: ``interrupts`` (raised), ``polls`` (run), ``poll_frames``,
@@ -97,7 +97,7 @@ class Interrupts(Element):
             return True
         return False
 
-    def tick(self, now_ns: int) -> list[int]:  # type: ignore[override]
+    def expire(self, now_ns: int) -> list[int]:
         """Fire every vector whose delay timer has expired; returns their queues."""
         fired = []
         for v in self.vectors:

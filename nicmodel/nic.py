@@ -1,10 +1,25 @@
-"""Nic: the emulated PCIe NIC as one element, and the Python API a driver calls.
+"""Nic: the emulated PCIe NIC as a composite element of the graph, and its Python API.
 
-Element `Nic`
-    input ``wire``  frames received from the link (``rx``);
-    output ``wire`` frames transmitted to the link (``tx_service`` emits them).
-    Guests' frames enter with ``tx(pool, frames, now_ns)``; received frames
-    leave with ``poll(queue, budget, now_ns)``.
+Element `Nic` (composite: ``graph.add(nic)`` adds its parts)
+    input ``wire``       frames received from the link;
+    output ``wire``      frames transmitted to the link;
+    input ``pool<P>``    frames a guest (or the hypervisor, pool 0) hands to
+                         pool P's TX queue (a full ring drops ``tx_ring_full``:
+                         a TAP reader cannot be pushed back);
+    output ``pool<P>``   frames received into pool P's queues, as the driver
+                         drains them;
+    input ``host``       internal: each RX queue's ``out`` (what a drain pulled).
+Parts, named ``<nic>.<part>``: ``sorter``, ``rx`` (the rings' DMA engine and
+packet buffer), ``irq``, ``tx`` (the TX arbiter) and one core `Queue` per RX
+queue, ``rxq<N>``, whose scheduler is that queue's ring.  In a graph nothing
+returns lists of interrupts: an RX queue whose interrupt fires becomes ready
+(``graph.ready``) and the driver drains it (a NAPI poll, budget as given);
+the NIC itself is ready (``drain``: its TX engine) when a TX frame may start,
+and asks the graph for a deadline when a moderation timer or a shaped TX
+queue needs one.  The same model keeps its direct API for programs and tests
+that drive it by hand: ``rx``, ``poll(queue, budget, now_ns)``, ``tx(pool,
+frames, now_ns)``, ``tx_service(now_ns)``, ``expire(now_ns)`` and
+``take_interrupts()`` (used only outside a graph).
 
 Inside (each an Element with its own counters): `VmdqSorter` (pool selection),
 `RxRings` (rings, drop enable, packet buffer), `Interrupts` (moderation,
@@ -35,7 +50,7 @@ waits at the head of its TX queue.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 from typing import Any, ClassVar
 
@@ -48,6 +63,7 @@ from nicmodel.tables import NicError, hash12
 from nicmodel.tx_arbiter import TxArbiter
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import BROADCAST, Frame, mac_str, parse_mac, push_tag
+from vswitch.core.queues import Queue
 
 __all__ = ["Nic", "as_mac"]
 
@@ -75,7 +91,7 @@ class Nic(Element):
     OUTPUTS: ClassVar[tuple[PortId, ...]] = ("wire",)
     COUNTERS = ("gptc", "gotc", "bptc", "mptc", "ssvpc", "loopback_packets")
     DROP_REASONS = ("link_down", "rx_disabled", "spoofed_mac", "spoofed_vlan", "vlan_not_allowed",
-                    "own_pool_no_lle", "runt")
+                    "own_pool_no_lle", "runt", "tx_ring_full")
 
     def __init__(self, name: str = "nic0", profile: str | Profile = "82599", *,
                  mrqc: int | None = None, packet_buffer_bytes: int | None = None,
@@ -93,6 +109,14 @@ class Nic(Element):
         self._tx_gen = -1
         self._wire: list[Frame] = []
         self._tx_spoofed = [0] * len(self.state.pools)   # per pool: TX security drops
+        # The graph's view: one core queue per RX ring, ports for the wire and each pool.
+        self.rxq = [RxQueueElement(f"{name}.rxq{i}", q, self) for i, q in enumerate(self.rings.queues)]
+        npools = len(self.state.pools)
+        self._pool_in = {f"pool{p}": p for p in range(npools)}
+        self._pool_out = [f"pool{p}" for p in range(npools)]
+        self._inputs: tuple[PortId, ...] = ("wire", "host", *self._pool_in)
+        self._outputs: tuple[PortId, ...] = ("wire", *self._pool_out)
+        self.on_pool_tx: Callable[[int, Batch], None] | None = None   # the host's look at guest TX
         # Imported here: registers/pci sit beside the datapath and need this class's API.
         from nicmodel.pci import ConfigSpace
         from nicmodel.registers import RegisterFile
@@ -531,49 +555,141 @@ class Nic(Element):
     # ======================================================================
     # data path
     # ======================================================================
+    # -- in a graph ---------------------------------------------------------
+    def inputs(self) -> Sequence[PortId]:
+        return self._inputs
+
+    def outputs(self) -> Sequence[PortId]:
+        return self._outputs
+
+    def parts(self) -> Sequence[Element]:
+        return (self.sorter, self.rings, self.irq, self.txa, *self.rxq)
+
+    def added(self, graph: Any) -> None:
+        for q in self.rxq:
+            graph.connect(q, "out", self, "host")
+
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
-        self.rx(batch, now_ns)
+        if inp == "wire":
+            self.rx(batch, now_ns)
+        elif inp == "host":
+            # A drain of one RX queue: its frames belong to the pool the sorter gave them.
+            self.emit(self._pool_out[batch[0].pool], batch, now_ns)
+        else:
+            pool = self._pool_in[inp]  # type: ignore[index]
+            if self.on_pool_tx is not None:
+                self.on_pool_tx(pool, batch)
+            n = self.tx(pool, batch, now_ns)
+            if n < len(batch):
+                self.drop_many(batch[n:], "tx_ring_full")
+            self._tx_kick(now_ns)
 
+    def drain(self, budget: int, now_ns: int) -> int:
+        """The TX engine, run by the driver when the graph says the NIC is ready: up to
+        ``budget`` frames start by ``now_ns``; returns how many were served."""
+        before = self.txa.counters["served_packets"]
+        self.tx_service(now_ns, budget)
+        self._tx_kick(now_ns)
+        return self.txa.counters["served_packets"] - before
+
+    def on_deadline(self, now_ns: int) -> None:
+        self.expire(now_ns)
+        self._tx_kick(now_ns)
+
+    def _tx_kick(self, now_ns: int) -> None:
+        """Tell the graph when the TX engine has a frame to start: now (ready) or later."""
+        g = self.graph
+        if g is None:
+            return
+        t = self.txa.next_ns()
+        if t is not None:
+            if t <= now_ns:
+                g.ready(self)
+            else:
+                g.schedule(self, t)
+
+    def _arm(self) -> None:
+        """Ask the graph to wake the NIC for its next interrupt-moderation timer."""
+        g = self.graph
+        if g is not None:
+            t = self.irq.next_deadline_ns()
+            if t is not None:
+                g.schedule(self, t)
+
+    # The gate of the RX queues (vswitch.core.queues.Gate): interrupts stand between a
+    # ring and the driver.
+    def enqueued(self, queue: Queue, now_ns: int) -> None:
+        """Frames pushed into an RX queue through the graph (not by DMA)."""
+        self.rings.touched.add(queue.scheduler)  # type: ignore[arg-type]
+        self._after(now_ns)
+
+    def drained(self, queue: Queue, n: int, budget: int, now_ns: int) -> None:
+        """After a NAPI poll of ``queue``: descriptors back to the packet buffer and to VEB
+        loopback held for them; the vector re-arms unless the poll used its whole budget."""
+        qi = queue.scheduler.index  # type: ignore[attr-defined]
+        if n and self.rings._pb:
+            self.rings.service()
+        if n and self.txa.blocked:
+            self.txa.wake(now_ns)  # descriptors back: VEB loopback held for them may go on
+            self._tx_kick(now_ns)
+        self.irq.note_poll(qi, n, budget)
+        self._after(now_ns)
+        if n >= budget:
+            queue.wake(now_ns)  # NAPI keeps polling while the budget runs out
+
+    # -- signals ---------------------------------------------------------------
     def _signal(self, now_ns: int) -> list[int]:
+        """Interrupts raised by frames written to rings since the last call."""
         touched = self.rings.touched
-        if touched:
-            note = self.irq.note_rx
-            raised = self._raised
-            for q in touched:
-                if note(q.index, len(q.ring), now_ns):
-                    raised.append(q.index)
-            touched.clear()
-        out = self._raised
-        self._raised = []
-        return out
+        if not touched:
+            return []
+        note = self.irq.note_rx
+        raised = [q.index for q in touched if note(q.index, len(q.ring), now_ns)]
+        touched.clear()
+        return raised
 
+    def _raise(self, raised: list[int], now_ns: int) -> None:
+        if not raised:
+            return
+        if self.graph is None:
+            self._raised.extend(raised)
+        else:
+            for q in raised:
+                self.rxq[q].wake(now_ns)
+
+    def _after(self, now_ns: int) -> None:
+        """Frames reached rings: raise what moderation allows now, arm the timer for the rest."""
+        self._raise(self._signal(now_ns), now_ns)
+        self._arm()
+
+    # -- the direct API ----------------------------------------------------------
     def rx(self, frames: Batch, now_ns: int) -> list[int]:
-        """Frames from the wire; returns the queues that raised an interrupt."""
+        """Frames from the wire.  Outside a graph: returns the queues whose interrupt is
+        pending (this call's and any not yet taken); in a graph those queues become ready."""
         st = self.state
         if not (st.link_up and st.rx_enable):
             self.drop_many(frames, "link_down" if not st.link_up else "rx_disabled")
-            return []
-        for el in (self.sorter, self.rings):
-            el.graph = self.graph  # drops count as rx_dropped on the ingress port
+            return self.take_interrupts()
         self.sorter.sort(frames, now_ns)
-        return self._signal(now_ns)
+        self._after(now_ns)
+        return self.take_interrupts()
 
     def poll(self, queue: int, budget: int = NAPI_BUDGET, now_ns: int = 0) -> list[Frame]:
         """NAPI poll: up to ``budget`` frames of ``queue``; fewer than budget re-arms its interrupt."""
-        frames = self.rings.take(queue, budget)
-        if frames and self.txa.blocked:
-            self.txa.wake(now_ns)  # descriptors back: VEB loopback held for them may go on
-        self.irq.note_poll(queue, len(frames), budget)
-        # _signal hands back (and empties) the pending list; keep it whole until taken.
-        self._raised = self._signal(now_ns)
+        q = self.rxq[queue]
+        frames = q.pull(budget, now_ns)
+        self.drained(q, len(frames), budget, now_ns)
         return frames
 
-    def tick(self, now_ns: int) -> list[int]:  # type: ignore[override]
-        """Fire expired moderation timers; returns the queues that raised an interrupt."""
-        return self._signal(now_ns) + self.irq.tick(now_ns)
+    def expire(self, now_ns: int) -> list[int]:
+        """Fire expired moderation timers.  Outside a graph: returns the queues whose
+        interrupt is pending; in a graph they become ready."""
+        self._raise(self.irq.expire(now_ns) + self._signal(now_ns), now_ns)
+        self._arm()
+        return self.take_interrupts()
 
     def take_interrupts(self) -> list[int]:
-        """Interrupts raised outside rx()/tick() (e.g. by loopback or poll refills)."""
+        """Interrupts raised and not yet taken (outside a graph; in one, always empty)."""
         out, self._raised = self._raised, []
         return out
 
@@ -771,8 +887,7 @@ class Nic(Element):
             c = self.counters
             c["gptc"] += len(wire)
             c["gotc"] += sum(map(len, map(_DATA, wire)))
-        # _signal hands back (and empties) the pending list; keep it whole until taken.
-        self._raised = self._signal(now_ns)
+        self._after(now_ns)
         self.emit("wire", wire, now_ns)
         return wire
 
@@ -883,3 +998,22 @@ class Nic(Element):
                                                   "used": self.rings.packet_buffer_used,
                                                   "blocked": self.rings.blocked}}
 
+
+
+class RxQueueElement(Queue):
+    """An RX ring as a queue of the graph: its scheduler is the ring (`RxQueue`), its gate
+    the NIC (interrupts).  Its snapshot counts what DMA wrote, which bypasses ``push``."""
+
+    def __init__(self, name: str, ring: RxQueue, nic: Nic) -> None:
+        super().__init__(name, ring, gate=nic)
+        self.ring = ring
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = super().snapshot()
+        r = self.ring
+        snap["enqueued"] = r.rx_packets
+        snap["max_depth"] = max(snap["max_depth"], len(r.ring))
+        snap["rx_dropped"] = r.rx_dropped
+        snap.pop("scheduler", None)
+        snap.update(r.config())
+        return snap

@@ -1,7 +1,10 @@
 """RX descriptor rings and the shared RX packet buffer.
 
-Element `RxRings` (no graph ports: the sorter calls ``deliver``, the driver
-calls ``poll`` through `Nic.poll`).  One `RxQueue` per hardware queue.
+Element `RxRings` (no graph ports: the sorter calls ``deliver``, as the NIC's
+DMA engine writes descriptors).  One `RxQueue` per hardware queue: the
+`Scheduler` of that queue's core `Queue` in the graph (``nic0.rxq<N>``), so
+a driver drains an RX ring as it drains any queue (NAPI: when the queue's
+interrupt has fired, `Nic` being the queues' gate).
 
 Config per queue (``ethtool -G`` / SRRCTL / RXDCTL):
 
@@ -33,6 +36,7 @@ from typing import Any, ClassVar
 from nicmodel.tables import NicError
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import BROADCAST, Frame
+from vswitch.core.scheduler import Scheduler
 
 __all__ = ["RxQueue", "RxRings", "RING_MIN", "RING_MAX", "RING_DEFAULT", "check_ring_size"]
 
@@ -48,19 +52,25 @@ def _is_mc(d: bytes) -> bool:
     return (d[0] & 1) == 1 and d[0:6] != BROADCAST
 
 
-class RxQueue:
-    """One RX queue: its ring (a deque of frames) and its counters.
+class RxQueue(Scheduler):
+    """One RX queue: its ring (a deque of frames) and its counters; the scheduler of the
+    queue's core `Queue` (a ring is a FIFO of ``size`` descriptors).
 
     ``rx_packets``/``rx_bytes``/``rx_multicast`` (what was written to the ring)
     are kept as "taken by the driver" plus "still in the ring", so the DMA hot
     path only appends; the consumer side (``take``) does the counting.  The
-    figures are exact at any moment.
+    figures are exact at any moment.  The DMA path (`RxRings.deliver`, the
+    sorter's fast path) appends to ``ring`` itself; ``enqueue`` is for frames
+    pushed into the queue through the graph.
     """
 
     __slots__ = ("index", "ring", "size", "limit", "enabled", "drop_en", "vlan_strip",
                  "taken_packets", "taken_bytes", "taken_multicast", "rx_dropped")
+    KIND = "rx_ring"
+    DROP_REASONS = ("ring_full",)
 
     def __init__(self, index: int, size: int = RING_DEFAULT) -> None:
+        super().__init__()
         self.index = index
         self.ring: deque[Frame] = deque()
         self.size = size
@@ -85,6 +95,30 @@ class RxQueue:
     @property
     def rx_multicast(self) -> int:
         return self.taken_multicast + sum([_is_mc(f.data) for f in self.ring])
+
+    # -- the Scheduler protocol ------------------------------------------------
+    @property
+    def backlog_packets(self) -> int:  # type: ignore[override]
+        return len(self.ring)
+
+    @property
+    def backlog_bytes(self) -> int:  # type: ignore[override]
+        return sum([len(f.data) for f in self.ring])
+
+    def enqueue(self, frame: Frame, now_ns: int) -> bool:
+        if len(self.ring) < self.limit:
+            self.ring.append(frame)
+            return True
+        self.rx_dropped += 1
+        self.drop(frame, "ring_full")
+        return False
+
+    def dequeue(self, now_ns: int) -> Frame | None:
+        got = self.take(1)
+        return got[0] if got else None
+
+    def dequeue_batch(self, n: int, now_ns: int) -> list[Frame]:
+        return self.take(n)
 
     def take(self, budget: int) -> list[Frame]:
         ring = self.ring

@@ -35,6 +35,7 @@ tag: bad VLAN 5000: ...``.
 
 from __future__ import annotations
 
+import importlib
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,6 +45,7 @@ from vswitch.core.frame import parse_mac
 from vswitch.core.graph import Graph
 from vswitch.elements.fdb import NS, Fdb
 from vswitch.elements.learning_switch import LearningSwitch, SwitchPort
+from vswitch.elements.segment import Segmenter
 from vswitch.elements.vlan import PortVlan, check_vid, parse_vlan_list
 
 PORT_TYPES = ("tap", "attach", "replay")
@@ -456,27 +458,101 @@ def assign_numbers(topo: Topology) -> dict[str, int]:
     return out
 
 
+# The emulated NIC is a plug-in the topology loads by name, so the switch's package never
+# imports the NIC model's (which builds on this package's core): no import cycle.
+NIC_PLUGIN = "nicmodel.host:build"
+
+
+def load_nic_host(cfg: NicConfig, name: str = "nic0") -> Any:
+    """The NIC plug-in's host object (`nicmodel.host.NicHost`) for a ``[nic]`` section."""
+    module, _, attr = NIC_PLUGIN.partition(":")
+    build = getattr(importlib.import_module(module), attr)
+    return build(name, profile=cfg.profile, mode=cfg.mode, rx_ring=cfg.rx_ring, tx_ring=cfg.tx_ring,
+                 rx_usecs=cfg.rx_usecs, rx_frames=cfg.rx_frames)
+
+
 @dataclass
 class Dataplane:
-    """A built graph: the switch element and the port name <-> number maps."""
+    """A built graph: the switch, the emulated NIC if any, and the port name <-> number maps.
+
+    Every configured port is a graph port with the same number as its switch port.  With a
+    ``[nic]`` the uplink port is the NIC's wire (through a `Segmenter`), and the switch's
+    uplink port is wired to the NIC's pool 0 (the hypervisor's); in vmdq mode each guest
+    port's frames enter its pool, and what its pool receives leaves by the guest's port, as
+    does what the switch sends it.  Drivers only give each graph port its transmit."""
 
     graph: Graph
     switch: LearningSwitch
     numbers: dict[str, int]
+    nic: Any = None                 # nicmodel.host.NicHost
+    uplink: str | None = None
 
     def name_of(self, number: int) -> str:
         return self.switch.ports[number].name
 
     def add_port(self, cfg: PortConfig, number: int) -> None:
-        self.switch.add_port(cfg.switch_port(number))
-        self.graph.add_port(number, cfg.name, self.switch, number)
+        """Add a port (switch, graph and, in vmdq mode, a pool); nothing is changed if it fails."""
+        g, sw, host = self.graph, self.switch, self.nic
+        binding = None
+        if host is not None and host.vmdq and cfg.name != self.uplink:
+            vlan = cfg.vlan()
+            binding = host.bind(cfg.name, vlan.tag if vlan.mode == "access" else None, cfg.mac)
+        try:
+            sw.add_port(cfg.switch_port(number))
+        except Exception:
+            if binding is not None:
+                host.unbind(cfg.name)
+            raise
+        nic: Any = host.nic if host is not None else None
+        if nic is not None and cfg.name == self.uplink:
+            seg = g.elements.get(f"{nic.name}.segment")
+            if seg is None:
+                seg = g.add(Segmenter(f"{nic.name}.segment", cfg.mtu))
+                g.connect(seg, "out", nic, "wire")
+            g.add_port(number, cfg.name, seg, "in")
+            g.bind_egress(nic, "wire", number)
+            g.connect(nic, "pool0", sw, number)
+            g.connect(sw, number, nic, "pool0")
+        elif binding is not None:
+            g.add_port(number, cfg.name, nic, f"pool{binding.pool}")
+            g.bind_egress(nic, f"pool{binding.pool}", number)
+            g.bind_egress(sw, number, number)
+        else:
+            g.add_port(number, cfg.name, sw, number)
+            g.bind_egress(sw, number, number)
         self.numbers[cfg.name] = number
 
     def remove_port(self, name: str) -> int:
         number = self.numbers.pop(name)
         self.graph.detach_port(number)
         self.switch.remove_port(number)
+        if self.nic is not None:
+            self.nic.unbind(name)
         return number
+
+    def update_port(self, old: PortConfig, new: PortConfig) -> None:
+        """A port's settings changed at run time: the switch's copy, and a guest's pool follows
+        its VLAN and MAC."""
+        sp = new.switch_port(self.numbers[new.name])
+        self.switch.update_port(sp.number, vlan=sp.vlan, learning=sp.learning, flood=sp.flood,
+                                mcast_flood=sp.mcast_flood, bcast_flood=sp.bcast_flood,
+                                isolated=sp.isolated, hairpin=sp.hairpin, mtu=sp.mtu,
+                                mac_limit=sp.mac_limit, mac_limit_policy=sp.mac_limit_policy)
+        host = self.nic
+        b = host.bindings.get(new.name) if host is not None else None
+        if b is not None and (new.vlan() != old.vlan() or new.mac != old.mac):
+            v = new.vlan()
+            host.reprogram(new.name, v.tag if v.mode == "access" else None,
+                           new.mac or (b.mac.hex(":") if b.mac else None))
+
+    def role(self, name: str) -> str | None:
+        """``uplink``, ``pool N`` (a vmdq guest) or None (a switch port)."""
+        if self.nic is None:
+            return None
+        if name == self.uplink:
+            return "uplink"
+        b = self.nic.bindings.get(name)
+        return f"pool {b.pool}" if b is not None else None
 
     def next_number(self) -> int:
         n = 1
@@ -486,11 +562,16 @@ class Dataplane:
 
 
 def build_dataplane(topo: Topology, graph: Graph | None = None) -> Dataplane:
-    """The switch graph for a topology; drivers then bind each port's egress."""
+    """The graph for a topology (the switch, and the NIC of a ``[nic]`` section); drivers
+    then give each graph port its transmit (`Graph.set_transmit`)."""
     graph = graph or Graph()
     switch = LearningSwitch(topo.bridge.name, make_fdb(topo.bridge))
     graph.add(switch)
     dp = Dataplane(graph, switch, {})
+    if topo.nic is not None:
+        dp.nic = load_nic_host(topo.nic)
+        dp.uplink = topo.nic.uplink
+        graph.add(dp.nic.nic)
     numbers = assign_numbers(topo)
     for p in topo.ports:
         dp.add_port(p, numbers[p.name])

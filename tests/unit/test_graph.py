@@ -345,8 +345,10 @@ def test_timer_accounts_busy_time_per_element_inclusive_of_nested_calls():
     # a's figure includes b's (a profiler's inclusive time); c costs nothing
     assert g.busy_ns == {"a": 2 * 130, "b": 2 * 30, "c": 0}
     assert g.calls == {"a": 2, "b": 2, "c": 2}
-    assert g.snapshot()["perf"] == {"a": {"busy_ns": 260, "calls": 2}, "b": {"busy_ns": 60, "calls": 2},
-                                    "c": {"busy_ns": 0, "calls": 2}}
+    # self_ns: each element's own work, without what it pushed to
+    assert g.snapshot()["perf"] == {"a": {"busy_ns": 260, "self_ns": 200, "calls": 2},
+                                    "b": {"busy_ns": 60, "self_ns": 60, "calls": 2},
+                                    "c": {"busy_ns": 0, "self_ns": 0, "calls": 2}}
     assert len(c.got) == 3
 
 

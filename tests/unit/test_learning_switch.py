@@ -499,12 +499,14 @@ def test_every_ingress_frame_is_counted_exactly_once():
     br.check_accounting()
 
 
-def test_unconnected_switch_outputs_are_counted():
+def test_a_port_no_driver_transmits_for_counts_what_reaches_it_as_tx_dropped():
     dp = build_dataplane(Topology(ports=trunks(3)))
     from vswitch.core import Frame
     dp.graph.push(1, [Frame(eth(BCAST, A))], 0)
-    assert dp.switch.unconnected == {2: 1, 3: 1}
     assert dp.switch.counters["flood_copies"] == 2
+    ports = dp.graph.ports
+    assert [(ports[n].tx_packets, ports[n].tx_dropped) for n in (2, 3)] == [(0, 1), (0, 1)]
+    assert dp.switch.unconnected == {}
 
 
 # -- FDB configuration through the switch ------------------------------------------------------------

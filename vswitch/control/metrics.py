@@ -57,27 +57,42 @@ class SnapshotCollector(Collector):
         for p in s["ports"]:
             up.add_metric([p["name"], p["state"]], 1.0 if p["state"] == "up" else 0.0)
         yield up
+        # One family per name, every element a label of it (a NIC has many queues with the
+        # same counters; Prometheus refuses a family named twice).
+        drops = CounterMetricFamily("vswitch_drops", "Frames dropped, by element and reason",
+                                    labels=["element", "reason"])
+        families: dict[str, CounterMetricFamily] = {}
+        fdb_families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         for el, snap in g["elements"].items():
-            drops = CounterMetricFamily("vswitch_drops", "Frames dropped, by element and reason",
-                                        labels=["element", "reason"])
             for reason, n in snap.get("drops", {}).items():
                 drops.add_metric([el, reason], n)
-            yield drops
             for k, v in snap.items():
-                if isinstance(v, int):
-                    c = CounterMetricFamily(f"vswitch_{k}", f"{el} {k}", labels=["element"])
-                    c.add_metric([el], v)
-                    yield c
+                if isinstance(v, int) and not isinstance(v, bool):
+                    fam = families.get(k)
+                    if fam is None:
+                        fam = families[k] = CounterMetricFamily(f"vswitch_{k}", f"element counter {k}",
+                                                                labels=["element"])
+                    fam.add_metric([el], v)
             fdb = snap.get("fdb")
             if fdb:
                 for k, v in fdb.items():
-                    m: GaugeMetricFamily | CounterMetricFamily
-                    if k in ("current_entries", "max_entries", "static"):
-                        m = GaugeMetricFamily(f"vswitch_fdb_{k}", f"FDB {k}", labels=["bridge"])
-                    else:
-                        m = CounterMetricFamily(f"vswitch_fdb_{k}", f"FDB {k}", labels=["bridge"])
+                    m = fdb_families.get(k)
+                    if m is None:
+                        kind = GaugeMetricFamily if k in ("current_entries", "max_entries", "static") \
+                            else CounterMetricFamily
+                        m = fdb_families[k] = kind(f"vswitch_fdb_{k}", f"FDB {k}", labels=["bridge"])
                     m.add_metric([el], v)
-                    yield m
+            nic_port = snap.get("port")
+            if "profile" in snap and isinstance(nic_port, dict):     # an emulated NIC's datasheet counters
+                for name, count in nic_port.items():
+                    nf = families.get(f"nic_{name}")
+                    if nf is None:
+                        nf = families[f"nic_{name}"] = CounterMetricFamily(f"vswitch_nic_{name}", f"NIC {name}",
+                                                                           labels=["element"])
+                    nf.add_metric([el], count)
+        yield drops
+        yield from families.values()
+        yield from fdb_families.values()
 
 
 class _Handler(WSGIRequestHandler):

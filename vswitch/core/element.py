@@ -103,6 +103,10 @@ class Element:
         adds them too, so their counters, links and deadlines are the graph's."""
         return ()
 
+    def added(self, graph: Graph) -> None:
+        """Called once ``graph.add`` has added this element and its parts: a composite
+        connects its parts here."""
+
     # -- counters ----------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n

@@ -21,8 +21,10 @@ only in where that clock comes from and who drains which queue when.
 
 The graph never reads a clock.  A driver that wants per-stage timing passes
 ``timer`` (a zero-argument ns clock); the graph then wraps each element's
-``push`` and accumulates ``busy_ns`` per element (nested calls included in
-the caller's figure too, as a profiler's inclusive time).
+``push`` (and each drain of a ready queue) and accumulates ``busy_ns`` per
+element (nested calls included in the caller's figure too, as a profiler's
+inclusive time) and ``self_ns`` (its own work only, without the elements it
+pushed to: what tells an emulated NIC's cost apart from the switch's).
 """
 
 from __future__ import annotations
@@ -75,23 +77,57 @@ class Link:
         self.send = send
 
 
-def egress_sender(port: PortCounters, send: Egress | CountingEgress, counts_bytes: bool = False) -> Egress:
-    """An element output bound to a graph port: counts tx, then calls the driver.
+class Transmit:
+    """A graph port's transmit side: the driver's ``send`` for it, shared by every element
+    output bound to the port (a guest port fed by the switch and by a NIC pool).  The
+    driver sets it once it has a device (`Graph.set_transmit`); until then the port's frames
+    count as ``tx_dropped``."""
+
+    __slots__ = ("send", "counts_bytes")
+
+    def __init__(self, send: Egress | CountingEgress, counts_bytes: bool) -> None:
+        self.send = send
+        self.counts_bytes = counts_bytes
+
+
+def _untransmitted(port: PortCounters) -> CountingEgress:
+    def send(batch: Batch, now_ns: int) -> int:
+        port.tx_packets -= len(batch)
+        port.tx_dropped += len(batch)
+        return 0
+    return send
+
+
+Tap = Callable[[int, Batch, int], None]          # (port number, batch, now_ns)
+
+
+def _run_taps(taps: list[tuple[int, Tap]], number: int, batch: Batch, now_ns: int) -> None:
+    for sel, fn in taps:
+        if sel < 0 or sel == number:
+            fn(number, batch, now_ns)
+
+
+def egress_sender(port: PortCounters, tx: Transmit, number: int = -1,
+                  taps: list[tuple[int, Tap]] | None = None) -> Egress:
+    """An element output bound to a graph port: counts tx, shows the batch to the port's
+    transmit taps (mirrors), then calls the port's transmit.
 
     With ``counts_bytes`` the driver's ``send`` returns the batch's byte count (its
     write loop measures every frame anyway), which saves a pass over the batch."""
-    if counts_bytes:
-        def egress(batch: Batch, now_ns: int) -> None:
-            port.tx_packets += len(batch)
+    tx_taps = taps if taps is not None else []
+
+    def egress(batch: Batch, now_ns: int) -> None:
+        if tx_taps:
+            _run_taps(tx_taps, number, batch, now_ns)
+        port.tx_packets += len(batch)
+        if tx.counts_bytes:
             # Not `port.tx_bytes += send(...)`: that reads tx_bytes before send runs, and
             # send moves the bytes of frames the device refused out of it.
-            nbytes: int = send(batch, now_ns)  # type: ignore[assignment]
+            nbytes: int = tx.send(batch, now_ns)  # type: ignore[assignment]
             port.tx_bytes += nbytes
-    else:
-        def egress(batch: Batch, now_ns: int) -> None:
-            port.tx_packets += len(batch)
+        else:
             port.tx_bytes += sum([len(f.data) for f in batch])
-            send(batch, now_ns)
+            tx.send(batch, now_ns)
     egress.port = port  # type: ignore[attr-defined]
     return egress
 
@@ -102,11 +138,17 @@ class Graph:
         self.links: list[Link] = []
         self.ports: dict[int, PortCounters] = {}
         self._entry: dict[int, tuple[Element, PortId]] = {}
+        self._tx: dict[int, Transmit] = {}
+        # Taps (a mirror's view of a port): (port number, or -1 for every port, callback).
+        self._rx_taps: list[tuple[int, Tap]] = []
+        self._tx_taps: list[tuple[int, Tap]] = []
         self._ingress: dict[int, Callable[[Batch, int, int], None]] = {}   # push's cached closures
         self._timer = timer
         self._pushers: dict[str, Callable[[PortId, Batch, int], None]] = {}   # push, timed if asked
         self.busy_ns: dict[str, int] = {}
+        self.self_ns: dict[str, int] = {}
         self.calls: dict[str, int] = {}
+        self._child_ns = [0]       # time of nested timed calls, for self_ns
         self._ready: dict[Drainable, None] = {}        # an ordered set
         self._heap: list[tuple[int, int, Element]] = []
         self._due: dict[str, int] = {}                 # element name -> its earliest live request
@@ -119,11 +161,31 @@ class Graph:
         self.elements[element.name] = element
         element.graph = self
         self.busy_ns[element.name] = 0
+        self.self_ns[element.name] = 0
         self.calls[element.name] = 0
         self._pushers[element.name] = self._pusher(element)
         for part in element.parts():
             self.add(part)
+        element.added(self)
         return element
+
+    def remove(self, element: Element) -> None:
+        """Take an element (and its parts) out: links to and from it go, outputs that fed it
+        become unconnected, its deadlines and readiness are forgotten."""
+        for part in element.parts():
+            self.remove(part)
+        if self.elements.get(element.name) is not element:
+            raise GraphError(f"element {element.name!r} is not in this graph")
+        gone = [l for l in self.links if l.src is element or l.dst is element]
+        for l in gone:
+            if l.dst is element and l.src._out.get(l.out) is l.send:
+                del l.src._out[l.out]
+        self.links = [l for l in self.links if l not in gone]
+        element._out.clear()
+        for d in (self.elements, self._pushers, self.busy_ns, self.self_ns, self.calls, self._due):
+            d.pop(element.name, None)
+        self._ready.pop(element, None)  # type: ignore[call-overload]
+        element.graph = None
 
     def _check(self, element: Element, port: PortId, kind: str) -> None:
         if self.elements.get(element.name) is not element:
@@ -135,15 +197,38 @@ class Graph:
     def _pusher(self, element: Element) -> Callable[[PortId, Batch, int], None]:
         if self._timer is None:
             return element.push
-        timer, busy, calls, name, push = (self._timer, self.busy_ns, self.calls,
-                                          element.name, element.push)
+        timer, busy, own, calls, name, push, child = (self._timer, self.busy_ns, self.self_ns, self.calls,
+                                                      element.name, element.push, self._child_ns)
 
         def timed(inp: PortId, batch: Batch, now_ns: int) -> None:
+            saved = child[0]
+            child[0] = 0
             t0 = timer()
             push(inp, batch, now_ns)
-            busy[name] += timer() - t0
+            dt = timer() - t0
+            busy[name] += dt
+            own[name] += dt - child[0]
             calls[name] += 1
+            child[0] = saved + dt
         return timed
+
+    def _drain(self, q: Drainable, budget: int, now_ns: int) -> int:
+        """``q.drain``, timed as a push is when the graph has a timer."""
+        timer = self._timer
+        if timer is None:
+            return q.drain(budget, now_ns)
+        name, child = q.name, self._child_ns
+        saved = child[0]
+        child[0] = 0
+        t0 = timer()
+        n = q.drain(budget, now_ns)
+        dt = timer() - t0
+        if name in self.busy_ns:
+            self.busy_ns[name] += dt
+            self.self_ns[name] += dt - child[0]
+            self.calls[name] += 1
+        child[0] = saved + dt
+        return n
 
     def connect(self, src: Element, out: PortId, dst: Element, inp: PortId) -> Link:
         """Wire ``src``'s output ``out`` to ``dst``'s input ``inp``."""
@@ -164,23 +249,63 @@ class Graph:
         counters = PortCounters(name)
         self.ports[number] = counters
         self._entry[number] = (element, inp)
+        self._tx[number] = Transmit(_untransmitted(counters), True)
         return counters
 
-    def attach_egress(self, element: Element, out: PortId, port: int, send: Egress | CountingEgress,
-                      counts_bytes: bool = False) -> None:
-        """Bind ``element``'s output ``out`` to graph port ``port``'s transmit side.
-
-        ``counts_bytes``: ``send`` returns the byte count of each batch (see `egress_sender`)."""
+    def bind_egress(self, element: Element, out: PortId, port: int) -> None:
+        """Frames ``element`` emits on ``out`` leave by graph port ``port`` (counted as its tx).
+        Several outputs may feed one port; the driver gives the port one `set_transmit`."""
         self._check(element, out, "output")
         if port not in self.ports:
             raise GraphError(f"no port number {port}")
-        element._out[out] = egress_sender(self.ports[port], send, counts_bytes)
+        element._out[out] = egress_sender(self.ports[port], self._tx[port], port, self._tx_taps)
+
+    def attach_sink(self, element: Element, out: PortId, send: Egress) -> None:
+        """Frames ``element`` emits on ``out`` go to the driver's ``send`` and leave the graph
+        by no port (a mirror's pcap file); the element counts what it sent."""
+        self._check(element, out, "output")
+        element._out[out] = send
+
+    def tap(self, port: int, direction: str, fn: Tap) -> None:
+        """Show ``fn`` every batch received on (``rx``) or sent to (``tx``) graph port ``port``
+        (-1: every port), before the graph acts on it.  Frames are shared: a tap copies
+        what it keeps.  Costs one test per batch while no tap exists."""
+        if direction not in ("rx", "tx"):
+            raise GraphError(f"tap direction {direction!r}: rx or tx")
+        (self._rx_taps if direction == "rx" else self._tx_taps).append((port, fn))
+
+    def untap(self, fn: Tap) -> None:
+        """Remove every tap of ``fn``."""
+        for taps in (self._rx_taps, self._tx_taps):
+            taps[:] = [t for t in taps if t[1] is not fn]
+
+    def set_transmit(self, port: int, send: Egress | CountingEgress, counts_bytes: bool = False) -> None:
+        """The driver's send for graph port ``port`` (a device write, a pcap writer, a sink).
+
+        ``counts_bytes``: ``send`` returns the byte count of each batch (see `egress_sender`)."""
+        if port not in self.ports:
+            raise GraphError(f"no port number {port}")
+        tx = self._tx[port]
+        tx.send, tx.counts_bytes = send, counts_bytes
+
+    def attach_egress(self, element: Element, out: PortId, port: int, send: Egress | CountingEgress,
+                      counts_bytes: bool = False) -> None:
+        """`bind_egress` and `set_transmit` in one call."""
+        self.bind_egress(element, out, port)
+        self.set_transmit(port, send, counts_bytes)
+
+    def port_number(self, name: str) -> int:
+        for number, p in self.ports.items():
+            if p.name == name:
+                return number
+        raise GraphError(f"no port named {name!r}")
 
     def detach_port(self, number: int) -> None:
         """Forget a port; element outputs bound to it become unconnected."""
         counters = self.ports.pop(number, None)
         self._entry.pop(number, None)
         self._ingress.pop(number, None)
+        self._tx.pop(number, None)
         if counters is None:
             return
         for el in self.elements.values():
@@ -206,8 +331,11 @@ class Graph:
         p = self.ports[port]
         element, inp = self._entry[port]
         pusher = self._pushers[element.name]
+        rx_taps = self._rx_taps
 
         def push(batch: Batch, now_ns: int, nbytes: int = -1) -> None:
+            if rx_taps:
+                _run_taps(rx_taps, port, batch, now_ns)
             p.rx_packets += len(batch)
             p.rx_bytes += nbytes if nbytes >= 0 else sum([len(f.data) for f in batch])
             pusher(inp, batch, now_ns)
@@ -277,7 +405,7 @@ class Graph:
             if not self._ready:
                 break
             for q in self.take_ready():
-                total += q.drain(budget, now_ns)
+                total += self._drain(q, budget, now_ns)
         return total
 
     def run_until(self, now_ns: int, budget: int = 64) -> int:
@@ -305,6 +433,7 @@ class Graph:
                       {"packets": l.packets, "bytes": l.bytes} for l in self.links},
         }
         if self._timer is not None:
-            snap["perf"] = {name: {"busy_ns": self.busy_ns[name], "calls": self.calls[name]}
+            snap["perf"] = {name: {"busy_ns": self.busy_ns[name], "self_ns": self.self_ns[name],
+                                   "calls": self.calls[name]}
                             for name in self.elements}
         return snap

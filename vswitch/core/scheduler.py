@@ -13,7 +13,7 @@ class in one file, plugged into any queue without touching the drivers:
 ``enqueue_batch(batch, now_ns) -> int``
     the same for a batch, returning how many it took (override it where a
     batch can be taken faster).
-``dequeue(now_ns) -> Frame | None``
+``dequeue(now_ns) -> Frame | None`` (and ``dequeue_batch(n, now_ns)``)
     the next frame to send, or None when nothing may leave *now* (empty, or
     a shaper's head not yet eligible).  Time comes in on both sides, so a
     policy such as CoDel can see a frame's sojourn time (``now_ns - frame.ts_ns``
@@ -57,11 +57,13 @@ class Scheduler:
     DROP_REASONS: ClassVar[tuple[str, ...]] = ()
     KIND: ClassVar[str] = "scheduler"       # the name `qdisc show` prints (tc's kind)
 
+    # What it holds now; a subclass keeps them as attributes or computes them (properties).
+    backlog_packets: int = 0
+    backlog_bytes: int = 0
+
     def __init__(self) -> None:
         self.queue: Queue | None = None
         self.counters: dict[str, int] = dict.fromkeys(self.COUNTERS, 0)
-        self.backlog_packets = 0
-        self.backlog_bytes = 0
 
     def bind(self, queue: Queue) -> None:
         """Called once by the queue that owns this scheduler."""
@@ -87,6 +89,17 @@ class Scheduler:
 
     def dequeue(self, now_ns: int) -> Frame | None:
         raise NotImplementedError(f"{type(self).__name__}.dequeue")
+
+    def dequeue_batch(self, n: int, now_ns: int) -> list[Frame]:
+        """Up to ``n`` frames, as ``n`` dequeues would give them (override where faster)."""
+        out: list[Frame] = []
+        dequeue = self.dequeue
+        while len(out) < n:
+            f = dequeue(now_ns)
+            if f is None:
+                break
+            out.append(f)
+        return out
 
     def next_eligible_ns(self, now_ns: int) -> int | None:
         return now_ns if self.backlog_packets else None
@@ -117,6 +130,8 @@ class Fifo(Scheduler):
         if drop not in DROP_MODES:
             raise ValueError(f"FIFO drop must be one of {DROP_MODES}, got {drop!r}")
         super().__init__()
+        self.backlog_packets = 0
+        self.backlog_bytes = 0
         self.limit = limit
         self.limit_bytes = limit_bytes
         self.head_drop = drop == "head"

@@ -26,6 +26,12 @@ Which port a frame enters by is decided by the source (`Record.port`):
 Batches are runs of consecutive frames entering on the same port, at most
 ``batch`` long.  Egress goes to one pcap per port (``out_dir``) or is only
 counted.
+
+The graph's queues and deadlines (an emulated NIC's rings, interrupt
+moderation, TX shaping) run in the same virtual time: before a batch enters,
+everything due up to its first frame's time runs (`Graph.run_until`), and
+after it what it made ready; after the last record, deadlines up to
+``flush_ns`` later (1 s) still run, so frames a NIC held are delivered.
 """
 
 from __future__ import annotations
@@ -141,22 +147,22 @@ class ReplayResult:
 
 class ReplayDriver:
     def __init__(self, dp: Dataplane, out_dir: str | Path | None = None, batch: int = 64,
-                 tick_ns: int = 1_000_000_000) -> None:
+                 tick_ns: int = 1_000_000_000, flush_ns: int = 1_000_000_000) -> None:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         self.dp = dp
         self.batch = batch
         self.tick_ns = tick_ns
+        self.flush_ns = flush_ns
         self.writers: dict[int, PcapWriter] = {}
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-        for number in dp.switch.ports:
-            name = dp.name_of(number)
+        for number, port in dp.graph.ports.items():
             if out_dir is not None:
-                w = self.writers[number] = PcapWriter(Path(out_dir) / f"{name}.pcap")
-                dp.graph.attach_egress(dp.switch, number, number, self._writer(w))
+                w = self.writers[number] = PcapWriter(Path(out_dir) / f"{port.name}.pcap")
+                dp.graph.set_transmit(number, self._writer(w))
             else:
-                dp.graph.attach_egress(dp.switch, number, number, _discard)
+                dp.graph.set_transmit(number, _discard)
 
     @staticmethod
     def _writer(w: PcapWriter):
@@ -195,12 +201,13 @@ class ReplayDriver:
                 else:
                     now = ts
                 if batch and (rec.port != port or len(batch) >= limit):
-                    graph.push(port, batch, batch[-1].ts_ns)
+                    self._push(port, batch)
                     batch = []
                 if ts >= next_tick:
                     if batch:
-                        graph.push(port, batch, batch[-1].ts_ns)
+                        self._push(port, batch)
                         batch = []
+                    graph.run_until(ts)
                     graph.tick(ts)
                     next_tick = ts + tick_ns
                 port = rec.port
@@ -213,7 +220,9 @@ class ReplayDriver:
         except CaptureError as e:
             res.error = str(e)
         if batch:
-            graph.push(port, batch, batch[-1].ts_ns)
+            self._push(port, batch)
+        if res.first_ts_ns is not None:
+            self._flush(now)
         res.frames, res.bytes, res.out_of_order = frames, nbytes, late
         if res.first_ts_ns is not None:
             res.last_ts_ns, res.min_ts_ns = now, low
@@ -223,6 +232,23 @@ class ReplayDriver:
             res.notes.extend(f"{cap.path}: {n}" if len(captures) > 1 else n for n in cap.notes())
         self._close(res)
         return res
+
+    def _push(self, port: int, batch: list[Frame]) -> None:
+        graph = self.dp.graph
+        graph.run_until(batch[0].ts_ns)          # what fell due before this batch
+        now = batch[-1].ts_ns
+        graph.push(port, batch, now)
+        graph.run_until(now)
+
+    def _flush(self, now: int) -> None:
+        """Deadlines up to ``flush_ns`` after the last record: frames still held are delivered."""
+        graph = self.dp.graph
+        end = now + self.flush_ns
+        while True:
+            t = graph.next_deadline_ns()
+            if t is None or t > end:
+                break
+            graph.run_until(t)
 
     def _close(self, res: ReplayResult) -> None:
         for number, w in self.writers.items():

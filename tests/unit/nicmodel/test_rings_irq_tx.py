@@ -104,9 +104,9 @@ def test_rx_usecs_delays_the_interrupt() -> None:
     nic.set_coalesce(rx_usecs=50)
     assert nic.rx([eth(mac(1))], 1_000) == []
     assert nic.next_timer_ns() == 51_000
-    assert nic.tick(50_999) == []
+    assert nic.expire(50_999) == []
     assert nic.rx([eth(mac(1))], 20_000) == []
-    assert nic.tick(51_000) == [q]
+    assert nic.expire(51_000) == [q]
     assert nic.snapshot()["interrupts"]["interrupts"] == 1
 
 
@@ -124,11 +124,11 @@ def test_interrupt_rate_falls_with_rx_usecs(usecs: int, expected: int) -> None:
     nic.set_coalesce(rx_usecs=usecs)
     for i in range(100):
         t = i * 10_000
-        for qq in nic.tick(t):
+        for qq in nic.expire(t):
             nic.poll(qq, 64, t)
         for qq in nic.rx([eth(mac(1))], t):
             nic.poll(qq, 64, t)
-    for qq in nic.tick(10**9):
+    for qq in nic.expire(10**9):
         nic.poll(qq, 64, 10**9)
     assert nic.snapshot()["interrupts"]["interrupts"] == expected
 

@@ -1,0 +1,91 @@
+"""What the control server shows of a live switch, all from the graph's one snapshot.
+
+``show`` (bridge, ports, mirrors), ``counters`` (ports, the switch, the
+emulated NIC, mirrors, every queue), ``perf_show`` (OVS's pmd-perf-show for
+the event loop: per-port stages in ns/frame, batches, wake-ups; per element
+busy time, the NIC's apart) and ``nic_show``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from vswitch import compiled
+from vswitch.drivers.live_port import LiveError, PortPerf, perf_dict
+
+if TYPE_CHECKING:
+    from vswitch.drivers.live import LiveSwitch
+
+
+def show(sw: LiveSwitch) -> dict[str, Any]:
+    b = sw.topo.bridge
+    return {"bridge": {"name": b.name, "ageing_time": b.ageing_time, "mac_table_size": b.mac_table_size,
+                       "uptime_s": (sw.clock() - sw.started_ns) / 1e9,
+                       "dataplane": compiled.status()},
+            "ports": [lp.describe() for lp in sorted(sw.ports.values(), key=lambda p: p.number)],
+            "mirrors": [m.describe() for m in sw.mirrors.values()]}
+
+
+def _nic_elements(sw: LiveSwitch, snap: dict[str, Any]) -> dict[str, Any]:
+    """The NIC's part of the snapshot: the NIC's own summary and each of its parts."""
+    host = sw.dp.nic
+    if host is None:
+        return {}
+    prefix = host.nic.name
+    return {k: v for k, v in snap["elements"].items() if k == prefix or k.startswith(prefix + ".")}
+
+
+def counters(sw: LiveSwitch, port: str | None = None) -> dict[str, Any]:
+    snap = sw.dp.graph.snapshot()
+    if port is not None:
+        sw._port(port)
+        return {"ports": {port: snap["ports"][port]}}
+    out = {"ports": snap["ports"], "switch": snap["elements"][sw.dp.switch.name],
+           "mirrors": {m.name: m.describe() for m in sw.mirrors.values()}}
+    nic = _nic_elements(sw, snap)
+    if nic:
+        out["nic"] = nic
+    return out
+
+
+def perf_show(sw: LiveSwitch) -> dict[str, Any]:
+    snap = sw.dp.graph.snapshot()
+    ports = {}
+    tot = PortPerf()
+    for name, lp in sw.ports.items():
+        p = lp.perf
+        if lp.dev is not None:             # fold in what the open device has counted
+            p = replace(p, gso_in=p.gso_in + lp.dev.rx_gso, max_frame=max(p.max_frame, lp.dev.rx_max))
+        for k in tot.__dataclass_fields__:
+            if k == "max_frame":
+                tot.max_frame = max(tot.max_frame, p.max_frame)
+            else:
+                setattr(tot, k, getattr(tot, k) + getattr(p, k))
+        ports[name] = perf_dict(p)
+    perf = snap.get("perf", {})
+    nic = None
+    host = sw.dp.nic
+    if host is not None:
+        # The emulation's own cost (what NIC hardware does for free) apart from the host's.
+        names = [n for n in perf if n == host.nic.name or n.startswith(host.nic.name + ".")]
+        nic_ns = sum(perf[n]["self_ns"] for n in names)
+        frames = tot.frames or 1
+        nic = {"mode": host.mode, "nic_model_ns": nic_ns, "nic_model_ns_per_frame": nic_ns / frames,
+               "elements": {n: perf[n] for n in names}}
+    io = sw.io
+    return {"total": perf_dict(tot), "ports": ports, "nic": nic,
+            "elements": perf,
+            "loop": {"dataplane": compiled.status(), "ticks": sw.ticks,
+                     "max_lag_us": sw.loop_lag_max_ns / 1e3,
+                     "busy_poll_us": io.busy_poll_ns // 1000, "busy_poll_catches": io.busy_polls,
+                     "uptime_s": (sw.clock() - sw.started_ns) / 1e9}}
+
+
+def nic_show(sw: LiveSwitch) -> dict[str, Any]:
+    host = sw.dp.nic
+    if host is None:
+        raise LiveError("no emulated NIC: add a [nic] section (profile, mode, uplink) to the config")
+    s = host.show()
+    s["uplink"] = sw.dp.uplink
+    return s
