@@ -911,7 +911,11 @@ class Nic(Element):
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        """Every counter, nested: port, pools, queues, interrupts, drops by reason."""
+        """Every counter, nested: port, pools, queues, interrupts, drops by reason.
+
+        In a graph, whose snapshot has each part already, this is the NIC's own element
+        counters and drops plus the datasheet views (port, pools, queues, interrupts) and
+        ``all_drops`` (every part's drops by reason); alone, it also nests its parts'."""
         s, r, i = self.sorter.counters, self.rings.counters, self.irq.counters
         port = {
             "gprc": r["gprc"], "gorc": r["gorc"], "bprc": s["bprc"], "mprc": s["mprc"],
@@ -926,13 +930,17 @@ class Nic(Element):
         for el in (self.sorter, self.rings, self):
             for k, v in el.drops.items():
                 drops[k] = drops.get(k, 0) + v
-        return {
+        views = {
             "profile": self.profile.name,
             "port": port,
             "pools": self._pools_counters(),
             "queues": dict(sorted(queues.items(), key=lambda kv: (int(kv[0][1:].split("_")[0]), kv[0]))),
             "interrupts": {"interrupts": i["interrupts"], "polls": i["polls"],
                            "poll_frames": i["poll_frames"], "budget_exhausted": i["budget_exhausted"]},
+        }
+        if self.graph is not None:
+            return Element.snapshot(self) | views | {"all_drops": drops}
+        return views | {
             "drops": drops,
             "elements": {el.name: el.snapshot() for el in (self.sorter, self.rings, self.irq, self.txa)}
                         | {self.name: Element.snapshot(self)},

@@ -147,6 +147,7 @@ class RxRings(Element):
     OUTPUTS: ClassVar[tuple[PortId, ...]] = ()
     COUNTERS = ("gprc", "gorc", "mpc", "qprdc", "pb_max_bytes")
     DROP_REASONS = ("ring_full", "queue_disabled", "packet_buffer_full")
+    MISSED_REASONS = ("packet_buffer_full",)     # MPC: the port's rx_missed_errors
 
     def __init__(self, name: str, num_queues: int, packet_buffer_bytes: int) -> None:
         super().__init__(name)

@@ -236,6 +236,7 @@ def test_snapshot_is_one_nested_dict_of_every_counter():
     assert set(snap) == {"ports", "elements", "links"}
     assert set(snap["ports"]) == {"p1", "p2"}
     assert snap["ports"]["p1"] == {"rx_packets": 3, "rx_bytes": 270, "rx_dropped": 1, "rx_errors": 0,
+                                   "rx_missed_errors": 0,
                                    "tx_packets": 0, "tx_bytes": 0, "tx_dropped": 0, "tx_errors": 0}
     assert set(snap["ports"]["p2"]) == set(PORT_COUNTERS)
     assert snap["elements"]["split"]["seen"] == 3

@@ -3,13 +3,15 @@
 `PortCounters` uses the kernel's interface statistics names (as in
 ``ip -s link`` and OVS's Interface statistics).  ``rx_dropped`` counts frames
 received on the port that the switch then dropped, whatever the reason (the
-reason itself is counted by the element that dropped it); ``tx_dropped``
-counts frames the driver could not hand to the device.
+reason itself is counted by the element that dropped it), except frames a
+NIC lost for want of buffer space, which count as ``rx_missed_errors`` (as
+ixgbe reports MPC); ``tx_dropped`` counts frames the driver could not hand
+to the device.
 """
 
 from __future__ import annotations
 
-PORT_COUNTERS = ("rx_packets", "rx_bytes", "rx_dropped", "rx_errors",
+PORT_COUNTERS = ("rx_packets", "rx_bytes", "rx_dropped", "rx_errors", "rx_missed_errors",
                  "tx_packets", "tx_bytes", "tx_dropped", "tx_errors")
 
 
@@ -18,7 +20,7 @@ class PortCounters:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.rx_packets = self.rx_bytes = self.rx_dropped = self.rx_errors = 0
+        self.rx_packets = self.rx_bytes = self.rx_dropped = self.rx_errors = self.rx_missed_errors = 0
         self.tx_packets = self.tx_bytes = self.tx_dropped = self.tx_errors = 0
 
     def as_dict(self) -> dict[str, int]:

@@ -12,6 +12,9 @@ Subclasses declare, as class attributes:
                           of ports (a switch) overrides ``inputs()``/``outputs()``.
 ``COUNTERS``              names of its own counters (all start at 0).
 ``DROP_REASONS``          the only reasons ``drop()`` accepts.
+``MISSED_REASONS``        those of them that mean "no buffer space" (a NIC's packet
+                          buffer): the ingress port counts them as ``rx_missed_errors``,
+                          not ``rx_dropped``, as the kernel does.
 
 Time is data: ``now_ns`` comes from the driver; an element never reads a clock.
 """
@@ -40,6 +43,7 @@ class Element:
     OUTPUTS: ClassVar[tuple[PortId, ...]] = ("out",)
     COUNTERS: ClassVar[tuple[str, ...]] = ()
     DROP_REASONS: ClassVar[tuple[str, ...]] = ()
+    MISSED_REASONS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -80,7 +84,7 @@ class Element:
                 f"{type(self).__name__} {self.name!r}: drop reason {reason!r} is not declared "
                 f"in DROP_REASONS {self.DROP_REASONS}") from None
         if self.graph is not None:
-            self.graph.note_drop(frame)
+            self.graph.note_drop(frame, reason in self.MISSED_REASONS)
 
     def drop_many(self, frames: Sequence[Frame], reason: str) -> None:
         for f in frames:

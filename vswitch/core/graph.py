@@ -341,11 +341,15 @@ class Graph:
             pusher(inp, batch, now_ns)
         return push
 
-    def note_drop(self, frame: Frame) -> None:
-        """Called by Element.drop: a dropped frame counts as rx_dropped on its ingress port."""
+    def note_drop(self, frame: Frame, missed: bool = False) -> None:
+        """Called by Element.drop: a dropped frame counts as rx_dropped on its ingress port
+        (``missed``: as rx_missed_errors, a NIC out of buffer space)."""
         p = self.ports.get(frame.in_port)
         if p is not None:
-            p.rx_dropped += 1
+            if missed:
+                p.rx_missed_errors += 1
+            else:
+                p.rx_dropped += 1
 
     def tick(self, now_ns: int) -> None:
         for el in self.elements.values():
