@@ -150,7 +150,8 @@ ECHO_ROWS = [
     #    removed -> P == 0 -> the default pool 0 (on TX for broadcast/multicast only, reference A TX 5),
     #    the hypervisor; a broadcast also goes to the wire (E.7), tagged.  The source pool never receives
     #    its own broadcast without LLE (E.6): no copy for g3.  VLAN 30 has no other port but the uplink,
-    #    which has it already, so the software switch has nowhere to send it.
+    #    which has it already (g1 and g2 are untagged pools: no VLVF entry, AUPE), so the software switch
+    #    has nowhere to send it.
     Row("g3", e1 := frame(BCAST, G3, 1), {"up": tagged(e1, VLAN)}, "default"),
     *(end_rows(2)),
 ]
@@ -338,7 +339,8 @@ def test_live_vswitchd(lab) -> None:
 
 @pytest.mark.netns
 @pytest.mark.xfail(reason="live.py hands the default pool's VEB copy of a guest broadcast to the software "
-                          "switch as if it came in by the uplink, and the switch floods it back to its sender",
+                          "switch as if it came in by the uplink: the switch floods it back to its sender, and "
+                          "tagged to g1 and g2 (trunks to the switch, untagged pools to the NIC)",
                    strict=True, raises=AssertionError)
 def test_live_vswitchd_vlan_guest_broadcast(lab) -> None:
     live = run_live(lab, ECHO_ROWS)
