@@ -46,7 +46,8 @@ class Binding:
     pool: int
     vlan: int | None
     mac: bytes | None = None
-    learned: bool = False          # the MAC came from the guest's traffic, not its config
+    learned: bool = False          # the MAC came from the guest's traffic
+    configured: bool = False       # the port's config names the MAC: the guest's traffic cannot move it
 
 
 class NicHost:
@@ -90,6 +91,7 @@ class NicHost:
             nic.set_vmvir(free, "always_default", vlan)
         if mac:
             self._program_mac(b, parse_mac(mac))
+            b.configured = True
         self.bindings[port] = b
         self.by_pool[free] = b
         return b
@@ -103,17 +105,23 @@ class NicHost:
         return b
 
     def reprogram(self, port: str, vlan: int | None, mac: str | None) -> Binding:
-        """A bound guest's VLAN or MAC changed: program its pool again (it keeps the pool)."""
+        """A bound guest's VLAN or configured MAC changed: program its pool again (it keeps the
+        pool; without a configured MAC, the one learned from its traffic stays)."""
         b = self.bindings[port]
+        learned = b.mac if not b.configured else None
         nic = self.nic
         nic.clear_pool(b.pool)
         nic.set_vmvir(b.pool, RESET_VMVIR)
         nic.program_pool(b.pool, None, vlan, max_frame=LIVE_MAX_FRAME)
         if vlan is not None:
             nic.set_vmvir(b.pool, "always_default", vlan)
-        b.vlan, b.mac, b.learned = vlan, None, False
+        b.vlan, b.mac, b.learned, b.configured = vlan, None, False, False
         if mac:
             self._program_mac(b, parse_mac(mac))
+            b.configured = True
+        elif learned is not None:
+            self._program_mac(b, learned)
+            b.learned = True
         return b
 
     def _program_mac(self, b: Binding, mac: bytes) -> bool:
@@ -126,9 +134,10 @@ class NicHost:
 
     def on_pool_tx(self, pool: int, frames: Batch) -> None:
         """A guest's frames reach its pool: a guest without a configured MAC gets the source
-        MAC it sends programmed (as a hypervisor that knows its VM's MAC would have)."""
+        MAC it sends programmed (as a hypervisor that knows its VM's MAC would have).  A
+        configured MAC stays: the guest cannot move its pool to another address."""
         b = self.by_pool.get(pool)
-        if b is None or not frames:
+        if b is None or b.configured or not frames:
             return
         src = frames[-1].data[6:12]
         if b.mac != src and len(src) == 6 and self._program_mac(b, src):

@@ -45,6 +45,7 @@ from vswitch.core.frame import parse_mac
 from vswitch.core.graph import Graph
 from vswitch.elements.fdb import NS, Fdb
 from vswitch.elements.learning_switch import LearningSwitch, SwitchPort
+from vswitch.elements.from_port import FromPort
 from vswitch.elements.segment import Segmenter
 from vswitch.elements.vlan import PortVlan, check_vid, parse_vlan_list
 
@@ -477,7 +478,8 @@ class Dataplane:
 
     Every configured port is a graph port with the same number as its switch port.  With a
     ``[nic]`` the uplink port is the NIC's wire (through a `Segmenter`), and the switch's
-    uplink port is wired to the NIC's pool 0 (the hypervisor's); in vmdq mode each guest
+    uplink port is wired to the NIC's pool 0 (the hypervisor's: its frames from the wire,
+    through a `FromPort` that sets aside the VEB copies of guests' frames); in vmdq mode each guest
     port's frames enter its pool, and what its pool receives leaves by the guest's port, as
     does what the switch sends it.  Drivers only give each graph port its transmit."""
 
@@ -511,7 +513,13 @@ class Dataplane:
                 g.connect(seg, "out", nic, "wire")
             g.add_port(number, cfg.name, seg, "in")
             g.bind_egress(nic, "wire", number)
-            g.connect(nic, "pool0", sw, number)
+            # The default pool to the switch as the uplink's frames; guests' VEB copies set aside.
+            host = g.elements.get(f"{nic.name}.pool0")
+            if host is None:
+                host = g.add(FromPort(f"{nic.name}.pool0", number))
+                g.connect(nic, "pool0", host, "in")
+            host.port = number
+            g.connect(host, "out", sw, number)
             g.connect(sw, number, nic, "pool0")
         elif binding is not None:
             g.add_port(number, cfg.name, nic, f"pool{binding.pool}")
@@ -542,8 +550,7 @@ class Dataplane:
         b = host.bindings.get(new.name) if host is not None else None
         if b is not None and (new.vlan() != old.vlan() or new.mac != old.mac):
             v = new.vlan()
-            host.reprogram(new.name, v.tag if v.mode == "access" else None,
-                           new.mac or (b.mac.hex(":") if b.mac else None))
+            host.reprogram(new.name, v.tag if v.mode == "access" else None, new.mac)
 
     def role(self, name: str) -> str | None:
         """``uplink``, ``pool N`` (a vmdq guest) or None (a switch port)."""
