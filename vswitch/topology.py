@@ -44,8 +44,8 @@ from typing import Any
 from vswitch.core.frame import parse_mac
 from vswitch.core.graph import Graph
 from vswitch.elements.fdb import NS, Fdb
-from vswitch.elements.learning_switch import LearningSwitch, SwitchPort
 from vswitch.elements.from_port import FromPort
+from vswitch.elements.learning_switch import LearningSwitch, SwitchPort
 from vswitch.elements.segment import Segmenter
 from vswitch.elements.vlan import PortVlan, check_vid, parse_vlan_list
 
@@ -515,7 +515,7 @@ class Dataplane:
             g.bind_egress(nic, "wire", number)
             # The default pool to the switch as the uplink's frames; guests' VEB copies set aside.
             host = g.elements.get(f"{nic.name}.pool0")
-            if host is None:
+            if not isinstance(host, FromPort):
                 host = g.add(FromPort(f"{nic.name}.pool0", number))
                 g.connect(nic, "pool0", host, "in")
             host.port = number

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from nicmodel.nic import Nic
 from vswitch.core import Frame, Graph
 from vswitch.core.frame import parse_mac
 from vswitch.topology import build_dataplane, parse_topology
-
-from nicmodel.nic import Nic
 
 WIRE_MAC = parse_mac("02:00:00:00:00:99")
 G1 = "02:00:00:00:00:01"
