@@ -54,7 +54,8 @@ from vswitch.io.mirror_dir import DEFAULT_MIRROR_DIR, MirrorDir, MirrorPathError
 from vswitch.io.packet_socket import PacketSocketPort
 from vswitch.io.pcap import PcapWriter
 from vswitch.io.tap import TapPort
-from vswitch.topology import ConfigError, Dataplane, PortConfig, Topology, build_dataplane, parse_port
+from vswitch.port_config import change_port
+from vswitch.topology import ConfigError, Dataplane, PortConfig, Topology, build_dataplane
 
 log = logging.getLogger("vswitchd")
 
@@ -98,8 +99,8 @@ class LivePort:
     reappeared: bool = False             # ... and the interface appeared again meanwhile
 
     def describe(self) -> dict[str, Any]:
-        d = self.cfg.to_dict()
-        d.update({"number": self.number, "type": self.cfg.type, "state": self.state,
+        d = self.cfg.view()
+        d.update({"number": self.number, "state": self.state,
                   "error": self.error, "attaches": self.attaches,
                   "ifindex": getattr(self.dev, "ifindex", None),
                   "admin_state": _updown(self.admin_up), "link_state": _updown(self.carrier)})
@@ -276,30 +277,20 @@ class LiveSwitch:
         reopen = changes.pop("state", None)
         if reopen not in (None, "up"):
             raise LiveError(f"state={reopen!r}: only state=up (re-open a down port) can be set")
-        merged = {**lp.cfg.to_dict(), **changes}
-        for key in ("name", "type", "number"):
-            if key in changes and changes[key] != getattr(lp.cfg, key):
-                raise LiveError(f"{key} cannot change at run time: delete the port and add it again")
-        # "none" clears an optional setting (tag=none, trunks=none, mac_limit=none).
-        merged = {k: v for k, v in merged.items() if v is not None and v != "none"}
-        try:
-            new = parse_port(merged, f"port {name!r}")
+        try:                       # the declaration refuses settings that cannot change at run time
+            new = change_port(lp.cfg, changes, f"port {name!r}")
         except ConfigError as e:
             raise LiveError(str(e)) from None
         old = lp.cfg
+        touched = new.touched_by(old)        # what the changed settings apply to (port_config.py)
         if new.netns is not None and new.netns != old.netns:
             self._check_netns(name, new.netns)
-        sp = new.switch_port(lp.number)
-        if lp.state == "up" and new.type == "tap" and (new.netns != old.netns or new.mtu != old.mtu):
+        if lp.state == "up" and new.type == "tap" and "device" in touched:
             await self._retune_tap(lp, old, new)
-        self.dp.switch.update_port(lp.number, vlan=sp.vlan, learning=sp.learning, flood=sp.flood,
-                                   mcast_flood=sp.mcast_flood, bcast_flood=sp.bcast_flood,
-                                   isolated=sp.isolated, hairpin=sp.hairpin, mtu=sp.mtu,
-                                   mac_limit=sp.mac_limit, mac_limit_policy=sp.mac_limit_policy)
+        self.dp.switch.update_port(lp.number, **new.switch_settings())
         lp.cfg = new
         self.topo.ports = [new if p.name == name else p for p in self.topo.ports]
-        if lp.binding is not None and self.nicmode is not None and (new.vlan() != old.vlan() or
-                                                                   new.mac != old.mac):
+        if lp.binding is not None and self.nicmode is not None and "pool" in touched:
             # The guest's pool follows its VLAN and MAC: program it again.
             mac = new.mac or (lp.binding.mac.hex(":") if lp.binding.mac else None)
             self.nicmode.unbind(name)
