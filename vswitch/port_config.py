@@ -18,12 +18,14 @@ vlan_mode, tag and trunks), ``device`` (the open interface: namespace, MTU),
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vswitch.core.frame import parse_mac
-from vswitch.elements.learning_switch import SwitchPort
 from vswitch.elements.vlan import MODES, PortVlan, check_vid, parse_vlan_list
 from vswitch.schema import ConfigError, Setting, declared, load, setting, settings_of, to_dict, view
+
+if TYPE_CHECKING:
+    from vswitch.elements.learning_switch import SwitchPort
 
 PORT_TYPES = ("tap", "attach", "replay")
 IFNAMSIZ = 16                  # the kernel's interface-name buffer, its terminating NUL included
@@ -152,6 +154,8 @@ class PortConfig:
         return {"vlan": self.vlan(), **{s.name: getattr(self, s.name) for s in SWITCH_SETTINGS}}
 
     def switch_port(self, number: int) -> SwitchPort:
+        # Imported here: vswitchctl reads this module for its options and needs no dataplane.
+        from vswitch.elements.learning_switch import SwitchPort
         return SwitchPort(number=number, name=self.name, **self.switch_settings())
 
     def to_dict(self) -> dict[str, Any]:
