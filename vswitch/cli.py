@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from typing import Any
 
 from rich.table import Table
 
 from vswitch.control.client import Client
 from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
+from vswitch.port_config import PORT_SETTINGS, RUNTIME_SETTINGS
 from vswitch.render import fdb_table, make_console, port_counters_table, print_tables, switch_counters_table
+from vswitch.schema import Setting
 
 
 def _kv_pairs(items: list[str]) -> dict[str, str]:
@@ -59,18 +62,21 @@ def _vlan_text(p: dict[str, Any]) -> str:
     return f"trunk {p.get('trunks') or 'all'}"
 
 
+# Settings `show` draws in columns of their own; every other one is listed under flags when it
+# differs from its declared default.
+_COLUMNS = ("name", "number", "type", "vlan_mode", "tag", "trunks", "netns")
+
+
 def _flags_text(p: dict[str, Any]) -> str:
     flags = []
-    for f in ("learning", "flood", "mcast_flood", "bcast_flood"):
-        if p.get(f) is False:
-            flags.append(f"no-{f}")
-    for f in ("isolated", "hairpin", "persistent"):
-        if p.get(f):
-            flags.append(f)
-    if p.get("mtu"):
-        flags.append(f"mtu {p['mtu']}")
-    if p.get("mac_limit"):
-        flags.append(f"mac_limit {p['mac_limit']} ({p.get('mac_limit_policy', 'stop')})")
+    for k, s in PORT_SETTINGS.items():
+        v = p.get(k, s.default)
+        if k in _COLUMNS or v == s.default:
+            continue
+        if bool in s.types:
+            flags.append(k if v else f"no-{k}")
+        else:
+            flags.append(f"{k} {v}")
     return ", ".join(flags)
 
 
@@ -136,10 +142,49 @@ def render_nic(r: dict[str, Any]) -> list[Table]:
 
 
 JSON_HELP = "print the result as JSON (what the control socket returns) instead of tables"
-# The port settings `set-port` changes at run time (PortConfig's fields less name, type and
-# number, which cannot change; docs/config.md describes each), and state=up.
-SET_PORT_KEYS = ("tag", "trunks", "vlan_mode", "learning", "flood", "mcast_flood", "bcast_flood", "isolated",
-                 "hairpin", "mtu", "mac_limit", "mac_limit_policy", "netns", "persistent", "mac", "state")
+# The port settings `set-port` changes: those declared to change at run time (vswitch/port_config.py),
+# and state=up.
+SET_PORT_KEYS = (*RUNTIME_SETTINGS, "state")
+
+
+def _set_port_key_help(key: str) -> str:
+    if key == "state":
+        return "up: re-open a down port (an attach port attaches again)"
+    s = PORT_SETTINGS[key]
+    kind = "true/false" if bool in s.types else "|".join(map(str, s.choices)) if s.choices else s.metavar or s.kind()
+    return (f"{kind}: {s.help}" + ("" if s.default is None or "default" in s.help else f" (default {s.default_text()})")
+            + ("; none clears it" if s.optional else ""))
+
+
+def _add_port_option(ap: argparse.ArgumentParser, s: Setting) -> None:
+    """A setting as an add-port argument: the required ones positional, a boolean a --flag (or
+    --no-flag when on by default), the rest --key VALUE, parsed as `set-port` parses it."""
+    text = s.help.replace("%", "%%")              # argparse formats help with %
+    if s.required:
+        ap.add_argument(s.name, type=_from_text(s), help=text)
+        return
+    flag = s.option or "--" + s.name.replace("_", "-")
+    if bool in s.types:
+        if s.default:
+            ap.add_argument(f"--no-{flag[2:]}", dest=s.name, action="store_false", default=None,
+                            help=f"turn off: {text}")
+        else:
+            ap.add_argument(flag, dest=s.name, action="store_true", default=None, help=text)
+        return
+    if s.default is not None and "default" not in text:
+        text += f" (default {s.default_text()})"
+    ap.add_argument(flag, dest=s.name, type=_from_text(s), choices=s.choices or None, metavar=s.metavar,
+                    help=text)
+
+
+def _from_text(s: Setting) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            return s.from_text(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = s.name                     # argparse names the type in some errors
+    return parse
 
 
 def _commands(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction:
@@ -153,8 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = _commands(ap, "cmd")
 
     def command(parent: argparse._SubParsersAction, name: str, text: str,
-                description: str | None = None, json: bool = False) -> argparse.ArgumentParser:
-        p = parent.add_parser(name, help=text, description=description or text[0].upper() + text[1:] + ".")
+                description: str | None = None, json: bool = False, epilog: str | None = None
+                ) -> argparse.ArgumentParser:
+        description = description or text[0].upper() + text[1:] + "."
+        if epilog:                         # laid out here: argparse would run its lines together
+            p = parent.add_parser(name, help=text, description=textwrap.fill(description, 79), epilog=epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        else:
+            p = parent.add_parser(name, help=text, description=description)
         if json:
             p.add_argument("--json", action="store_true", help=JSON_HELP)
         return p
@@ -162,40 +213,22 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "show", "bridge, dataplane, ports and their state, mirrors", json=True)
     ap_add = command(sub, "add-port", "add a port",
                      "Add a port: a TAP device the daemon creates (in a namespace with --netns), or an "
-                     "existing interface (--type attach). Without VLAN options the port carries every VLAN.")
-    ap_add.add_argument("name", help="interface name (1-15 characters)")
-    ap_add.add_argument("--type", choices=["tap", "attach"], default="tap",
-                        help="tap: the daemon creates the device; attach: an existing interface (a VM's tap, "
-                             "a veth) (default tap)")
-    ap_add.add_argument("--netns", metavar="NS", help="tap: move the interface into this network namespace")
-    ap_add.add_argument("--vlan", type=int, metavar="VID", help="access VLAN (the port's tag)")
-    ap_add.add_argument("--trunk", metavar="LIST", help="trunk VLANs, e.g. 10,20-29")
-    ap_add.add_argument("--vlan-mode", choices=["access", "trunk", "native-tagged", "native-untagged"],
-                        help="as Open vSwitch's vlan_mode (default: access with --vlan only, native-untagged "
-                             "with --vlan and --trunk, trunk otherwise)")
-    ap_add.add_argument("--mtu", type=int, help="the interface's MTU; the port takes frames up to MTU + 18 "
-                                                "(header and one VLAN tag) (default 1500)")
-    ap_add.add_argument("--number", type=int, help="port number (default: the lowest free)")
-    ap_add.add_argument("--mac-limit", type=int, metavar="N",
-                        help="at most N MACs learned on this port (default: no limit)")
-    ap_add.add_argument("--mac-limit-policy", choices=["stop", "evict"],
-                        help="at the limit: stop learning on the port (its frames still flow, flooded), or "
-                             "evict its least recently seen entry (default stop)")
-    ap_add.add_argument("--persistent", action="store_true", help="tap: keep the device when the daemon stops")
-    ap_add.add_argument("--isolated", action="store_true",
-                        help="no frames to or from other isolated ports (the Linux bridge's isolated flag)")
-    ap_add.add_argument("--hairpin", action="store_true",
-                        help="frames may go back out of the port they came in on")
-    for flag, what in (("learning", "learning source MACs"), ("flood", "flooding unknown unicast here"),
-                       ("mcast-flood", "flooding multicast here"), ("bcast-flood", "flooding broadcast here")):
-        ap_add.add_argument(f"--no-{flag}", action="store_true", help=f"turn off {what}")
+                     "existing interface (--type attach). Without VLAN options the port carries every VLAN. "
+                     "Each option is the config file's key of the same name (docs/config.md).")
+    for s in PORT_SETTINGS.values():
+        _add_port_option(ap_add, s)
 
     dp = command(sub, "del-port", "remove a port (its TAP is deleted, its FDB entries flushed)")
     dp.add_argument("name", help="the port")
     sp = command(sub, "set-port", "change port settings: key=value ... (tag=none clears)",
                  "Change a port's settings at run time; the config file is written back. Keys: "
                  + ", ".join(SET_PORT_KEYS) + " (as in the config file, docs/config.md). A value of none "
-                 "clears an optional setting (tag=none); state=up re-opens a down port.")
+                 "clears an optional setting (tag=none); state=up re-opens a down port. "
+                 + ", ".join(k for k, s in PORT_SETTINGS.items() if not s.runtime)
+                 + " cannot change: delete the port and add it again.",
+                 epilog="keys:\n" + "\n".join(
+                     textwrap.fill(_set_port_key_help(k), 79, initial_indent=f"  {k:17} ", subsequent_indent=" " * 20)
+                     for k in SET_PORT_KEYS))
     sp.add_argument("name", help="the port")
     sp.add_argument("settings", nargs="+", metavar="key=value",
                     help="one setting each: " + ", ".join(SET_PORT_KEYS))
@@ -274,22 +307,7 @@ def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
         r = cl.call("show")
         return r, render_show(r)
     if cmd == "add-port":
-        port: dict[str, Any] = {"name": args.name, "type": args.type}
-        for key in ("netns", "mtu", "number", "mac_limit", "mac_limit_policy"):
-            if getattr(args, key) is not None:
-                port[key] = getattr(args, key)
-        if args.vlan is not None:
-            port["tag"] = args.vlan
-        if args.trunk is not None:
-            port["trunks"] = args.trunk
-        if args.vlan_mode:
-            port["vlan_mode"] = args.vlan_mode
-        for flag in ("isolated", "hairpin", "persistent"):
-            if getattr(args, flag):
-                port[flag] = True
-        for flag in ("learning", "flood", "mcast_flood", "bcast_flood"):
-            if getattr(args, f"no_{flag}"):
-                port[flag] = False
+        port = {k: getattr(args, k) for k in PORT_SETTINGS if getattr(args, k) is not None}
         r = cl.call("add-port", port=port)
         return r, None
     if cmd == "del-port":

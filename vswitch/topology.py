@@ -30,14 +30,16 @@ from a `Topology`.  Example::
     vlan = 10
 
 Errors name the file, the table and the key: ``cfg.toml: port[2] ('vm3'):
-tag: bad VLAN 5000: ...``.
+tag: bad VLAN 5000: ...``.  A port's settings are declared once, in
+`vswitch.port_config` (type, default, checks, help, whether they may change
+at run time); `parse_port` and the saved ``[[port]]`` tables come from there.
 """
 
 from __future__ import annotations
 
 import importlib
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +47,24 @@ from vswitch.core.frame import parse_mac
 from vswitch.core.graph import Graph
 from vswitch.elements.fdb import NS, Fdb
 from vswitch.elements.from_port import FromPort
-from vswitch.elements.learning_switch import LearningSwitch, SwitchPort
+from vswitch.elements.learning_switch import LearningSwitch
 from vswitch.elements.segment import Segmenter
-from vswitch.elements.vlan import PortVlan, check_vid, parse_vlan_list
+from vswitch.elements.vlan import check_vid
+from vswitch.port_config import (  # noqa: F401  (the port's declaration; re-exported, as before it moved)
+    IFNAMSIZ,
+    MAX_ENTRIES,
+    MAX_PORT_NUMBER,
+    PORT_FLAGS,
+    PORT_TYPES,
+    PortConfig,
+    check_ifname,
+    check_netns_name,
+    parse_port,
+)
+from vswitch.schema import ConfigError
 
-PORT_TYPES = ("tap", "attach", "replay")
-PORT_FLAGS = ("learning", "flood", "mcast_flood", "bcast_flood", "isolated", "hairpin")
-IFNAMSIZ = 16                  # the kernel's interface-name buffer, its terminating NUL included
-MAX_PORT_NUMBER = 65279        # OpenFlow's OFPP_MAX, as OVS's ofport_request
 MAX_SECONDS = 1_000_000        # ageing time and move-damping window/hold
-MAX_ENTRIES = 1_000_000        # mac_table_size, mac_limit, move-damping moves
 MAX_MOVE_LOG = 100_000
-
-
-class ConfigError(ValueError):
-    """Bad configuration; the message says what is wrong and where."""
 
 
 @dataclass
@@ -71,42 +76,6 @@ class BridgeConfig:
     damp_moves: int = 5
     damp_window: float = 10.0
     damp_hold: float = 30.0
-
-
-@dataclass
-class PortConfig:
-    name: str
-    type: str = "tap"
-    number: int | None = None
-    vlan_mode: str | None = None
-    tag: int | None = None
-    trunks: str | None = None
-    learning: bool = True
-    flood: bool = True
-    mcast_flood: bool = True
-    bcast_flood: bool = True
-    isolated: bool = False
-    hairpin: bool = False
-    mtu: int = 1500
-    mac_limit: int | None = None
-    mac_limit_policy: str = "stop"
-    netns: str | None = None
-    persistent: bool = False
-    mac: str | None = None       # the guest's MAC, for a VMDq pool (else learned from its frames)
-
-    def vlan(self) -> PortVlan:
-        return PortVlan.build(tag=self.tag, trunks=self.trunks, mode=self.vlan_mode)
-
-    def switch_port(self, number: int) -> SwitchPort:
-        return SwitchPort(number=number, name=self.name, vlan=self.vlan(),
-                          mtu=self.mtu, mac_limit=self.mac_limit, mac_limit_policy=self.mac_limit_policy,
-                          **{k: getattr(self, k) for k in PORT_FLAGS})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Only the keys that differ from the defaults (for writing config back)."""
-        default = PortConfig(name=self.name)
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name == "name" or getattr(self, f.name) != getattr(default, f.name)}
 
 
 NIC_MODES = ("software", "vmdq")
@@ -151,49 +120,6 @@ class Topology:
 _BRIDGE_KEYS = {"name": str, "ageing_time": (int, float), "mac_table_size": int, "move_log": int}
 _DAMP_KEYS = {"moves": ("damp_moves", int), "window": ("damp_window", (int, float)),
               "hold": ("damp_hold", (int, float))}
-_PORT_TYPES: dict[str, Any] = {
-    "name": str, "type": str, "number": int, "vlan_mode": str, "tag": int, "trunks": (str, list),
-    "mtu": int, "mac_limit": int, "mac_limit_policy": str, "netns": str, "persistent": bool, "mac": str,
-    **{k: bool for k in PORT_FLAGS},
-}
-
-
-def check_ifname(name: str) -> str:
-    """An interface name as the kernel's ``dev_valid_name()`` takes it: 1-15 bytes, not ``.``
-    or ``..``, no ``/``, ``:`` or whitespace (the kernel's isspace: tab, newline, VT, FF, CR,
-    space and byte 0xa0).  Also no NUL (C strings end there) and no ``%`` (a name with one is a
-    template from which the kernel picks a free name, so the port could never find its
-    interface).  ValueError says which rule the name breaks."""
-    try:
-        raw = name.encode()
-    except UnicodeEncodeError:
-        raise ValueError(f"name {name!r}: not valid Unicode") from None
-    if not raw:
-        raise ValueError("name '': an interface name cannot be empty")
-    if len(raw) >= IFNAMSIZ:
-        raise ValueError(f"name {name!r}: an interface name is at most {IFNAMSIZ - 1} bytes "
-                         f"(this one is {len(raw)})")
-    if name in (".", ".."):
-        raise ValueError(f"name {name!r}: not an interface name")
-    bad = sorted({chr(b) for b in raw if b in b"/:%\0\t\n\v\f\r \xa0"})
-    if bad:
-        raise ValueError(f"name {name!r}: an interface name has no {' or '.join(map(repr, bad))} "
-                         "(no '/', ':', '%', NUL or whitespace)")
-    return name
-
-
-def check_netns_name(name: str) -> str:
-    """A namespace name as ``ip netns`` takes it (a file under /run/netns): 1-255 bytes, not
-    ``.`` or ``..``, no ``/`` or NUL, so it can never name a path elsewhere."""
-    try:
-        raw = name.encode()
-    except UnicodeEncodeError:
-        raise ValueError(f"netns {name!r}: not valid Unicode") from None
-    if not raw or len(raw) > 255 or name in (".", "..") or b"/" in raw or b"\0" in raw:
-        raise ValueError(f"netns {name!r}: a namespace name (as `ip netns add NAME`) is 1-255 bytes, "
-                         "not '.' or '..', with no '/' or NUL")
-    return name
-
 
 def _typed(where: str, key: str, value: Any, typ: Any) -> Any:
     if isinstance(value, bool) and typ is not bool and (typ is int or typ == (int, float)):
@@ -202,57 +128,6 @@ def _typed(where: str, key: str, value: Any, typ: Any) -> Any:
         want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
         raise ConfigError(f"{where}: {key}: expected {want}, got {type(value).__name__} {value!r}")
     return value
-
-
-def parse_port(data: dict[str, Any], where: str) -> PortConfig:
-    unknown = set(data) - set(_PORT_TYPES)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, sorted(unknown)))} "
-                          f"(known: {', '.join(sorted(_PORT_TYPES))})")
-    if "name" not in data:
-        raise ConfigError(f"{where}: a port needs a name")
-    kw = {k: _typed(where, k, v, _PORT_TYPES[k]) for k, v in data.items()}
-    if isinstance(kw.get("trunks"), list):
-        kw["trunks"] = ",".join(str(v) for v in kw["trunks"])
-    try:
-        check_ifname(kw["name"])
-        if kw.get("netns") is not None:
-            check_netns_name(kw["netns"])
-    except ValueError as e:
-        raise ConfigError(f"{where}: {e}") from None
-    if kw.get("type", "tap") not in PORT_TYPES:
-        raise ConfigError(f"{where}: type {kw['type']!r}: use one of {', '.join(PORT_TYPES)}")
-    port = PortConfig(**kw)
-    if port.netns is not None and port.type != "tap":
-        raise ConfigError(f"{where}: netns: only a tap port moves into a namespace (an {port.type} port "
-                          "uses an interface in the daemon's namespace)")
-    if port.number is not None and not 1 <= port.number <= MAX_PORT_NUMBER:
-        raise ConfigError(f"{where}: number {port.number}: must be 1-{MAX_PORT_NUMBER}")
-    if port.mac_limit is not None and not 1 <= port.mac_limit <= MAX_ENTRIES:
-        raise ConfigError(f"{where}: mac_limit {port.mac_limit}: must be 1-{MAX_ENTRIES} "
-                          "(leave it out for no limit)")
-    try:                                       # name the key in VLAN errors
-        if port.tag is not None:
-            check_vid(port.tag)
-    except ValueError as e:
-        raise ConfigError(f"{where}: tag: {e}") from None
-    try:
-        if port.trunks is not None:
-            parse_vlan_list(port.trunks)
-    except ValueError as e:
-        raise ConfigError(f"{where}: trunks: {e}") from None
-    if not 68 <= port.mtu <= 65535:
-        raise ConfigError(f"{where}: mtu {port.mtu}: must be 68-65535")
-    try:
-        if port.mac is not None and parse_mac(port.mac)[0] & 1:
-            raise ValueError(f"{port.mac}: a guest MAC must be unicast")
-    except ValueError as e:
-        raise ConfigError(f"{where}: mac: {e}") from None
-    try:
-        port.switch_port(port.number or 1)     # vlan_mode with tag and trunks, mac_limit_policy
-    except ValueError as e:
-        raise ConfigError(f"{where}: {e}") from None
-    return port
 
 
 def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
@@ -538,17 +413,13 @@ class Dataplane:
             self.nic.unbind(name)
         return number
 
-    def update_port(self, old: PortConfig, new: PortConfig) -> None:
-        """A port's settings changed at run time: the switch's copy, and a guest's pool follows
-        its VLAN and MAC."""
-        sp = new.switch_port(self.numbers[new.name])
-        self.switch.update_port(sp.number, vlan=sp.vlan, learning=sp.learning, flood=sp.flood,
-                                mcast_flood=sp.mcast_flood, bcast_flood=sp.bcast_flood,
-                                isolated=sp.isolated, hairpin=sp.hairpin, mtu=sp.mtu,
-                                mac_limit=sp.mac_limit, mac_limit_policy=sp.mac_limit_policy)
+    def update_port(self, old: PortConfig, new: PortConfig, repool: bool = True) -> None:
+        """A port's settings changed at run time: the switch's copy, and (``repool``: its VLAN
+        or MAC changed) a guest's pool follows."""
+        self.switch.update_port(self.numbers[new.name], **new.switch_settings())
         host = self.nic
         b = host.bindings.get(new.name) if host is not None else None
-        if b is not None and (new.vlan() != old.vlan() or new.mac != old.mac):
+        if b is not None and repool:
             v = new.vlan()
             host.reprogram(new.name, v.tag if v.mode == "access" else None, new.mac)
 

@@ -20,14 +20,14 @@ import logging
 import os
 import stat
 from collections.abc import Awaitable, Callable
-from dataclasses import fields
 from typing import Any
 
 from vswitch.control.protocol import MAX_LINE, ControlError, check_socket_path, decode, encode
 from vswitch.core.frame import parse_mac
 from vswitch.drivers.live import LiveError, LiveSwitch
 from vswitch.elements.vlan import check_vid
-from vswitch.topology import PORT_FLAGS, ConfigError, PortConfig, StaticFdbConfig, parse_port
+from vswitch.port_config import PORT_SETTINGS, coerce_setting
+from vswitch.topology import ConfigError, StaticFdbConfig, parse_port
 from vswitch.views import fdb_stats_view, fdb_view, moves_view
 
 log = logging.getLogger("vswitchd")
@@ -49,9 +49,8 @@ _KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 _JSON_TYPE = {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object",
               type(None): "null"}
 
-_SETTABLE = {f.name: f.type for f in fields(PortConfig)} | {"state": "str"}
-_INT_KEYS = {"tag", "mtu", "mac_limit", "number"}
-_BOOL_KEYS = set(PORT_FLAGS) | {"persistent"}
+# A port's settings are declared in vswitch/port_config.py; `state` is set-port's action (state=up).
+_SETTABLE = (*PORT_SETTINGS, "state")
 
 
 def command(name: str, /, **args: str) -> Callable[[Handler], Handler]:
@@ -84,32 +83,17 @@ def check_args(cmd: str, args: dict[str, Any]) -> None:
             raise ControlError(f"{cmd}: {key}: expected {want}, got {_brief(v)}")
 
 
-def _shown(value: str) -> str:
-    """A value as typed, or quoted where it would not print on one line."""
-    return value if value.isprintable() else repr(value)
-
-
 def coerce(key: str, value: Any) -> Any:
-    """A ``key=value`` from the command line to the config's type; errors name the key."""
-    if key not in _SETTABLE:
-        raise ControlError(f"unknown port setting {key!r} (settable: {', '.join(sorted(_SETTABLE))})")
-    if not isinstance(value, str):
+    """A ``key=value`` from the command line to the setting's declared type (a JSON value as it
+    is: `parse_port` checks it); errors name the key."""
+    if key != "state" and key not in PORT_SETTINGS:
+        raise ControlError(f"unknown port setting {key!r} (settable: {', '.join(_SETTABLE)})")
+    if not isinstance(value, str) or key == "state":
         return value
-    if value.lower() == "none":
-        return None
-    if key in _BOOL_KEYS:
-        v = value.lower()
-        if v in ("true", "on", "yes", "1"):
-            return True
-        if v in ("false", "off", "no", "0"):
-            return False
-        raise ControlError(f"{key}={_shown(value)}: expected true/false (or on/off)")
-    if key in _INT_KEYS:
-        try:
-            return int(value)
-        except ValueError:
-            raise ControlError(f"{key}={_shown(value)}: expected an integer") from None
-    return value
+    try:
+        return coerce_setting(key, value)
+    except ValueError as e:
+        raise ControlError(str(e)) from None
 
 
 @command("show")

@@ -43,7 +43,8 @@ from vswitch.elements.mirror import Mirror
 from vswitch.io import netlink
 from vswitch.io.mirror_dir import DEFAULT_MIRROR_DIR, MirrorDir, MirrorPathError
 from vswitch.io.pcap import PcapWriter
-from vswitch.topology import ConfigError, Dataplane, PortConfig, Topology, build_dataplane, parse_port
+from vswitch.port_config import change_port
+from vswitch.topology import ConfigError, Dataplane, PortConfig, Topology, build_dataplane
 
 __all__ = ["LiveSwitch", "LivePort", "LiveError", "PortPerf", "MirrorPort", "BATCH"]
 
@@ -196,22 +197,17 @@ class LiveSwitch:
         reopen = changes.pop("state", None)
         if reopen not in (None, "up"):
             raise LiveError(f"state={reopen!r}: only state=up (re-open a down port) can be set")
-        merged = {**lp.cfg.to_dict(), **changes}
-        for key in ("name", "type", "number"):
-            if key in changes and changes[key] != getattr(lp.cfg, key):
-                raise LiveError(f"{key} cannot change at run time: delete the port and add it again")
-        # "none" clears an optional setting (tag=none, trunks=none, mac_limit=none).
-        merged = {k: v for k, v in merged.items() if v is not None and v != "none"}
-        try:
-            new = parse_port(merged, f"port {name!r}")
+        try:                       # the declaration refuses settings that cannot change at run time
+            new = change_port(lp.cfg, changes, f"port {name!r}")
         except ConfigError as e:
             raise LiveError(str(e)) from None
         old = lp.cfg
+        touched = new.touched_by(old)        # what the changed settings apply to (port_config.py)
         if new.netns is not None and new.netns != old.netns:
             self._check_netns(name, new.netns)
-        if lp.state == "up" and new.type == "tap" and (new.netns != old.netns or new.mtu != old.mtu):
+        if lp.state == "up" and new.type == "tap" and "device" in touched:
             await self.devices.retune_tap(lp, old, new)
-        self.dp.update_port(old, new)
+        self.dp.update_port(old, new, repool="pool" in touched)
         lp.cfg = new
         self.topo.ports = [new if p.name == name else p for p in self.topo.ports]
         if reopen == "up" and lp.state != "up":

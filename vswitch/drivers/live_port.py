@@ -62,8 +62,8 @@ class LivePort:
     reappeared: bool = False             # ... and the interface appeared again meanwhile
 
     def describe(self) -> dict[str, Any]:
-        d = self.cfg.to_dict()
-        d.update({"number": self.number, "type": self.cfg.type, "state": self.state,
+        d = self.cfg.view()
+        d.update({"number": self.number, "state": self.state,
                   "error": self.error, "attaches": self.attaches,
                   "ifindex": getattr(self.dev, "ifindex", None),
                   "admin_state": _updown(self.admin_up), "link_state": _updown(self.carrier)})
