@@ -14,6 +14,10 @@ Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
 
 from __future__ import annotations
 
+if __name__ == "__main__":          # run as a program: choose the dataplane build before importing it
+    from vswitch import compiled as _compiled
+    _compiled.install()
+
 import argparse
 import contextlib
 import json

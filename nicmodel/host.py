@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nicmodel.nic import Nic
+from nicmodel.profiles import PROFILES
 from nicmodel.tables import NicError
 from vswitch.core.element import Batch
 from vswitch.core.frame import mac_str, parse_mac
 
-__all__ = ["NicHost", "Binding", "MODES", "LIVE_MAX_FRAME"]
+__all__ = ["NicHost", "Binding", "MODES", "LIVE_MAX_FRAME", "PROFILES", "build"]
 
 MODES = ("software", "vmdq")
 RESET_VMVIR = "use_desc"   # a pool's VMVIR mode after reset

@@ -1,8 +1,8 @@
-"""vswitch: a software virtual switch and NIC-virtualization dataplane."""
+"""vswitch: a software virtual switch and NIC-virtualization dataplane.
 
-from vswitch import compiled
+Importing the package does nothing else: which build of the per-frame modules a process
+runs (compiled or from source, `vswitch.compiled`) is chosen by the program that starts,
+before it imports them (`vswitch.entry`, ``python -m vswitch.daemon``, the test suite).
+"""
 
 __version__ = "0.1.0"
-
-# Before any dataplane module is imported: run the mypyc build only if it is current.
-compiled.install()

@@ -6,6 +6,10 @@ Every show command takes ``--json``.  Errors exit 1 with one line on stderr
 
 from __future__ import annotations
 
+if __name__ == "__main__":          # run as a program: choose the dataplane build before importing it
+    from vswitch import compiled as _compiled
+    _compiled.install()
+
 import argparse
 import json
 import sys

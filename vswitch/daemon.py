@@ -13,6 +13,10 @@ unless marked persistent, the control socket unlinked.
 
 from __future__ import annotations
 
+if __name__ == "__main__":          # run as a program: choose the dataplane build before importing it
+    from vswitch import compiled as _compiled
+    _compiled.install()
+
 import argparse
 import asyncio
 import contextlib

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 
-from vswitch.compiled import MODULES, ROOT, build_state, extension, source, status, stray
+from vswitch.compiled import MODULES, ROOT, build_state, extension, install, source, status, stray
 
 GROUP = "vswitch._native"     # the shared library: vswitch/_native__mypyc.<suffix>
 
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"removed {os.path.relpath(path, ROOT)}")
         return 0
     if args == ["status"]:
+        install()             # what a program started now would run
         print(f"{status()}; build: {build_state()}")
         return 0
     print("usage: python -m vswitch.mypyc_build build|ensure|status|clean", file=sys.stderr)

@@ -224,7 +224,7 @@ _NIC_KEYS: dict[str, Any] = {"profile": str, "mode": str, "uplink": str, "rx_rin
 
 
 def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
-    from nicmodel.profiles import PROFILES
+    profiles = _nic_plugin("PROFILES")
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: must be a table")
     unknown = set(data) - set(_NIC_KEYS)
@@ -232,8 +232,8 @@ def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, sorted(unknown)))} "
                           f"(known: {', '.join(_NIC_KEYS)})")
     cfg = NicConfig(**{k: _typed(where, k, v, _NIC_KEYS[k]) for k, v in data.items()})
-    if cfg.profile not in PROFILES:
-        raise ConfigError(f"{where}: profile {cfg.profile!r}: use one of {', '.join(sorted(PROFILES))}")
+    if cfg.profile not in profiles:
+        raise ConfigError(f"{where}: profile {cfg.profile!r}: use one of {', '.join(sorted(profiles))}")
     if cfg.mode not in NIC_MODES:
         raise ConfigError(f"{where}: mode {cfg.mode!r}: use one of {', '.join(NIC_MODES)}")
     if not cfg.uplink:
@@ -336,15 +336,18 @@ def assign_numbers(topo: Topology) -> dict[str, int]:
 
 # The emulated NIC is a plug-in the topology loads by name, so the switch's package never
 # imports the NIC model's (which builds on this package's core): no import cycle.
-NIC_PLUGIN = "nicmodel.host:build"
+# It names its profiles (``PROFILES``) and builds the host object (``build``).
+NIC_PLUGIN = "nicmodel.host"
+
+
+def _nic_plugin(attr: str) -> Any:
+    return getattr(importlib.import_module(NIC_PLUGIN), attr)
 
 
 def load_nic_host(cfg: NicConfig, name: str = "nic0") -> Any:
     """The NIC plug-in's host object (`nicmodel.host.NicHost`) for a ``[nic]`` section."""
-    module, _, attr = NIC_PLUGIN.partition(":")
-    build = getattr(importlib.import_module(module), attr)
-    return build(name, profile=cfg.profile, mode=cfg.mode, rx_ring=cfg.rx_ring, tx_ring=cfg.tx_ring,
-                 rx_usecs=cfg.rx_usecs, rx_frames=cfg.rx_frames)
+    return _nic_plugin("build")(name, profile=cfg.profile, mode=cfg.mode, rx_ring=cfg.rx_ring,
+                                tx_ring=cfg.tx_ring, rx_usecs=cfg.rx_usecs, rx_frames=cfg.rx_frames)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.netns.conftest import Lab
-from vswitch.elements.gso import to_plain
+from vswitch.core.gso import to_plain
 from vswitch.io import netlink
 from vswitch.io.packet_socket import PacketSocketPort
 from vswitch.io.tap import TapPort

@@ -42,7 +42,7 @@ def test_build_state(tmp_path, monkeypatch, built, age, state) -> None:
 
 
 def where(env: dict[str, str]) -> list[str]:
-    code = ("import vswitch.compiled as c, importlib; "
+    code = ("import vswitch.compiled as c, importlib; c.install(); "
             "print(c.status()); "
             "[print(importlib.import_module(m).__file__) for m in c.MODULES]")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
@@ -85,3 +85,28 @@ def test_an_edit_to_any_module_of_the_package_makes_the_build_stale(tmp_path, mo
     other.write_text("")
     os.utime(other, (1_000_010, 1_000_010))              # after the build
     assert compiled.build_state() == "stale"
+
+
+def test_importing_the_packages_walks_no_directory_and_installs_no_import_hook() -> None:
+    """The build is chosen by the program that starts (vswitch.entry, the test suite), never by an
+    import: importing every package lists no directory and leaves sys.meta_path as it was."""
+    code = ("import sys\n"
+            "seen = []\n"
+            "sys.addaudithook(lambda ev, args: ev == 'os.scandir' and seen.append(args))\n"
+            "hooks = list(sys.meta_path)\n"
+            "import vswitch, vswitch.core, vswitch.elements, vswitch.topology, vswitch.drivers.replay\n"
+            "import nicmodel, nicmodel.host, sriov, bench\n"
+            "print(len(seen), sys.meta_path == hooks)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["0", "True"], r.stdout + r.stderr
+
+
+def test_a_console_script_chooses_the_build_before_the_dataplane_loads() -> None:
+    code = ("import sys, vswitch.compiled as c\n"
+            "from vswitch import entry\n"
+            "c.install()\n"
+            "import vswitch.core.graph as g\n"
+            "print(c.status(), g.__file__)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "VSWITCH_PURE": "1"}, check=True)
+    assert r.stdout.startswith("interpreted") and r.stdout.strip().endswith(".py"), r.stdout

@@ -9,8 +9,8 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
-from vswitch.elements import gso
-from vswitch.elements.gso import (
+from vswitch.core import gso
+from vswitch.core.gso import (
     F_NEEDS_CSUM,
     GSO_ECN,
     GSO_TCPV4,

@@ -43,8 +43,8 @@ from typing import Any, Final
 
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import Frame
+from vswitch.core.gso import shift_offsets
 from vswitch.elements.fdb import Fdb
-from vswitch.elements.gso import shift_offsets
 from vswitch.elements.vlan import PortVlan
 
 ETH_HLEN: Final = 14

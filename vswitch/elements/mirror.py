@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import Frame
-from vswitch.elements.gso import GsoError, to_plain
+from vswitch.core.gso import GsoError, to_plain
 
 
 class Mirror(Element):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import Frame
-from vswitch.elements.gso import GsoError, needs_fixup, to_plain
+from vswitch.core.gso import GsoError, needs_fixup, to_plain
 
 
 class Segmenter(Element):

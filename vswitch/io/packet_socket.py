@@ -30,7 +30,7 @@ import struct
 from collections.abc import Sequence
 
 from vswitch.core.frame import Frame
-from vswitch.elements.gso import F_NEEDS_CSUM, VNET_HDR_LEN, VNET_NONE, shift_offsets
+from vswitch.core.gso import F_NEEDS_CSUM, VNET_HDR_LEN, VNET_NONE, shift_offsets
 from vswitch.io.errors import GONE_ERRNOS, PortGone
 
 __all__ = ["PacketSocketPort", "RX_FRAME_MAX"]
@@ -186,7 +186,7 @@ class PacketSocketPort:
 
         On a ``vnet_hdr`` socket ``vnet`` may carry GSO/checksum metadata
         (None means a plain frame); otherwise it must be None or all zero
-        (use `vswitch.elements.gso.to_plain` first).  Returns False if the
+        (use `vswitch.core.gso.to_plain` first).  Returns False if the
         frame was dropped (interface down, queue full, too big, bad header;
         errno in ``last_errno``).  Raises `PortGone` if the interface vanished.
         """

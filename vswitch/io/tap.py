@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Final, NoReturn
 
 from vswitch.core.frame import Frame
-from vswitch.elements.gso import F_NEEDS_CSUM, VNET_HDR_LEN, VNET_NONE
+from vswitch.core.gso import F_NEEDS_CSUM, VNET_HDR_LEN, VNET_NONE
 from vswitch.io.errors import GONE_ERRNOS, PortGone
 
 __all__ = ["TapPort", "TUN_F_CSUM", "TUN_F_TSO4", "TUN_F_TSO6", "TUN_F_TSO_ECN", "DEFAULT_OFFLOADS",
