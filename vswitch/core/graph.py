@@ -277,7 +277,7 @@ class Graph:
     def untap(self, fn: Tap) -> None:
         """Remove every tap of ``fn``."""
         for taps in (self._rx_taps, self._tx_taps):
-            taps[:] = [t for t in taps if t[1] is not fn]
+            taps[:] = [t for t in taps if t[1] != fn]       # ==: a bound method is made anew at each access
 
     def set_transmit(self, port: int, send: Egress | CountingEgress, counts_bytes: bool = False) -> None:
         """The driver's send for graph port ``port`` (a device write, a pcap writer, a sink).
