@@ -10,10 +10,12 @@ Graphviz is installed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from helpers import BCAST, eth, mac
@@ -21,7 +23,9 @@ from helpers import BCAST, eth, mac
 from vswitch.core import Element, Frame, Graph
 from vswitch.elements.mirror import Mirror
 from vswitch.graph_dot import collapse_idle, to_dot
-from vswitch.topology import build_dataplane, parse_topology
+from vswitch.topology import build_dataplane, load_topology, parse_topology
+
+DOCS_GRAPHS = Path(__file__).resolve().parents[2] / "docs" / "graphs"
 
 
 def dataplane(nic: str | None):
@@ -302,7 +306,23 @@ def test_graphviz_reads_the_dot(nic):
     assert r.returncode == 0 and "<svg" in r.stdout and not r.stderr.strip(), r.stderr
 
 
-# -- the command line and the control socket -----------------------------------------------------------
+# -- the docs' pictures ---------------------------------------------------------------------------------
+
+def test_the_docs_topologies_build_and_their_generator_writes_dot(tmp_path):
+    spec = importlib.util.spec_from_file_location("docs_graphs_generate", DOCS_GRAPHS / "generate.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.main([*gen.TOPOLOGIES, "--out", str(tmp_path), "--dot-only"]) == 0
+    for name in gen.TOPOLOGIES:
+        labels, _, _ = parse_dot((tmp_path / f"{name}.dot").read_text())
+        load_topology(DOCS_GRAPHS / f"{name}.toml")
+        assert (DOCS_GRAPHS / f"{name}.png").is_file(), f"docs/graphs/{name}.png: run make docs-graphs"
+        # The trace went through: every guest received frames.
+        for g in ("g1", "g2", "g3"):
+            tx = next(t for t in labels.values() if t.startswith(f"{g} (port") and " tx\n" in t)
+            assert not tx.endswith("\n0 pkts"), (name, tx)
+
 
 def test_vswitchctl_graph_refuses_dot_and_json_together(capsys):
     from vswitch.cli import main
