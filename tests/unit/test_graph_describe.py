@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import BCAST, eth, mac
 
+from tests.dot_text import node_of, parse_dot
 from vswitch.core import Element, Frame, Graph
 from vswitch.elements.mirror import Mirror
 from vswitch.graph_dot import collapse_idle, to_dot
@@ -192,53 +193,6 @@ def test_collapse_idle_folds_the_idle_queues_into_one_and_leaves_its_input_alone
 
 
 # -- DOT ----------------------------------------------------------------------------------------------
-
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-
-
-def parse_dot(text: str) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, str | None]]:
-    """(node id -> label, edges, node id -> the cluster it is declared in), from to_dot's text;
-    fails unless braces and brackets balance outside strings and every edge's ends are nodes."""
-    bare = _STRING.sub('""', text)
-    depth = 0
-    for ch in bare:
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        assert depth >= 0, "a } closes nothing"
-    assert depth == 0, "unbalanced braces"
-    assert bare.count("[") == bare.count("]")
-    labels: dict[str, str] = {}
-    cluster: dict[str, str | None] = {}
-    edges: list[tuple[str, str]] = []
-    stack: list[str] = []
-    for raw in text.splitlines():
-        line = _STRING.sub(lambda m: m.group(0).replace(";", ","), raw)        # no ; inside strings
-        opened = re.match(r"\s*(?:digraph \w+|subgraph (cluster_\w+)) \{$", line)
-        if opened:
-            stack.append(opened.group(1) or "")
-            continue
-        if line.strip() == "}":
-            stack.pop()
-            continue
-        for stmt in line.split(";"):
-            edge = re.match(r"\s*(\w+) -> (\w+)", stmt)
-            node = re.match(r"\s*(\w+) \[label=(\"(?:[^\"\\]|\\.)*\")", stmt)
-            if edge:
-                edges.append((edge.group(1), edge.group(2)))
-            elif node:
-                labels[node.group(1)] = re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1),
-                                               node.group(2)[1:-1])
-                cluster[node.group(1)] = stack[-1] or None
-    assert stack == [], "a block left open"
-    undeclared = {e for edge in edges for e in edge if e not in labels}
-    assert not undeclared, f"edges to undeclared nodes {undeclared}"
-    return labels, edges, cluster
-
-
-def node_of(labels: dict[str, str], start: str) -> str:
-    found = [n for n, text in labels.items() if text.startswith(start)]
-    assert len(found) == 1, (start, found)
-    return found[0]
-
 
 def test_dot_of_a_switch_alone():
     dp, _ = dataplane(None)
