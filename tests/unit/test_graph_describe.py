@@ -296,3 +296,25 @@ def test_the_control_command_returns_the_daemons_graph():
     assert reply["ok"] is True, reply
     assert reply["result"] == json.loads(json.dumps(sw.dp.graph.describe()))
     assert by_name(reply["result"])["nic0"]["kind"] == "composite" and reply["result"]["ports"] == []
+
+
+def test_vswitch_bench_replay_writes_the_graph_after_the_replay(tmp_path, capsys):
+    from bench.cli import main as bench_main
+    from vswitch.io.pcap import PcapWriter
+    cfg = tmp_path / "vmdq.toml"
+    cfg.write_text('[nic]\nmode = "vmdq"\nuplink = "up"\n\n[[port]]\nname = "up"\n\n[[port]]\nname = "g1"\n')
+    cap = tmp_path / "g1.pcap"
+    w = PcapWriter(cap)
+    w.write(eth(BCAST, mac(1)), 1_000)
+    w.close()
+    out = tmp_path / "graph.dot"
+    assert bench_main(["replay", "--config", str(cfg), "--port", f"g1={cap}", "--graph-dot", str(out), "-q"]) == 0
+    labels, edges, cluster = parse_dot(out.read_text())
+    assert labels[node_of(labels, "g1 (port 2) rx")].endswith("\n1 pkt")
+    assert labels[node_of(labels, "up (port 1) tx")].endswith("\n1 pkt")            # the broadcast, to the wire
+    assert cluster[node_of(labels, "sorter: VmdqSorter")] is not None
+    capsys.readouterr()
+    assert bench_main(["replay", "--config", str(cfg), "--graph-dot", str(out), str(cap), str(cap)]) == 2
+    assert "--graph-dot draws one replay's graph" in capsys.readouterr().err
+    assert bench_main(["replay", "--config", str(cfg), "--graph-dot", str(tmp_path / "no" / "g.dot"), str(cap)]) == 2
+    assert "--graph-dot" in capsys.readouterr().err and not (tmp_path / "no").exists()
