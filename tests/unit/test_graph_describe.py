@@ -318,3 +318,19 @@ def test_vswitch_bench_replay_writes_the_graph_after_the_replay(tmp_path, capsys
     assert "--graph-dot draws one replay's graph" in capsys.readouterr().err
     assert bench_main(["replay", "--config", str(cfg), "--graph-dot", str(tmp_path / "no" / "g.dot"), str(cap)]) == 2
     assert "--graph-dot" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_a_mirror_sees_what_a_nic_pool_delivers_to_a_guest():
+    """Taps sit on graph ports, so a mirror of a vmdq guest's port sees what its pool delivers
+    (docs/nicmodel.md says so), not only what the switch sends it."""
+    dp, sent = dataplane("vmdq")
+    g = dp.graph
+    m = g.add(Mirror("mirror.m", select_dst=frozenset({dp.numbers["g1"]})))
+    copies: list[bytes] = []
+    g.attach_sink(m, "out", lambda batch, now: copies.extend(f.data for f in batch))
+    g.tap(-1, "tx", m.tap_tx)
+    run(dp, "g1", eth(mac(0x10), mac(1)), 1)            # g1's MAC into pool 1's filter
+    to_g1 = eth(mac(1), mac(0x10))
+    run(dp, "up", to_g1, 2)
+    assert sent[dp.numbers["g1"]] == [to_g1] and copies == [to_g1]
+    assert dp.switch.counters["forwarded"] == 0 and by_name(g.describe())["nic0.rxq2"]["idle"] is False
