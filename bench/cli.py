@@ -36,6 +36,7 @@ from vswitch.drivers.replay import (
     records_by_source_mac,
     records_per_port,
 )
+from vswitch.graph_dot import to_dot
 from vswitch.io.pcap import CaptureError, NotEthernet, read_capture
 from vswitch.render import (
     fdb_table,
@@ -103,7 +104,8 @@ def _summary(res: ReplayResult, wall_s: float, snap: dict[str, Any], label: str)
 
 
 def _replay_one(args: argparse.Namespace, topo: Topology, records_for, label: str,
-                out_dir: Path | None, console: Console, tables: bool) -> tuple[int, dict[str, Any]]:
+                out_dir: Path | None, console: Console, tables: bool,
+                graph_dot: TextIO | None = None) -> tuple[int, dict[str, Any]]:
     dp = build_dataplane(topo)
     try:
         records = records_for(dp)        # opened and checked up front; this reopens them
@@ -118,6 +120,8 @@ def _replay_one(args: argparse.Namespace, topo: Topology, records_for, label: st
     res = driver.run(records)
     wall = time.perf_counter() - t0
     snap = dp.graph.snapshot()
+    if graph_dot is not None:                # the graph after the replay, its links' counts included
+        graph_dot.write(to_dot(dp.graph.describe(), title=label))
     console.print(_summary(res, wall, snap, label), markup=False, highlight=False, soft_wrap=True)
     status = 0
     if res.error:
@@ -226,18 +230,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 return records_by_source_mac(cap, assign)
             out_dir = (out_root / Path(cap).stem if many else out_root) if out_root else None
             jobs.append((cap, cap, topo, by_mac, out_dir, not args.quiet and not many))
+    if args.graph_dot and len(jobs) != 1:
+        raise UsageError(f"--graph-dot draws one replay's graph: give one capture or --port NAME=FILE, "
+                         f"not {len(jobs)} replays")
     json_file = _open_outputs(args.json, [(d, [p.name for p in t.ports]) for _, _, t, _, d, _ in jobs
                                           if d is not None])
+    dot_file = None
     try:
+        if args.graph_dot:
+            try:
+                dot_file = open(args.graph_dot, "w")  # noqa: SIM115 - written after the replay
+            except OSError as e:
+                raise UsageError(f"--graph-dot {args.graph_dot}: cannot write: {e.strerror}") from None
         for key, label, topo, records_for, out_dir, tables in jobs:
-            st, results[key] = _replay_one(args, topo, records_for, label, out_dir, console, tables)
+            st, results[key] = _replay_one(args, topo, records_for, label, out_dir, console, tables, dot_file)
             status = max(status, st)
         if json_file is not None:
             json_file.truncate(0)
             json_file.write(json.dumps(results, indent=2) + "\n")
     finally:
-        if json_file is not None:
-            json_file.close()
+        for f in (json_file, dot_file):
+            if f is not None:
+                f.close()
     return status
 
 
@@ -264,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--config", help="topology TOML (bridge settings and ports)")
     rp.add_argument("--out", help="directory for one pcap per egress port")
     rp.add_argument("--json", help="write the counter snapshot(s) as JSON to this file")
+    rp.add_argument("--graph-dot", metavar="FILE",
+                    help="write the graph after the replay as Graphviz DOT (as vswitchctl graph --dot) to FILE")
     rp.add_argument("--batch", type=int, default=64, help="frames per batch (default 64)")
     rp.add_argument("-q", "--quiet", action="store_true", help="summary line only, no tables")
     rp.set_defaults(func=cmd_replay)

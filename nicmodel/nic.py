@@ -569,6 +569,40 @@ class Nic(Element):
         for q in self.rxq:
             graph.connect(q, "out", self, "host")
 
+    def flows(self) -> Sequence[tuple[str, str, str]]:
+        """Inside the NIC frames move by calls, not graph links (only each RX queue's ``out``
+        is a link, to ``host``): these are the paths, for pictures of the graph."""
+        s, r, i, t = self.sorter.name, self.rings.name, self.irq.name, self.txa.name
+        st = self.state
+        pools = range(len(st.pools))
+        return [("in:wire", s, "pool selection" if st.vt_en else "VT off: queue 0"), (s, r, "DMA"),
+                *((r, q.name, "ring") for q in self.rxq),
+                *((i, q.name, "interrupt") for q in self.rxq),
+                *(("in:host", f"out:pool{p}", "its pool") for p in pools),
+                *((f"in:pool{p}", t, "TX ring") for p in pools),
+                (t, "out:wire", "VMVIR, anti-spoof, wire"),
+                *([(t, r, "VEB loopback")] if st.veb_en else [])]
+
+    def describe(self) -> dict[str, Any]:
+        st = self.state
+        return {"profile": self.profile.name, "vt": st.vt_en, "pools": st.layout.pools,
+                "queues": self.profile.num_queues}
+
+    def queue_in_use(self, q: int) -> bool:
+        """Whether RX queue ``q`` can receive a frame as the NIC is programmed now: with VT off
+        queue 0 only; with VT on, a queue the sorter uses (the first of its pool unless RSS
+        spreads over them) of an RX-enabled pool that something selects (a filter, a VLAN,
+        a filter flag, the default pool, a mirror rule's destination)."""
+        st = self.state
+        if not st.vt_en:
+            return q == 0
+        p = st.pool_of_queue(q)
+        if not (st.vfre >> p) & 1 or (not st.layout.rss and st.pool_queues(p)[0] != q):
+            return False
+        cfg = st.pools[p]
+        return (any(getattr(cfg, k) for k in POOL_FLAGS) or bool(st.rar.macs_of(p)) or bool(st.vlvf.vids_of(p))
+                or (p == st.def_pool and not st.dis_def_pool) or any(m.active and m.dst == p for m in st.mirror))
+
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
         if inp == "wire":
             self.rx(batch, now_ns)
@@ -1015,6 +1049,14 @@ class RxQueueElement(Queue):
     def __init__(self, name: str, ring: RxQueue, nic: Nic) -> None:
         super().__init__(name, ring, gate=nic)
         self.ring = ring
+        self.nic = nic
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        r = self.ring
+        d.update({"queue": r.index, "pool": self.nic.state.pool_of_queue(r.index), "ring_size": r.size,
+                  "idle": not r.rx_packets and not self.backlog_packets and not self.nic.queue_in_use(r.index)})
+        return d
 
     def snapshot(self) -> dict[str, Any]:
         snap = super().snapshot()

@@ -447,6 +447,11 @@ class TxArbiter(Element):
         snap["served_bytes"] = sum(q.tx_bytes for q in self.queues)
         return snap
 
+    def describe(self) -> dict[str, Any]:
+        """The TX rings live here, not as graph queues (docs/architecture.md says why)."""
+        return {"tx_rings": len(self.queues), "arbitration": self.mode,
+                "backlog_packets": sum(len(q.ring) for q in self.queues)}
+
 
     def queue_counters(self) -> dict[str, int]:
         out: dict[str, int] = {}
