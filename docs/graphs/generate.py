@@ -25,6 +25,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vswitch import compiled
+
+compiled.install()       # a program: the compiled build only if it is current, before the dataplane loads
+
 from bench.traces import Guest, ether, three_guests
 from vswitch.drivers.replay import Record, ReplayDriver
 from vswitch.graph_dot import to_dot

@@ -92,12 +92,14 @@ def test_vmdq_the_nic_is_a_composite_with_its_parts_and_the_wiring_of_every_port
     assert all(ls[(f"nic0.rxq{q}", "out", "nic0", "host")] == 0 for q in range(128))
     assert {k for k in ls if not k[0].startswith("nic0.rxq")} == {
         ("nic0.segment", "out", "nic0", "wire"), ("nic0", "pool0", "nic0.pool0", "in"),
-        ("nic0.pool0", "out", "br0", "1"), ("br0", "1", "nic0", "pool0")}
+        ("nic0.pool0", "out", "br0", "1"), ("br0", "1", "nic0", "pool0"),
+        *((f"nic0.tso{p}", "out", "nic0", f"pool{p}") for p in (1, 2, 3))}
     ports = {p["name"]: p for p in d["ports"]}
     assert ports["up"]["entry"] == {"element": "nic0.segment", "input": "in"}
     assert ports["up"]["egress"] == [{"element": "nic0", "output": "wire"}]
     for pool, g in enumerate(("g1", "g2", "g3"), 1):
-        assert ports[g]["entry"] == {"element": "nic0", "input": f"pool{pool}"}
+        # through the NIC's TSO: MTU-sized frames into the pool's TX queue
+        assert ports[g]["entry"] == {"element": f"nic0.tso{pool}", "input": "in"}
         assert sorted(map(tuple, (e.values() for e in ports[g]["egress"]))) == [
             ("br0", str(pool + 1)), ("nic0", f"pool{pool}")]
     # The bound pools 0-3 use their first queue (RSS off): those are not idle, the 124 others are.
@@ -220,7 +222,8 @@ def test_dot_of_vmdq_draws_the_nic_as_a_cluster_of_its_parts_with_idle_queues_fo
         assert node_of(labels, outside) not in nic
     seg, wire_in, sorter = (node_of(labels, t) for t in ("nic0.segment", "in wire", "sorter"))
     assert (node_of(labels, "up (port 1) rx"), seg) in edges and (seg, wire_in) in edges and (wire_in, sorter) in edges
-    assert (node_of(labels, "g1 (port 2) rx"), node_of(labels, "in pool1")) in edges
+    tso1 = node_of(labels, "nic0.tso1")
+    assert (node_of(labels, "g1 (port 2) rx"), tso1) in edges and (tso1, node_of(labels, "in pool1")) in edges
     g3_tx = node_of(labels, "g3 (port 4) tx")
     assert (node_of(labels, "out pool3"), g3_tx) in edges and (node_of(labels, "br0"), g3_tx) in edges
     assert (node_of(labels, "out wire"), node_of(labels, "up (port 1) tx")) in edges

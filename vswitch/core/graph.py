@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from vswitch.core.counters import PortCounters
 from vswitch.core.element import Batch, Element, PortId
@@ -39,6 +39,9 @@ from vswitch.core.frame import Frame
 
 Egress = Callable[[Batch, int], None]
 CountingEgress = Callable[[Batch, int], int]      # returns the bytes of the batch it was given
+
+
+E = TypeVar("E", bound=Element)
 
 
 class Drainable(Protocol):
@@ -155,7 +158,7 @@ class Graph:
         self._seq = 0
 
     # -- building ----------------------------------------------------------
-    def add(self, element: Element) -> Element:
+    def add(self, element: E) -> E:
         if element.name in self.elements:
             raise GraphError(f"element name {element.name!r} is already in the graph")
         self.elements[element.name] = element
