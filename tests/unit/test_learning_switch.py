@@ -599,3 +599,18 @@ def test_learning_mid_batch_forgets_the_memo():
     assert got == {2: [f, tagged(f, 10), f], 3: [tagged(f, 10)]}     # B is unknown on VLAN 10
     assert {(e.vlan, e.mac) for e in br.fdb.entries(1)} == {(0, B), (0, A)}   # A re-learned on VLAN 0
     assert br.fdb.stats["evicted"] == 2
+
+
+# -- flood counters ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag, dst, kind", [("bcast_flood", BCAST, "flood_broadcast"),
+                                             ("mcast_flood", MCAST, "flood_multicast"),
+                                             ("flood", B, "flood_unknown")])
+def test_a_flood_with_nowhere_to_go_is_not_counted_as_flooded_by_kind(flag, dst, kind):
+    """Issue 8: flood_broadcast + flood_multicast + flood_unknown counted frames then dropped as
+    no_flood_ports, so the three did not add up to flooded."""
+    br = Bridge(PortConfig(name="p1"), PortConfig(name="p2", **{flag: False}))
+    assert br.send(1, eth(dst, A)) == {}
+    assert br.nonzero_drops() == {"no_flood_ports": 1}
+    assert br.counters[kind] == 0
+    br.check_accounting()

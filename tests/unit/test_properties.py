@@ -83,6 +83,7 @@ class Model:
         self.forwarded = 0
         self.flooded = 0
         self.dropped = 0
+        self.kinds: dict[str, int] = defaultdict(int)          # floods by kind
 
     def valid_fdb(self, now: int) -> dict[tuple[int, bytes], int]:
         return {k: p for k, (p, seen) in self.fdb.items() if now - seen < AGE}
@@ -133,6 +134,7 @@ class Model:
                 self.dropped += 1
                 return
             self.flooded += 1
+            self.kinds[flag] += 1
         for o in targets:
             if self.ports[o].sends_tagged(vid):
                 tci = (pcp << 12) | vid
@@ -235,9 +237,26 @@ def test_switch_matches_the_reference_model(scenario):
         c = br.counters
         assert c["forwarded"] == model.forwarded
         assert c["flooded"] == model.flooded
+        assert (c["flood_broadcast"], c["flood_multicast"], c["flood_unknown"]) == (
+            model.kinds["bcast_flood"], model.kinds["mcast_flood"], model.kinds["flood"])
         assert sum(br.drops.values()) == model.dropped
         assert model.forwarded + model.flooded + model.dropped == rx
         br.check_accounting()
+
+
+@SETTINGS
+@given(scenarios())
+def test_flood_kind_counters_add_up_to_flooded(scenario):
+    """For any port configs and frames, flood_broadcast + flood_multicast + flood_unknown ==
+    flooded: a flood that is then dropped (no_flood_ports, say) counts under its drop reason only."""
+    ports, steps = scenario
+    br = no_damping_bridge(ports)
+    now = 0
+    for in_port, dt, batch in steps:
+        now += dt
+        br.send(in_port, *batch, t=now)
+        c = br.counters
+        assert c["flood_broadcast"] + c["flood_multicast"] + c["flood_unknown"] == c["flooded"]
 
 
 @SETTINGS

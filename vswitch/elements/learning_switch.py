@@ -29,8 +29,8 @@ Per frame, in order:
    tagged (copies share the same tagged bytes).
 
 Counters: ``forwarded`` (known unicast), ``flooded`` (frames flooded, once
-per frame), ``flood_broadcast``, ``flood_multicast``, ``flood_unknown``,
-``flood_copies`` (frames emitted by floods).  Every ingress frame is counted
+per frame), ``flood_broadcast``, ``flood_multicast``, ``flood_unknown`` (the
+three add up to ``flooded``), ``flood_copies`` (frames emitted by floods).  Every ingress frame is counted
 once in ``forwarded``, ``flooded`` or a drop reason.  FDB statistics under
 ``fdb`` in the snapshot.
 """
@@ -309,16 +309,18 @@ class LearningSwitch(Element):
         if d[0] & 1:                          # (reserved group addresses were dropped in push)
             if d[0:6] == b"\xff\xff\xff\xff\xff\xff":
                 targets = sets[0]
-                c["flood_broadcast"] += 1
+                kind = "flood_broadcast"
             else:
                 targets = sets[1]
-                c["flood_multicast"] += 1
+                kind = "flood_multicast"
         else:
             targets = sets[2]
-            c["flood_unknown"] += 1
+            kind = "flood_unknown"
         if not targets:
             self.drop(f, "no_flood_ports")
             return
+        # Only a frame that is flooded counts by kind, so the kinds add up to `flooded`.
+        c[kind] += 1
         c["flooded"] += 1
         c["flood_copies"] += len(targets)
         app = self._app
