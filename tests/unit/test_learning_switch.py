@@ -205,7 +205,9 @@ def test_priority_tag_on_a_trunk_without_vlan0_is_not_allowed():
 def test_priority_tag_on_a_trunk_of_all_vlans_is_vlan0():
     br = Bridge(*trunks(3))
     f = eth(BCAST, A)
-    assert br.send(1, tagged(f, 0, pcp=3)) == {2: [f], 3: [f]}
+    # VLAN 0, and it leaves the other trunks with its priority tag (as OVS and the Linux bridge)
+    assert br.send(1, tagged(f, 0, pcp=3)) == {2: [tagged(f, 0, pcp=3)], 3: [tagged(f, 0, pcp=3)]}
+    assert br.fdb.lookup(0, A, 0) == 1
 
 
 def test_unicast_learned_in_one_vlan_is_unknown_in_another():
@@ -599,6 +601,86 @@ def test_learning_mid_batch_forgets_the_memo():
     assert got == {2: [f, tagged(f, 10), f], 3: [tagged(f, 10)]}     # B is unknown on VLAN 10
     assert {(e.vlan, e.mac) for e in br.fdb.entries(1)} == {(0, B), (0, A)}   # A re-learned on VLAN 0
     assert br.fdb.stats["evicted"] == 2
+
+
+# -- priority tags (VID 0) and VLAN 0 on egress, per port mode (OVS's rules) -------------------
+
+def prio_bridge() -> Bridge:
+    """1: no VLAN config (a trunk of every VLAN), 2: the same, 3: trunk 0,10, 4: access 10,
+    5: native-tagged 10, 6: native-untagged 10, 7: trunk 10."""
+    return Bridge(
+        PortConfig(name="none1"),
+        PortConfig(name="none2"),
+        PortConfig(name="t0_10", trunks="0,10"),
+        PortConfig(name="acc10", tag=10),
+        PortConfig(name="nt10", vlan_mode="native-tagged", tag=10),
+        PortConfig(name="nu10", vlan_mode="native-untagged", tag=10),
+        PortConfig(name="t10", trunks="10"),
+    )
+
+
+def test_priority_tag_crosses_ports_without_vlan_config_unchanged():
+    """Issue 8: a VID 0 / PCP 5 frame left untagged (56 bytes instead of 60); the Linux bridge and
+    OVS pass it unchanged."""
+    br = Bridge(*trunks(3))
+    prio = tagged(eth(BCAST, A, payload_len=42), 0, pcp=5)
+    assert len(prio) == 60
+    assert br.send(1, prio) == {2: [prio], 3: [prio]}
+    # and as known unicast (the memo must not drop the tag either)
+    br.send(2, eth(BCAST, B))
+    u = tagged(eth(B, A), 0, pcp=5)
+    assert br.send(1, u, u, u) == {2: [u, u, u]}
+    br.check_accounting()
+
+
+def test_vlan0_egress_per_port_mode():
+    """VLAN 0 (untagged and priority-tagged frames of a trunk) leaves a trunk that carries it as it
+    came: untagged stays untagged, a priority tag keeps its PCP and DEI.  Native ports never carry
+    VLAN 0 (OVS: 'force trunking the native VLAN and prohibit trunking VLAN 0'), so nothing of
+    VLAN 0 leaks into their native VLAN or out of them with a VID 0 tag; access ports carry only
+    their own VLAN."""
+    br = prio_bridge()
+    f = eth(BCAST, A)
+    assert br.send(1, f) == {2: [f], 3: [f]}
+    for pcp in (5, 0b0001, 0b1111):                       # PCP 5; DEI alone; PCP 7 + DEI
+        prio = tagged(f, 0, pcp=pcp)
+        assert br.send(1, prio) == {2: [prio], 3: [prio]}
+    br.check_accounting()
+
+
+def test_priority_tag_with_a_zero_tci_leaves_untagged():
+    """OVS omits an 802.1Q header whose TCI would be zero (priority-tags=never, its default):
+    a VID 0 tag with PCP 0 and DEI 0 carries nothing and leaves as an untagged frame."""
+    br = prio_bridge()
+    f = eth(BCAST, A)
+    assert br.send(1, tagged(f, 0)) == {2: [f], 3: [f]}
+
+
+def test_priority_tag_into_a_native_vlan_keeps_its_pcp_where_the_vlan_leaves_tagged():
+    br = prio_bridge()
+    f = eth(BCAST, A)
+    t10 = tagged(f, 10, pcp=5)
+    expect = {1: [t10], 2: [t10], 3: [t10], 5: [t10], 6: [f], 7: [t10]}   # nu10: native, untagged
+    assert br.send(4, tagged(f, 0, pcp=5)) == expect                      # access 10
+    expect = {1: [t10], 2: [t10], 3: [t10], 4: [f], 6: [f], 7: [t10]}
+    assert br.send(5, tagged(f, 0, pcp=5)) == expect                      # native-tagged 10
+    expect = {1: [t10], 2: [t10], 3: [t10], 4: [f], 5: [t10], 7: [t10]}
+    assert br.send(6, tagged(f, 0, pcp=5)) == expect                      # native-untagged 10
+    assert br.send(7, tagged(f, 0, pcp=5)) == {}                          # trunk 10: no VLAN 0
+    assert br.nonzero_drops() == {"vlan_not_allowed": 1}
+    br.check_accounting()
+
+
+def test_native_ports_do_not_carry_vlan0():
+    """With every VLAN trunked (empty trunks) or VLAN 0 listed, a native-tagged or native-untagged
+    port still does not carry VLAN 0, as in OVS: untagged frames of a plain trunk never reach it."""
+    br = Bridge(PortConfig(name="none"), PortConfig(name="nt", vlan_mode="native-tagged", tag=10),
+                PortConfig(name="nu", vlan_mode="native-untagged", tag=10, trunks="0,20"))
+    f = eth(BCAST, A)
+    assert br.send(1, f) == {}
+    assert br.send(1, tagged(f, 0, pcp=3)) == {}
+    assert br.nonzero_drops() == {"no_flood_ports": 2}
+    assert br.send(3, tagged(f, 0, pcp=3)) == {1: [tagged(f, 10, pcp=3)], 2: [tagged(f, 10, pcp=3)]}
 
 
 # -- flood counters ----------------------------------------------------------------------------

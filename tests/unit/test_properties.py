@@ -46,7 +46,7 @@ class MPort:
             return v == self.tag
         if self.mode in ("default", "trunk"):
             return self.in_trunks(v)
-        return v == self.tag or self.in_trunks(v)
+        return v == self.tag or (v != 0 and self.in_trunks(v))    # OVS: no VLAN 0 on native ports
 
     @property
     def untagged(self) -> int | None:
@@ -55,11 +55,12 @@ class MPort:
             return 0 if self.in_trunks(0) else None
         return self.tag
 
-    def sends_tagged(self, v: int) -> bool:
+    def sends_tagged(self, v: int, pcp: int) -> bool:
+        """VLAN 0 leaves a trunk as it came: with its priority tag if its TCI is not zero."""
         if self.mode == "access":
             return False
         if self.mode in ("default", "trunk"):
-            return v != 0
+            return v != 0 or pcp != 0
         if self.mode == "native-tagged":
             return True
         return v != self.tag
@@ -136,7 +137,7 @@ class Model:
             self.flooded += 1
             self.kinds[flag] += 1
         for o in targets:
-            if self.ports[o].sends_tagged(vid):
+            if self.ports[o].sends_tagged(vid, pcp):
                 tci = (pcp << 12) | vid
                 out[o].append(inner[:12] + b"\x81\x00" + tci.to_bytes(2, "big") + inner[12:])
             else:

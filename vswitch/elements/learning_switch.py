@@ -26,7 +26,10 @@ Per frame, in order:
    ``same_port``; both isolated: ``isolated``.  A flood with no eligible port:
    ``no_flood_ports``.
 6. **Egress VLAN**: the tag is pushed back for ports that carry the VLAN
-   tagged (copies share the same tagged bytes).
+   tagged (copies share the same tagged bytes), with the frame's PCP/DEI; a
+   priority-tagged frame of VLAN 0 keeps its tag on a port that carries
+   VLAN 0 as a trunk (``PortVlan.priority_tagged``) when its PCP/DEI are
+   not zero.
 
 Counters: ``forwarded`` (known unicast), ``flooded`` (frames flooded, once
 per frame), ``flood_broadcast``, ``flood_multicast``, ``flood_unknown`` (the
@@ -223,8 +226,8 @@ class LearningSwitch(Element):
                 vid = self._pop_tag(f, port)
                 if vid is None:
                     continue
-                if vid != untagged_vid:
-                    mixed = True
+                if vid != untagged_vid or (not vid and f.pcp):
+                    mixed = True            # (a priority tag in VLAN 0: egress looks per frame)
                 d = f.data
                 tbl = table(vid)
                 plain = False
@@ -340,14 +343,22 @@ class LearningSwitch(Element):
             frames = lst[:]
             emitted += len(frames)
             lst.clear()
-            tagged = ports[out].vlan.tagged
-            if tagged and (bvid is None or bvid in tagged):
+            vl = ports[out].vlan
+            tagged = vl.tagged
+            if bvid is not None:
+                if bvid in tagged:              # one VLAN in the batch, carried tagged: all of them
+                    if tagged_copy is None:
+                        tagged_copy = {}
+                    frames = [self._tagged(f, tagged_copy) for f in frames]
+            elif vl.priority_tagged:            # VLAN 0 keeps a priority tag (nonzero PCP/DEI)
                 if tagged_copy is None:
                     tagged_copy = {}
-                if bvid is not None:            # one VLAN in the batch, carried tagged: all of them
-                    frames = [self._tagged(f, tagged_copy) for f in frames]
-                else:
-                    frames = [self._tagged(f, tagged_copy) if f.vlan in tagged else f for f in frames]
+                frames = [self._tagged(f, tagged_copy) if f.vlan in tagged or (not f.vlan and f.pcp)
+                          else f for f in frames]
+            elif tagged:
+                if tagged_copy is None:
+                    tagged_copy = {}
+                frames = [self._tagged(f, tagged_copy) if f.vlan in tagged else f for f in frames]
             send = outs.get(out)
             if send is None:
                 self.unconnected[out] = self.unconnected.get(out, 0) + len(frames)
