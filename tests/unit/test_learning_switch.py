@@ -683,6 +683,25 @@ def test_native_ports_do_not_carry_vlan0():
     assert br.send(3, tagged(f, 0, pcp=3)) == {1: [tagged(f, 10, pcp=3)], 2: [tagged(f, 10, pcp=3)]}
 
 
+# -- VLAN 4095 on the wire --------------------------------------------------------------------
+
+@pytest.mark.parametrize("port", [1, 2, 3, 4, 5, 6, 7])
+def test_vid_4095_is_reserved_and_dropped_on_every_port_mode(port):
+    """802.1Q reserves VID 4095; the Linux bridge never holds it in a VLAN filter (br_vlan_valid_id)."""
+    br = prio_bridge()
+    assert br.send(port, tagged(eth(BCAST, A), 4095, pcp=2)) == {}
+    assert br.nonzero_drops() == {"vlan_reserved": 1}
+    assert br.graph.ports[port].rx_dropped == 1
+    assert len(br.fdb) == 0
+    br.check_accounting()
+
+
+def test_vid_4094_is_an_ordinary_vlan():
+    br = Bridge(*trunks(3))
+    t = tagged(eth(BCAST, A), 4094)
+    assert br.send(1, t) == {2: [t], 3: [t]}
+
+
 # -- flood counters ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("flag, dst, kind", [("bcast_flood", BCAST, "flood_broadcast"),

@@ -95,6 +95,9 @@ class Model:
         if d[12:14] == b"\x81\x00":
             tci = int.from_bytes(d[14:16], "big")
             vid, pcp, inner = tci & 0xFFF, tci >> 12, d[:12] + d[16:]
+            if vid == 4095:                      # reserved by 802.1Q
+                self.dropped += 1
+                return
             if vid == 0:
                 vid = P.untagged
             elif P.mode == "access":     # OVS: an access port drops every nonzero VID
@@ -167,7 +170,8 @@ DSTS = st.sampled_from(HOSTS * 4 + [BCAST, BCAST, BCAST, MCAST, STP])
 # steps of time that often land exactly on the ageing boundary
 DT = st.sampled_from([0, 0, 0, 1, AGE // 8, AGE // 8, AGE // 2, AGE - 1, AGE, AGE + 1])
 # a host mostly uses one encapsulation: (TPID, VID); None is untagged
-ENCAPS = [None, (0x8100, 10), (0x8100, 20), (0x8100, 30), (0x8100, 0), (0x88A8, 5), (0x8100, 40)]
+ENCAPS = [None, (0x8100, 10), (0x8100, 20), (0x8100, 30), (0x8100, 0), (0x88A8, 5), (0x8100, 40),
+          (0x8100, 4095)]
 HOME_ENCAP = [None, (0x8100, 10), None, (0x8100, 20)]
 
 

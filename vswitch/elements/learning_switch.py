@@ -11,8 +11,8 @@ Per frame, in order:
    super-frame (``frame.vnet`` set by an offloading port): ``oversize``.
    Source MAC multicast or all-zero: ``invalid_src_mac`` (as the Linux bridge).
 2. **VLAN classification** by the port's ``PortVlan`` (see vlan.py).  The tag
-   is popped into ``frame.vlan``/``frame.pcp``; a VLAN the port does not carry:
-   ``vlan_not_allowed``.
+   is popped into ``frame.vlan``/``frame.pcp``; VID 4095 (reserved by 802.1Q):
+   ``vlan_reserved``; a VLAN the port does not carry: ``vlan_not_allowed``.
 3. **Destination filter.** IEEE 802.1D reserved group addresses
    01:80:c2:00:00:00-0f (STP, pause, LACP, LLDP, ...) are link-local and never
    forwarded by a bridge: ``reserved_multicast``.
@@ -95,8 +95,8 @@ class SwitchPort:
 class LearningSwitch(Element):
     COUNTERS = ("forwarded", "flooded", "flood_broadcast", "flood_multicast", "flood_unknown",
                 "flood_copies")
-    DROP_REASONS = ("runt", "oversize", "invalid_src_mac", "vlan_not_allowed", "reserved_multicast",
-                    "same_port", "isolated", "no_flood_ports")
+    DROP_REASONS = ("runt", "oversize", "invalid_src_mac", "vlan_reserved", "vlan_not_allowed",
+                    "reserved_multicast", "same_port", "isolated", "no_flood_ports")
 
     def __init__(self, name: str = "switch", fdb: Fdb | None = None) -> None:
         super().__init__(name)
@@ -293,6 +293,9 @@ class LearningSwitch(Element):
         vid: int | None = tci & 0xFFF
         if vid == 0:                          # priority tag: classify as untagged
             vid = port.vlan.untagged_vid
+        elif vid == 4095:                     # reserved by 802.1Q: never a VLAN
+            self.drop(f, "vlan_reserved")
+            return None
         elif port.vlan.mode == "access":
             # OVS: an access port drops any frame with a nonzero VID, its own VLAN included.
             vid = None
