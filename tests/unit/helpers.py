@@ -94,7 +94,7 @@ class Bridge:
 
     def check_accounting(self) -> None:
         """Every ingress frame counted once as forwarded, flooded or one drop reason; the flood
-        kinds add up to the floods."""
+        kinds add up to the floods; every frame dropped for an egress MTU is a tx_dropped too."""
         ports = self.graph.ports.values()
         rx = sum(p.rx_packets for p in ports)
         c = self.counters
@@ -103,3 +103,4 @@ class Bridge:
         assert c["flood_broadcast"] + c["flood_multicast"] + c["flood_unknown"] == c["flooded"], dict(c)
         assert sum(p.rx_dropped for p in ports) == drops
         assert sum(p.tx_packets for p in ports) == c["forwarded"] + c["flood_copies"]
+        assert sum(p.tx_dropped for p in ports) >= self.drops.get("egress_mtu", 0)

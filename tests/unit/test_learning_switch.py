@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from helpers import ARP, BCAST, LLDP, MCAST, MCAST6, NS, STP, ZERO, Bridge, eth, mac, tagged
 
@@ -377,16 +379,17 @@ def test_minimal_headers_are_not_runts(br4):
 
 
 def test_oversize_is_mtu_plus_18():
-    br = Bridge(PortConfig(name="p1"), PortConfig(name="p2"), PortConfig(name="jumbo", mtu=9000))
+    br = Bridge(PortConfig(name="p1"), PortConfig(name="p2"), PortConfig(name="jumbo", mtu=9000),
+                PortConfig(name="jumbo2", mtu=9000))
     max_std = eth(BCAST, A, vlan=10, payload_len=1500)       # 12 + 4 + 2 + 1500 = 1518
     assert len(max_std) == 1518
-    assert br.send(1, max_std) == {2: [max_std], 3: [max_std]}
+    assert br.send(1, max_std) == {2: [max_std], 3: [max_std], 4: [max_std]}
     too_big = eth(BCAST, A, vlan=10, payload_len=1501)
     assert br.send(1, too_big) == {}
     assert br.nonzero_drops() == {"oversize": 1}
     jumbo = eth(BCAST, B, payload_len=9004)                  # 9018 bytes, untagged
     assert len(jumbo) == 9018
-    assert set(br.send(3, jumbo)) == {1, 2}
+    assert set(br.send(3, jumbo)) == {4}                     # (not over the MTU 1500 ports: egress_mtu)
     assert br.send(3, jumbo + b"\0") == {}
     assert br.drops["oversize"] == 2
     br.check_accounting()
@@ -395,11 +398,11 @@ def test_oversize_is_mtu_plus_18():
 def test_gso_superframe_with_vnet_header_is_not_oversize():
     br = Bridge(*trunks(2))
     big = eth(BCAST, A, payload_len=64000)
-    vnet = bytes(12)
-    assert br.send(1, big, vnet=vnet) == {2: [big]}
+    hdr = vnet(gso_type=1, gso_size=1448, flags=1)          # TCPv4 GSO, as a TSO guest sends
+    assert br.send(1, big, vnet=hdr) == {2: [big]}
     assert br.nonzero_drops() == {}
     # but a runt is a runt, vnet or not
-    assert br.send(1, big[:10], vnet=vnet) == {}
+    assert br.send(1, big[:10], vnet=hdr) == {}
     assert br.nonzero_drops() == {"runt": 1}
 
 
@@ -700,6 +703,96 @@ def test_vid_4094_is_an_ordinary_vlan():
     br = Bridge(*trunks(3))
     t = tagged(eth(BCAST, A), 4094)
     assert br.send(1, t) == {2: [t], 3: [t]}
+
+
+# -- egress MTU (the Linux bridge's is_skb_forwardable) ----------------------------------------
+
+def vnet(gso_type: int = 0, gso_size: int = 0, flags: int = 0) -> bytes:
+    """A virtio-net header written here by hand: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset."""
+    return struct.pack("<BBHHHH", flags, gso_type, 54 if gso_type else 0, gso_size, 34, 16)
+
+
+def mtu_bridge() -> Bridge:
+    """1: MTU 9000, 2: MTU 1500, 3: MTU 9000, 4: MTU 1500 trunk 10 (tags what it sends)."""
+    return Bridge(PortConfig(name="jumbo1", mtu=9000), PortConfig(name="std", mtu=1500),
+                  PortConfig(name="jumbo2", mtu=9000), PortConfig(name="std10", trunks="0,10"))
+
+
+def test_frame_over_the_egress_mtu_is_dropped_and_counted():
+    """Issue 8: a 9000-byte frame from an MTU 9000 port was written whole to an MTU 1500 port."""
+    br = mtu_bridge()
+    big = eth(BCAST, A, payload_len=9000)                  # 9014 bytes: L3 9000
+    assert br.send(1, big) == {3: [big]}                   # flooded, but only where it fits
+    ports = br.graph.ports
+    assert (ports[2].tx_dropped, ports[4].tx_dropped, ports[3].tx_dropped) == (1, 1, 0)
+    assert br.counters["flooded"] == 1 and br.counters["flood_copies"] == 1
+    assert br.nonzero_drops() == {}                        # the frame itself was flooded
+    br.send(2, eth(BCAST, B))                              # B on the MTU 1500 port
+    uni = eth(B, A, payload_len=9000)
+    assert br.send(1, uni) == {}
+    assert br.nonzero_drops() == {"egress_mtu": 1}
+    assert ports[2].tx_dropped == 2 and ports[2].tx_packets == 0
+    assert ports[1].rx_dropped == 1
+    br.check_accounting()
+
+
+def test_egress_mtu_boundary_is_mtu_plus_18_without_the_tag_the_port_adds():
+    """Linux: skb->len > mtu + ETH_HLEN + VLAN_HLEN, skb->len without the (accelerated) outer tag.
+    So an untagged frame of MTU + 18 bytes fits, one more byte does not, and the tag a trunk adds
+    on egress is not counted against its MTU."""
+    br = mtu_bridge()
+    fits = eth(BCAST, A, payload_len=1504)                 # 1518 bytes
+    assert len(fits) == 1518
+    assert br.send(1, fits) == {2: [fits], 3: [fits], 4: [fits]}
+    over = eth(BCAST, A, payload_len=1505)
+    assert br.send(1, over) == {3: [over]}
+    assert br.graph.ports[2].tx_dropped == 1 and br.graph.ports[4].tx_dropped == 1
+    # tagged in and out: the same limit applies to the frame without its tag, so a trunk with
+    # MTU 1500 sends a 1522-byte tagged frame and refuses a 1523-byte one
+    t10 = tagged(eth(BCAST, C, payload_len=1504), 10)
+    assert len(t10) == 1522
+    assert br.send(1, t10) == {2: [t10], 3: [t10], 4: [t10]}
+    t10 = tagged(eth(BCAST, C, payload_len=1505), 10)
+    assert br.send(1, t10) == {3: [t10]}
+    assert br.graph.ports[2].tx_dropped == 2 and br.graph.ports[4].tx_dropped == 2
+    br.check_accounting()
+
+
+def test_a_flood_that_fits_nowhere_is_dropped_as_egress_mtu():
+    br = Bridge(PortConfig(name="jumbo", mtu=9000), *trunks(3)[1:])
+    big = eth(B, A, payload_len=2000)                      # unknown unicast, flooded
+    assert br.send(1, big) == {}
+    assert br.nonzero_drops() == {"egress_mtu": 1}
+    assert br.counters["flooded"] == 0 and br.counters["flood_unknown"] == 0
+    assert [br.graph.ports[n].tx_dropped for n in (2, 3)] == [1, 1]
+    assert br.graph.ports[1].rx_dropped == 1
+    br.check_accounting()
+
+
+def test_the_within_batch_memo_does_not_bypass_the_egress_mtu():
+    """Frames with the same first 14 bytes share a forwarding decision inside a batch; their
+    lengths may differ, so the MTU check must still see each of them."""
+    br = mtu_bridge()
+    br.send(2, eth(BCAST, B))
+    br.send(1, eth(BCAST, A))
+    small, big = eth(B, A), eth(B, A, payload_len=5000)
+    assert br.send(1, small, small, big, small, big, small) == {2: [small] * 4}
+    assert br.drops["egress_mtu"] == 2
+    br.check_accounting()
+
+
+def test_gso_superframe_passes_the_egress_mtu():
+    """A frame with a virtio-net header carrying a GSO type is segmented downstream (by the TAP's
+    or the kernel's TSO), as the Linux bridge lets skb_is_gso() frames through."""
+    br = mtu_bridge()
+    sup = eth(BCAST, A, payload_len=64000)
+    assert br.send(1, sup, vnet=vnet(gso_type=1, gso_size=1448, flags=1)) == {2: [sup], 3: [sup], 4: [sup]}
+    assert br.send(2, sup, vnet=vnet(gso_type=4, gso_size=1428, flags=1)) == {1: [sup], 3: [sup], 4: [sup]}
+    # a header without a GSO type (checksum offload only) does not exempt a frame
+    big = eth(BCAST, A, payload_len=2000)
+    assert br.send(1, big, vnet=vnet(flags=1)) == {3: [big]}
+    assert sum(p.tx_dropped for p in br.graph.ports.values()) == 2
+    br.check_accounting()
 
 
 # -- flood counters ----------------------------------------------------------------------------

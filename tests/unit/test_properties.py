@@ -1,8 +1,9 @@
 """Hypothesis properties of the learning switch and the FDB, checked against a small reference model.
 
 The model below is written from the specification (OVS vlan_mode table, Linux bridge port flags,
-the FDB's aging rule) and shares no code with the implementation: it computes the expected
-egress bytes of every frame, the expected MAC table, and the expected counters.
+the Linux bridge's egress MTU rule, the FDB's aging rule) and shares no code with the
+implementation: it computes the expected egress bytes of every frame, the expected MAC table, and
+the expected counters.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class MPort:
     flood: bool
     mcast_flood: bool
     bcast_flood: bool
+    mtu: int = 1500
 
     def in_trunks(self, v: int) -> bool:
         return self.trunks is None or v in self.trunks
@@ -67,7 +69,7 @@ class MPort:
 
     def config(self) -> PortConfig:
         kw: dict = dict(isolated=self.isolated, learning=self.learning, flood=self.flood,
-                        mcast_flood=self.mcast_flood, bcast_flood=self.bcast_flood)
+                        mcast_flood=self.mcast_flood, bcast_flood=self.bcast_flood, mtu=self.mtu)
         if self.mode != "default":
             kw["vlan_mode"] = self.mode
         if self.tag is not None:
@@ -85,6 +87,7 @@ class Model:
         self.flooded = 0
         self.dropped = 0
         self.kinds: dict[str, int] = defaultdict(int)          # floods by kind
+        self.tx_dropped: dict[int, int] = defaultdict(int)     # copies refused by an egress MTU
 
     def valid_fdb(self, now: int) -> dict[tuple[int, bytes], int]:
         return {k: p for k, (p, seen) in self.fdb.items() if now - seen < AGE}
@@ -92,6 +95,9 @@ class Model:
     def frame(self, in_port: int, d: bytes, now: int, out: dict[int, list[bytes]]) -> None:
         """One frame through the switch: fills ``out`` with the egress bytes per port."""
         P = self.ports[in_port]
+        if len(d) > P.mtu + 18:                  # ingress: MTU + header + one tag
+            self.dropped += 1
+            return
         if d[12:14] == b"\x81\x00":
             tci = int.from_bytes(d[14:16], "big")
             vid, pcp, inner = tci & 0xFFF, tci >> 12, d[:12] + d[16:]
@@ -116,10 +122,16 @@ class Model:
             return
         if P.learning:
             self.fdb[(vid, src)] = (in_port, now)
+        # egress MTU (Linux's is_skb_forwardable): the frame without its outer tag, MTU + 18
+        def fits(o: int) -> bool:
+            if len(inner) > self.ports[o].mtu + 18:
+                self.tx_dropped[o] += 1
+                return False
+            return True
         entry = self.fdb.get((vid, dst))
         if not dst[0] & 1 and entry is not None and now - entry[1] < AGE:
             o = entry[0]
-            if o == in_port or (P.isolated and self.ports[o].isolated):
+            if o == in_port or (P.isolated and self.ports[o].isolated) or not fits(o):
                 self.dropped += 1
                 return
             targets = [o]
@@ -134,6 +146,7 @@ class Model:
             targets = [q.number for q in self.ports.values()
                        if q.number != in_port and q.carries(vid) and getattr(q, flag)
                        and not (P.isolated and q.isolated)]
+            targets = [o for o in targets if fits(o)] if targets else targets
             if not targets:
                 self.dropped += 1
                 return
@@ -161,7 +174,8 @@ def mports(draw, n: int) -> list[MPort]:
         flags = draw(st.tuples(*[st.booleans()] * 5))
         out.append(MPort(i, mode, tag, trunks, flags[0], not flags[1] or flags[2],  # learning mostly on
                          flood=draw(st.booleans()) or flags[3], mcast_flood=flags[3] or flags[4],
-                         bcast_flood=draw(st.booleans()) or flags[4]))
+                         bcast_flood=draw(st.booleans()) or flags[4],
+                         mtu=draw(st.sampled_from([1500, 1500, 1500, 1504, 9000]))))
     return out
 
 
@@ -172,6 +186,8 @@ DT = st.sampled_from([0, 0, 0, 1, AGE // 8, AGE // 8, AGE // 2, AGE - 1, AGE, AG
 # a host mostly uses one encapsulation: (TPID, VID); None is untagged
 ENCAPS = [None, (0x8100, 10), (0x8100, 20), (0x8100, 30), (0x8100, 0), (0x88A8, 5), (0x8100, 40),
           (0x8100, 4095)]
+# payload sizes: mostly small, some around the MTU + 18 boundaries of 1500 and 1504, some jumbo
+SIZES = [46] * 12 + [1500, 1504, 1505, 1508, 1509, 8000]
 HOME_ENCAP = [None, (0x8100, 10), None, (0x8100, 20)]
 
 
@@ -179,7 +195,7 @@ HOME_ENCAP = [None, (0x8100, 10), None, (0x8100, 20)]
 def frames(draw, src: bytes, home: tuple[int, int] | None) -> bytes:
     dst = draw(DSTS)
     src = draw(st.sampled_from([src] * 12 + [bytes(6), MCAST]))     # now and then an invalid source
-    payload = bytes([draw(st.integers(0, 255))]) * 46
+    payload = bytes([draw(st.integers(0, 255))]) * draw(st.sampled_from(SIZES))
     enc = draw(st.sampled_from([home] * 6 + ENCAPS))
     if enc is None:
         return dst + src + b"\x08\x00" + payload
@@ -246,6 +262,7 @@ def test_switch_matches_the_reference_model(scenario):
             model.kinds["bcast_flood"], model.kinds["mcast_flood"], model.kinds["flood"])
         assert sum(br.drops.values()) == model.dropped
         assert model.forwarded + model.flooded + model.dropped == rx
+        assert {n: p.tx_dropped for n, p in br.graph.ports.items() if p.tx_dropped} == dict(model.tx_dropped)
         br.check_accounting()
 
 

@@ -25,7 +25,15 @@ Per frame, in order:
    A learned unicast goes to exactly its port; if that is the ingress port:
    ``same_port``; both isolated: ``isolated``.  A flood with no eligible port:
    ``no_flood_ports``.
-6. **Egress VLAN**: the tag is pushed back for ports that carry the VLAN
+6. **Egress MTU** (the Linux bridge's ``is_skb_forwardable``): a frame longer
+   than a port's ``max_frame``, measured without its popped tag, and not a
+   GSO super-frame (``vnet`` with a gso_type) is not sent there; that port
+   counts a ``tx_dropped``.  A known unicast so refused, or a flood refused
+   by all its ports: ``egress_mtu``.  A flood compares its length with the
+   smallest ``max_frame`` of all ports; a unicast is checked only where the
+   check can fail (through `_gates`): from a port whose ``max_frame`` is above
+   that smallest one, or after a header-carrying frame over its own.
+7. **Egress VLAN**: the tag is pushed back for ports that carry the VLAN
    tagged (copies share the same tagged bytes), with the frame's PCP/DEI; a
    priority-tagged frame of VLAN 0 keeps its tag on a port that carries
    VLAN 0 as a trunk (``PortVlan.priority_tagged``) when its PCP/DEI are
@@ -96,7 +104,7 @@ class LearningSwitch(Element):
     COUNTERS = ("forwarded", "flooded", "flood_broadcast", "flood_multicast", "flood_unknown",
                 "flood_copies")
     DROP_REASONS = ("runt", "oversize", "invalid_src_mac", "vlan_reserved", "vlan_not_allowed",
-                    "reserved_multicast", "same_port", "isolated", "no_flood_ports")
+                    "reserved_multicast", "same_port", "isolated", "no_flood_ports", "egress_mtu")
 
     def __init__(self, name: str = "switch", fdb: Fdb | None = None) -> None:
         super().__init__(name)
@@ -108,6 +116,8 @@ class LearningSwitch(Element):
         self._flood_cache: dict[tuple[int, int], tuple[tuple[int, ...], ...]] = {}
         self._outs: dict[int, list[Frame]] = {}
         self._app: dict[int, Any] | None = None
+        self._gated: dict[int, Any] | None = None     # _app with the egress MTU checked (_gates)
+        self._mtu_floor = 0                           # the smallest max_frame of any port
         self._ctx: dict[int, tuple[Any, ...]] = {}
 
     # -- ports -------------------------------------------------------------
@@ -171,15 +181,51 @@ class LearningSwitch(Element):
         constants come as one tuple, so a batch of one frame stays cheap."""
         self._outs = {n: [] for n in self.ports}
         self._app = {n: lst.append for n, lst in self._outs.items()}
+        self._gated = None
+        floor = min([p.max_frame for p in self.ports.values()], default=0)
+        self._mtu_floor = floor
         ctx = {}
         for n, p in self.ports.items():
             untagged = -1 if p.vlan.untagged_vid is None else p.vlan.untagged_vid   # -1: none taken
             ok = untagged in p.vlan.carries
-            # The FDB keeps its per-VLAN dicts for good, so holding one here is safe.
+            # The FDB keeps its per-VLAN dicts for good, so holding one here is safe.  The
+            # last item: a frame this port accepts may not fit some port's MTU, so its
+            # unicasts go through the checking appends (_gates); with every MTU equal, no
+            # frame pays for a check that cannot fail.
             ctx[n] = (p, p.learning, p.hairpin, p.isolated, untagged, ok,
-                      self.fdb.table(untagged) if ok else {}, p.max_frame)
+                      self.fdb.table(untagged) if ok else {}, p.max_frame, p.max_frame > floor)
         self._ctx = ctx
         return self._app
+
+    def _gates(self) -> dict[int, Any]:
+        """Per output port, an append that first applies the egress MTU (built on first use)."""
+        g = self._gated
+        if g is None:
+            g = self._gated = {n: self._gate(n, lst.append, self.ports[n].max_frame)
+                               for n, lst in self._outs.items()}
+        return g
+
+    def _gate(self, out: int, append: Any, limit: int) -> Any:
+        refuse = self._refuse
+
+        def gate(f: Frame) -> None:
+            v = f.vnet
+            if len(f.data) > limit and (v is None or not v[1]):     # v[1]: gso_type
+                refuse(f, out)
+            else:
+                append(f)
+        return gate
+
+    def _refuse(self, f: Frame, out: int) -> None:
+        """A known unicast too large for its port's MTU: dropped, and a tx_dropped there."""
+        self._tx_dropped(out)
+        self.drop(f, "egress_mtu")
+
+    def _tx_dropped(self, out: int) -> None:
+        g = self.graph
+        pc = g.ports.get(out) if g is not None else None
+        if pc is not None:
+            pc.tx_dropped += 1
 
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
         in_port: int = inp  # type: ignore[assignment]
@@ -187,7 +233,9 @@ class LearningSwitch(Element):
         c = self._ctx.get(in_port)
         if c is None:                        # raced with remove_port: nothing to do
             return
-        port, learning, hairpin, src_isolated, untagged_vid, untagged_ok, utbl, max_frame = c
+        port, learning, hairpin, src_isolated, untagged_vid, untagged_ok, utbl, max_frame, gated = c
+        if gated:
+            app = self._gates()
         fdb = self.fdb
         table = fdb.table
         ageing = fdb.ageing_ns
@@ -214,9 +262,16 @@ class LearningSwitch(Element):
                 if n < ETH_HLEN:
                     drop(f, "runt")
                     continue
-                if f.vnet is None:
+                v = f.vnet
+                if v is None:
                     drop(f, "oversize")
                     continue
+                if not v[1] and not gated:
+                    # Over this port's own MTU with a header but no GSO type (checksum
+                    # offload only): it may not fit an egress port, check from here on.
+                    gated = True
+                    app = self._gates()
+                    memo_key = None
             if memo_key is not None and d[:14] == memo_key:
                 f.vlan = untagged_vid
                 memo_app(f)  # type: ignore[misc]
@@ -325,6 +380,13 @@ class LearningSwitch(Element):
         if not targets:
             self.drop(f, "no_flood_ports")
             return
+        if len(d) > self._mtu_floor:          # it may not fit every port's MTU
+            v = f.vnet
+            if v is None or not v[1]:         # (v[1]: gso_type; GSO frames always pass)
+                targets = self._fitting(d, targets)
+                if not targets:
+                    self.drop(f, "egress_mtu")
+                    return
         # Only a frame that is flooded counts by kind, so the kinds add up to `flooded`.
         c[kind] += 1
         c["flooded"] += 1
@@ -333,6 +395,18 @@ class LearningSwitch(Element):
         assert app is not None
         for out in targets:
             app[out](f)
+
+    def _fitting(self, d: bytes, targets: tuple[int, ...]) -> tuple[int, ...]:
+        """The flood targets whose MTU takes ``d``; each other one counts a tx_dropped."""
+        ports = self.ports
+        n = len(d)
+        ok = []
+        for t in targets:
+            if n > ports[t].max_frame:
+                self._tx_dropped(t)
+            else:
+                ok.append(t)
+        return tuple(ok)
 
     def _egress(self, bvid: int | None, now_ns: int, copies0: int) -> None:
         """Emit each port's frames, pushing the tag back on where the port wants it tagged."""
