@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from helpers import ARP, BCAST, LLDP, MCAST, MCAST6, NS, STP, ZERO, Bridge, eth, mac, tagged
@@ -808,3 +809,35 @@ def test_a_flood_with_nowhere_to_go_is_not_counted_as_flooded_by_kind(flag, dst,
     assert br.nonzero_drops() == {"no_flood_ports": 1}
     assert br.counters[kind] == 0
     br.check_accounting()
+
+
+# -- the order of the steps ---------------------------------------------------------------------
+
+def test_a_frame_failing_several_checks_counts_under_the_first_in_docs_order():
+    """docs/switching.md lists the steps in the code's order (as OVS's xlate_normal: VLAN check,
+    reserved destination, then learning); a frame failing two checks counts under the earlier."""
+    br = vlan_bridge()
+    # VLAN before the reserved destination: a reserved frame in a VLAN the port does not carry
+    assert br.send(4, tagged(eth(STP, A), 30)) == {}
+    assert br.nonzero_drops() == {"vlan_not_allowed": 1}
+    # VLAN 4095 before anything about the VLAN the port carries
+    assert br.send(1, tagged(eth(STP, A), 4095)) == {}
+    assert br.drops["vlan_reserved"] == 1
+    # reserved destination before the source check
+    assert br.send(3, eth(STP, MCAST)) == {}
+    assert br.drops["reserved_multicast"] == 1 and br.drops["invalid_src_mac"] == 0
+    # runt before VLAN
+    assert br.send(4, tagged(eth(BCAST, A), 30)[:16]) == {}
+    assert br.drops["runt"] == 1
+    br.check_accounting()
+
+
+def test_docs_list_the_steps_in_the_codes_order():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "switching.md").read_text()
+    steps = text.split("## Per frame, in order", 1)[1].split("\n## ", 1)[0]
+    order = ["`runt`", "`oversize`", "`vlan_reserved`", "`vlan_not_allowed`", "`reserved_multicast`",
+             "`invalid_src_mac`", "**Learning**", "`same_port`", "`no_flood_ports`", "`egress_mtu`",
+             "**Egress VLAN**"]
+    at = [steps.find(s) for s in order]
+    assert -1 not in at, [s for s, i in zip(order, at, strict=True) if i < 0]
+    assert at == sorted(at), sorted(order, key=lambda s: steps.find(s))

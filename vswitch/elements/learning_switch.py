@@ -4,28 +4,29 @@ Ports: one input and one output per switch port, both named by the port's
 number (an ``int``, like an OpenFlow port number).  ``add_port`` /
 ``remove_port`` change them at run time.
 
-Per frame, in order:
+Per frame, in order (docs/switching.md gives the user's view of each step):
 
 1. **Ingress checks.**  Shorter than 14 bytes, or an 802.1Q tag cut short:
    ``runt``.  Longer than the port's ``max_frame`` (MTU + 18) and not a GSO
    super-frame (``frame.vnet`` set by an offloading port): ``oversize``.
-   Source MAC multicast or all-zero: ``invalid_src_mac`` (as the Linux bridge).
 2. **VLAN classification** by the port's ``PortVlan`` (see vlan.py).  The tag
    is popped into ``frame.vlan``/``frame.pcp``; VID 4095 (reserved by 802.1Q):
    ``vlan_reserved``; a VLAN the port does not carry: ``vlan_not_allowed``.
 3. **Destination filter.** IEEE 802.1D reserved group addresses
    01:80:c2:00:00:00-0f (STP, pause, LACP, LLDP, ...) are link-local and never
-   forwarded by a bridge: ``reserved_multicast``.
-4. **Learning** of (VLAN, source MAC) on the ingress port if its ``learning``
+   forwarded by a bridge: ``reserved_multicast``.  Before learning, as in OVS.
+4. **Source check.**  Source MAC multicast or all-zero: ``invalid_src_mac``
+   (as the Linux bridge).
+5. **Learning** of (VLAN, source MAC) on the ingress port if its ``learning``
    flag is on (FDB semantics in fdb.py).
-5. **Forwarding.**  Broadcast goes to every port of the VLAN with
+6. **Forwarding.**  Broadcast goes to every port of the VLAN with
    ``bcast_flood``; multicast to those with ``mcast_flood``; unknown unicast
    to those with ``flood``; never back to the ingress port unless it has
    ``hairpin``; an ``isolated`` port never sends to another isolated port.
    A learned unicast goes to exactly its port; if that is the ingress port:
    ``same_port``; both isolated: ``isolated``.  A flood with no eligible port:
    ``no_flood_ports``.
-6. **Egress MTU** (the Linux bridge's ``is_skb_forwardable``): a frame longer
+7. **Egress MTU** (the Linux bridge's ``is_skb_forwardable``): a frame longer
    than a port's ``max_frame``, measured without its popped tag, and not a
    GSO super-frame (``vnet`` with a gso_type) is not sent there; that port
    counts a ``tx_dropped``.  A known unicast so refused, or a flood refused
@@ -33,7 +34,7 @@ Per frame, in order:
    smallest ``max_frame`` of all ports; a unicast is checked only where the
    check can fail (through `_gates`): from a port whose ``max_frame`` is above
    that smallest one, or after a header-carrying frame over its own.
-7. **Egress VLAN**: the tag is pushed back for ports that carry the VLAN
+8. **Egress VLAN**: the tag is pushed back for ports that carry the VLAN
    tagged (copies share the same tagged bytes), with the frame's PCP/DEI; a
    priority-tagged frame of VLAN 0 keeps its tag on a port that carries
    VLAN 0 as a trunk (``PortVlan.priority_tagged``) when its PCP/DEI are
@@ -41,9 +42,9 @@ Per frame, in order:
 
 Counters: ``forwarded`` (known unicast), ``flooded`` (frames flooded, once
 per frame), ``flood_broadcast``, ``flood_multicast``, ``flood_unknown`` (the
-three add up to ``flooded``), ``flood_copies`` (frames emitted by floods).  Every ingress frame is counted
-once in ``forwarded``, ``flooded`` or a drop reason.  FDB statistics under
-``fdb`` in the snapshot.
+three add up to ``flooded``), ``flood_copies`` (frames emitted by floods).
+Every ingress frame is counted once in ``forwarded``, ``flooded`` or a drop
+reason.  FDB statistics under ``fdb`` in the snapshot.
 """
 
 from __future__ import annotations
