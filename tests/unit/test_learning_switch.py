@@ -782,6 +782,20 @@ def test_the_within_batch_memo_does_not_bypass_the_egress_mtu():
     br.check_accounting()
 
 
+def test_an_mtu_changed_at_run_time_applies_to_the_next_batch():
+    br = mtu_bridge()
+    br.send(2, eth(BCAST, B))
+    big = eth(B, A, payload_len=4000)
+    assert br.send(1, big) == {}
+    br.switch.update_port(2, mtu=9000)                     # as `vswitchctl set-port std mtu=9000`
+    assert br.send(1, big) == {2: [big]}
+    br.switch.update_port(1, mtu=1500)                     # now nothing is over any egress MTU
+    br.switch.update_port(2, mtu=1500)
+    assert br.send(1, big) == {}
+    assert br.nonzero_drops() == {"egress_mtu": 1, "oversize": 1}
+    br.check_accounting()
+
+
 def test_gso_superframe_passes_the_egress_mtu():
     """A frame with a virtio-net header carrying a GSO type is segmented downstream (by the TAP's
     or the kernel's TSO), as the Linux bridge lets skb_is_gso() frames through."""
