@@ -31,9 +31,10 @@ Per frame, in order (docs/switching.md gives the user's view of each step):
    GSO super-frame (``vnet`` with a gso_type) is not sent there; that port
    counts a ``tx_dropped``.  A known unicast so refused, or a flood refused
    by all its ports: ``egress_mtu``.  A flood compares its length with the
-   smallest ``max_frame`` of all ports; a unicast is checked only where the
-   check can fail (through `_gates`): from a port whose ``max_frame`` is above
-   that smallest one, or after a header-carrying frame over its own.
+   smallest ``max_frame`` of all ports; unicasts are checked at egress, per
+   output port and only where the check can fail (`_fit`): for a batch from
+   a port whose ``max_frame`` is above that port's, or holding a
+   header-carrying frame over its own.
 8. **Egress VLAN**: the tag is pushed back for ports that carry the VLAN
    tagged (copies share the same tagged bytes), with the frame's PCP/DEI; a
    priority-tagged frame of VLAN 0 keeps its tag on a port that carries
@@ -64,6 +65,7 @@ VLAN_HLEN: Final = 4
 _TPID: Final = b"\x81\x00"
 _RESERVED_PREFIX: Final = b"\x01\x80\xc2\x00\x00"
 _ZERO_MAC: Final = bytes(6)
+_NO_LIMIT: Final = 1 << 30          # a gate above every port's max_frame
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,6 @@ class LearningSwitch(Element):
         self._flood_cache: dict[tuple[int, int], tuple[tuple[int, ...], ...]] = {}
         self._outs: dict[int, list[Frame]] = {}
         self._app: dict[int, Any] | None = None
-        self._gated: dict[int, Any] | None = None     # _app with the egress MTU checked (_gates)
         self._mtu_floor = 0                           # the smallest max_frame of any port
         self._ctx: dict[int, tuple[Any, ...]] = {}
 
@@ -182,7 +183,6 @@ class LearningSwitch(Element):
         constants come as one tuple, so a batch of one frame stays cheap."""
         self._outs = {n: [] for n in self.ports}
         self._app = {n: lst.append for n, lst in self._outs.items()}
-        self._gated = None
         floor = min([p.max_frame for p in self.ports.values()], default=0)
         self._mtu_floor = floor
         ctx = {}
@@ -190,37 +190,13 @@ class LearningSwitch(Element):
             untagged = -1 if p.vlan.untagged_vid is None else p.vlan.untagged_vid   # -1: none taken
             ok = untagged in p.vlan.carries
             # The FDB keeps its per-VLAN dicts for good, so holding one here is safe.  The
-            # last item: a frame this port accepts may not fit some port's MTU, so its
-            # unicasts go through the checking appends (_gates); with every MTU equal, no
-            # frame pays for a check that cannot fail.
+            # last item: a frame this port accepts may not fit some port's MTU, so egress
+            # checks its unicasts (_fit); with every MTU equal, no frame pays for a check
+            # that cannot fail.
             ctx[n] = (p, p.learning, p.hairpin, p.isolated, untagged, ok,
                       self.fdb.table(untagged) if ok else {}, p.max_frame, p.max_frame > floor)
         self._ctx = ctx
         return self._app
-
-    def _gates(self) -> dict[int, Any]:
-        """Per output port, an append that first applies the egress MTU (built on first use)."""
-        g = self._gated
-        if g is None:
-            g = self._gated = {n: self._gate(n, lst.append, self.ports[n].max_frame)
-                               for n, lst in self._outs.items()}
-        return g
-
-    def _gate(self, out: int, append: Any, limit: int) -> Any:
-        refuse = self._refuse
-
-        def gate(f: Frame) -> None:
-            v = f.vnet
-            if len(f.data) > limit and (v is None or not v[1]):     # v[1]: gso_type
-                refuse(f, out)
-            else:
-                append(f)
-        return gate
-
-    def _refuse(self, f: Frame, out: int) -> None:
-        """A known unicast too large for its port's MTU: dropped, and a tx_dropped there."""
-        self._tx_dropped(out)
-        self.drop(f, "egress_mtu")
 
     def _tx_dropped(self, out: int) -> None:
         g = self.graph
@@ -235,8 +211,7 @@ class LearningSwitch(Element):
         if c is None:                        # raced with remove_port: nothing to do
             return
         port, learning, hairpin, src_isolated, untagged_vid, untagged_ok, utbl, max_frame, gated = c
-        if gated:
-            app = self._gates()
+        gate = max_frame if gated else 0     # egress checks unicasts against MTUs below this
         fdb = self.fdb
         table = fdb.table
         ageing = fdb.ageing_ns
@@ -267,12 +242,10 @@ class LearningSwitch(Element):
                 if v is None:
                     drop(f, "oversize")
                     continue
-                if not v[1] and not gated:
+                if not v[1]:
                     # Over this port's own MTU with a header but no GSO type (checksum
-                    # offload only): it may not fit an egress port, check from here on.
-                    gated = True
-                    app = self._gates()
-                    memo_key = None
+                    # offload only): it may not fit an egress port, whatever its MTU.
+                    gate = _NO_LIMIT
             if memo_key is not None and d[:14] == memo_key:
                 f.vlan = untagged_vid
                 memo_app(f)  # type: ignore[misc]
@@ -337,7 +310,7 @@ class LearningSwitch(Element):
                 continue
             self._flood(f, d, in_port, vid, now_ns)
 
-        self._egress(None if mixed or not untagged_ok else untagged_vid, now_ns, copies0)
+        self._egress(None if mixed or not untagged_ok else untagged_vid, now_ns, copies0, gate)
 
     def _pop_tag(self, f: Frame, port: SwitchPort) -> int | None:
         """Classify an 802.1Q-tagged frame and pop its tag; None if dropped."""
@@ -409,8 +382,22 @@ class LearningSwitch(Element):
                 ok.append(t)
         return tuple(ok)
 
-    def _egress(self, bvid: int | None, now_ns: int, copies0: int) -> None:
-        """Emit each port's frames, pushing the tag back on where the port wants it tagged."""
+    def _fit(self, frames: list[Frame], limit: int, out: int) -> list[Frame]:
+        """The frames within ``limit`` (or GSO); each other one, a known unicast (flood copies
+        were fitted in _flood), is dropped as egress_mtu and counts a tx_dropped on ``out``."""
+        ok = []
+        for f in frames:
+            v = f.vnet
+            if len(f.data) > limit and (v is None or not v[1]):     # v[1]: gso_type
+                self._tx_dropped(out)
+                self.drop(f, "egress_mtu")
+            else:
+                ok.append(f)
+        return ok
+
+    def _egress(self, bvid: int | None, now_ns: int, copies0: int, gate: int = 0) -> None:
+        """Emit each port's frames, pushing the tag back on where the port wants it tagged;
+        with ``gate``, frames to ports whose max_frame is below it are checked first."""
         tagged_copy: dict[int, Frame] | None = None      # one tagged copy per frame, shared
         ports = self.ports
         outs = self._out
@@ -419,8 +406,14 @@ class LearningSwitch(Element):
             if not lst:
                 continue
             frames = lst[:]
-            emitted += len(frames)
             lst.clear()
+            if gate:
+                limit = ports[out].max_frame
+                if gate > limit:
+                    frames = self._fit(frames, limit, out)
+                    if not frames:
+                        continue
+            emitted += len(frames)
             vl = ports[out].vlan
             tagged = vl.tagged
             if bvid is not None:
