@@ -855,3 +855,22 @@ def test_docs_list_the_steps_in_the_codes_order():
     at = [steps.find(s) for s in order]
     assert -1 not in at, [s for s, i in zip(order, at, strict=True) if i < 0]
     assert at == sorted(at), sorted(order, key=lambda s: steps.find(s))
+
+
+def test_flood_copies_are_frames_of_their_own_sharing_the_bytes():
+    """What one port's path annotates or edits on a flooded frame, the other ports never see."""
+    from vswitch.core import Frame
+    dp = build_dataplane(Topology(ports=[PortConfig(name="a"), PortConfig(name="t1", trunks="10"),
+                                         PortConfig(name="t2", trunks="10"), PortConfig(name="u1", tag=10),
+                                         PortConfig(name="u2", tag=10)]))
+    got: dict[str, list] = {}
+    for number, port in dp.graph.ports.items():
+        dp.graph.set_transmit(number, lambda b, now, name=port.name: got.setdefault(name, []).extend(b))
+    u1 = dp.numbers["u1"]
+    dp.graph.push(u1, [Frame(eth(BCAST, A))], 0)            # access VLAN 10: to t1, t2 tagged, u2 plain
+    frames = [got[n][0] for n in ("t1", "t2", "u2")]
+    assert len({id(f) for f in frames}) == 3
+    assert frames[0].data is frames[1].data                 # the tagged bytes are made once
+    frames[0].ts_ns = 999
+    frames[0].pool = 5
+    assert frames[1].ts_ns == 0 and frames[1].pool == -1 and frames[2].ts_ns == 0

@@ -367,8 +367,11 @@ class LearningSwitch(Element):
         c["flood_copies"] += len(targets)
         app = self._app
         assert app is not None
-        for out in targets:
-            app[out](f)
+        # Each port gets a Frame of its own (the bytes are shared): what one port's path
+        # annotates or edits (a NIC stamps its TX start time, strips a tag) no other port sees.
+        app[targets[0]](f)
+        for out in targets[1:]:
+            app[out](f.copy())
 
     def _fitting(self, d: bytes, targets: tuple[int, ...]) -> tuple[int, ...]:
         """The flood targets whose MTU takes ``d``; each other one counts a tx_dropped."""
@@ -398,7 +401,7 @@ class LearningSwitch(Element):
     def _egress(self, bvid: int | None, now_ns: int, copies0: int, gate: int = 0) -> None:
         """Emit each port's frames, pushing the tag back on where the port wants it tagged;
         with ``gate``, frames to ports whose max_frame is below it are checked first."""
-        tagged_copy: dict[int, Frame] | None = None      # one tagged copy per frame, shared
+        tagged_copy: dict[int, Frame] | None = None      # tagged bytes per frame, shared (by id of its data)
         ports = self.ports
         outs = self._out
         emitted = 0
@@ -440,14 +443,20 @@ class LearningSwitch(Element):
 
     @staticmethod
     def _tagged(f: Frame, cache: dict[int, Frame]) -> Frame:
-        t = cache.get(id(f))
-        if t is None:
+        """``f`` with its tag pushed back on: the tagged bytes are made once per frame and
+        shared by every port that carries it tagged (flood copies share ``f.data``), each
+        port getting a Frame of its own."""
+        t = cache.get(id(f.data))
+        if t is None or t.vlan != f.vlan or t.pcp != f.pcp:
             d = f.data
             tci = (f.pcp << 12) | f.vlan  # type: ignore[operator]
-            t = cache[id(f)] = f.copy(d[:12] + _TPID + bytes((tci >> 8, tci & 0xFF)) + d[12:])
+            t = cache[id(f.data)] = f.copy(d[:12] + _TPID + bytes((tci >> 8, tci & 0xFF)) + d[12:])
             if t.vnet is not None:
                 t.vnet = shift_offsets(t.vnet, VLAN_HLEN)
-        return t
+            return t
+        g = f.copy(t.data)
+        g.vnet = t.vnet
+        return g
 
     # -- housekeeping ------------------------------------------------------
     def tick(self, now_ns: int) -> None:
