@@ -79,7 +79,8 @@ def test_vswitchctl_graph_shows_the_running_graph_as_json_and_dot(lab, workdir):
     for part in ("sorter: VmdqSorter", "tx: TxArbiter", "rxq2 (pool 1)", "124 idle queues", "in pool1", "in wire"):
         assert node_of(labels, part) in nic, part
     g1_rx = node_of(labels, f"{taps['g1']} (port 2) rx")
-    assert (g1_rx, node_of(labels, "in pool1")) in edges
+    tso1 = node_of(labels, "nic0.tso1")              # the NIC's TSO, then pool 1's TX ring
+    assert (g1_rx, tso1) in edges and (tso1, node_of(labels, "in pool1")) in edges
     if shutil.which("dot"):
         svg = subprocess.run(["dot", "-Tsvg"], input=r.stdout, capture_output=True, text=True, timeout=60)
         assert svg.returncode == 0 and "<svg" in svg.stdout, svg.stderr
