@@ -308,8 +308,9 @@ def tag_for(spec: GenSpec, sender: Host, vlan: int) -> bool:
 
 def make_flows(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list[Host]) -> dict[str, list[Flow]]:
     """The flows of each class: about ``spec.flows`` in all, in proportion to the mix (at least one
-    for each class it uses); every guest takes part in turn; a share ``tcp`` of each class is TCP,
-    spread evenly."""
+    for each class it uses), given to the guests round-robin (east-west from the guests that have a
+    peer on their VLAN; outbound going on from where inbound stopped); a share ``tcp`` of each class
+    is TCP, spread evenly."""
     frac = spec.fractions()
     used = [k for k in KINDS if frac[k] > 0]
     counts = {k: max(1, round(spec.flows * frac[k])) for k in used}
@@ -326,8 +327,8 @@ def make_flows(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list
                 src = paired[k % len(paired)]
                 peers = [g for g in by_vlan[src.vlan] if g is not src]
                 dst = peers[rng.randrange(len(peers))]
-            else:
-                g = guests[k % len(guests)]
+            else:                       # outbound flows start where the inbound ones stopped
+                g = guests[(k + (counts.get("inbound", 0) if kind == "outbound" else 0)) % len(guests)]
                 w = wire[rng.randrange(len(wire))]
                 src, dst = (w, g) if kind == "inbound" else (g, w)
             vlan = src.vlan if src.guest else dst.vlan
@@ -541,7 +542,7 @@ def _run(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list[Host]
     cut_in = cut_ew + frac["inbound"] if n_in else cut_ew
     if not n_out:
         cut_in = 2.0
-    # Sizes (capture lengths): one, weighted, or a uniform range.
+    # Sizes (capture lengths): one (0), weighted (1: a table, 3: bisect), or a uniform range (2).
     d = spec.sizes
     smode = 2 if d.uniform else (0 if len(d.values) == 1 else 1)
     only = d.values[0][0] - FCS
@@ -552,6 +553,11 @@ def _run(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list[Host]
         total += wgt
         cum.append(total)
     lo, width = d.low - FCS, d.high - d.low + 1
+    # Integer weights: one index into a table with each size ``weight`` times draws exactly as
+    # bisecting the cumulative weights does, and costs less; bisect where the table would be large.
+    table = [c for c, (_, wgt) in zip(caps, d.values, strict=True) for _ in range(wgt)] if total <= 1 << 16 else []
+    if smode == 1 and not table:
+        smode = 3
     # Time: ns = floor(units * K / P) for constant and onoff; exponential gaps for poisson.
     rate = Fraction(spec.pps if spec.pps is not None else spec.bps or 0)
     K, P = NS * rate.denominator, rate.numerator
@@ -567,7 +573,6 @@ def _run(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list[Host]
     log = math.log
     pack_udp, pack_tcp = _IP_UDP.pack, _IP_TCP.pack
     zeros: dict[int, bytes] = {}
-    n = 0
     last = data_start
     end = 0
     while left:
@@ -582,6 +587,8 @@ def _run(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list[Host]
         if smode == 0:
             caplen = only
         elif smode == 1:
+            caplen = table[int(rnd() * total)]
+        elif smode == 3:
             caplen = caps[bisect.bisect_right(cum, rnd() * total)]
         else:
             caplen = lo + int(rnd() * width)
@@ -601,7 +608,7 @@ def _run(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list[Host]
             end = t + a1 - a0
             if end > lim >= 0:
                 break
-        while next_bg is not None and next_bg <= t:
+        while next_bg <= t:
             next_bg = _emit_background(bgs, data_start, write, next_bg)
         head, l2len, is_udp, ip_c, l4_c, mid, addrs, tail = consts[fi]
         iplen = caplen - l2len
@@ -638,9 +645,8 @@ def _run(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list[Host]
             w.write_batch(stamps, frames)
             stamps.clear()
             frames.clear()
-        n += 1
     span = lim if lim >= 0 else end
-    while next_bg is not None and next_bg < span:     # the background up to the end of the data
+    while next_bg < span:                             # the background up to the end of the data
         last = max(last, data_start + next_bg)
         next_bg = _emit_background(bgs, data_start, write, next_bg)
     w.write_batch(stamps, frames)
@@ -648,7 +654,7 @@ def _run(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list[Host]
         f.frames, f.bytes = counts[i], nbytes[i]
     res = GenResult(spec, guests, wire, flows, data_start, span, vlans_in_use=vlans)
     res.frames, res.bytes = w.packets, w.bytes
-    res.data_frames = n
+    res.data_frames = sum(counts)
     res.data_bytes = sum(nbytes)
     res.by_kind = {k: sum(f.frames for f in classes[k]) for k in KINDS}
     res.announce = len(ann)
@@ -658,12 +664,15 @@ def _run(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list[Host]
     return res
 
 
-def _next_background(bgs: list[_Background]) -> int | None:
-    return min((t for t in (b.time() for b in bgs) if t is not None), default=None)
+_NEVER = 1 << 62                       # (ns) later than any trace
+
+
+def _next_background(bgs: list[_Background]) -> int:
+    return min((t for t in (b.time() for b in bgs) if t is not None), default=_NEVER)
 
 
 def _emit_background(bgs: list[_Background], data_start: int, write: Callable[[bytes, int], None],
-                     t: int) -> int | None:
+                     t: int) -> int:
     """Write the background frame due at ``t`` (ARP first on a tie); return the next background time."""
     for b in bgs:
         if b.time() == t:

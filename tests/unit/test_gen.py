@@ -178,6 +178,10 @@ def test_weighted_and_uniform_sizes(tmp_path):
     out, _ = gen(tmp_path, "--size", "128:1,1024:3", "--frames", "4000")
     sizes = Counter(len(f) + 4 for f in dpkt_frames(out) if is_data(f))
     assert set(sizes) == {128, 1024} and 0.70 < sizes[1024] / 4000 < 0.80
+    # Weights too large for a lookup table take the bisect path: the same draw.
+    out, _ = gen(tmp_path, "--size", "128:100000,1024:300000", "--frames", "4000", name="w.pcap")
+    sizes = Counter(len(f) + 4 for f in dpkt_frames(out) if is_data(f))
+    assert set(sizes) == {128, 1024} and 0.70 < sizes[1024] / 4000 < 0.80
     out, _ = gen(tmp_path, "--size", "100-200", "--frames", "4000", name="u.pcap")
     sizes = Counter(len(f) + 4 for f in dpkt_frames(out) if is_data(f))
     assert min(sizes) == 100 and max(sizes) == 200 and len(sizes) > 90
