@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t0
         write_topology(spec, topology, out.name, args.nic)
         write_manifest(res, manifest, _rel(out, manifest), _rel(topology, manifest), ["vswitch-bench", "gen", *argv],
-                       args.nic)
+                       args.nic, args.pcapng)
     except OSError as e:
         print(f"vswitch-bench gen: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 1

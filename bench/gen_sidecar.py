@@ -84,7 +84,8 @@ def write_topology(spec: GenSpec, path: str | Path, trace: str, nic: str = "none
     Path(path).write_text(text)
 
 
-def manifest_doc(res: GenResult, trace: str, topology: str | None, argv: list[str], nic: str) -> dict[str, Any]:
+def manifest_doc(res: GenResult, trace: str, topology: str | None, argv: list[str], nic: str,
+                 pcapng: bool = False) -> dict[str, Any]:
     spec = res.spec
     span_s = res.span_ns / NS
     rates = res.rates()
@@ -113,7 +114,7 @@ def manifest_doc(res: GenResult, trace: str, topology: str | None, argv: list[st
     return {
         "format": FORMAT,
         "trace": trace,
-        "pcapng": trace.endswith(".pcapng"),
+        "pcapng": pcapng,
         "topology": topology,
         "command": argv,
         "seed": spec.seed,
@@ -137,8 +138,9 @@ def manifest_doc(res: GenResult, trace: str, topology: str | None, argv: list[st
 
 
 def write_manifest(res: GenResult, path: str | Path, trace: str, topology: str | None, argv: list[str],
-                   nic: str) -> None:
-    Path(path).write_text(json.dumps(manifest_doc(res, trace, topology, argv, nic), indent=1) + "\n")
+                   nic: str, pcapng: bool = False) -> None:
+    doc = manifest_doc(res, trace, topology, argv, nic, pcapng)
+    Path(path).write_text(json.dumps(doc, indent=1) + "\n")
 
 
 # -- reading it back (vswitch-bench replay --map-from) ---------------------------------------------

@@ -28,8 +28,8 @@ big-endian u32), the rest zeros.  Each frame picks its class (east-west:
 guest to guest on the same VLAN; inbound: wire host to guest; outbound: guest
 to wire host) by the mix, then one of that class's flows uniformly, then its
 size.  Headers come from per-flow constants: per frame only the lengths, the
-IP id, the sequence numbers and the checksums are computed (sums of the
-constant words are precomputed), so a frame costs about a microsecond.
+IP id, the sequence numbers and the checksums are computed (the sums of the
+constant words are precomputed) and packed with one ``struct.pack``.
 
 Sizes are frame sizes with the 4-byte FCS, as line-rate tables and IMIX
 count them (a "64-byte frame" is 60 bytes in the capture); a VLAN tag is

@@ -53,6 +53,6 @@ def test_tcpreplay_sends_every_frame_of_a_generated_trace(lab, tmp_path, fmt):
     m = re.search(r"Actual: (\d+) packets \((\d+) bytes\)", r.stdout)
     assert m, r.stdout
     assert int(m.group(1)) == len(sent) and int(m.group(2)) == sum(map(len, sent))
-    assert re.search(r"Successful packets:\s+%d" % len(sent), r.stdout), r.stdout
+    assert re.search(rf"Successful packets:\s+{len(sent)}\b", r.stdout), r.stdout
     dump.wait(timeout=20)
     assert frames(got) == sent

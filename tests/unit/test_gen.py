@@ -348,6 +348,8 @@ def test_pcapng_holds_the_same_records_as_pcap(tmp_path):
     a, _ = gen(tmp_path, *args, name="a.pcap")
     b, mb = gen(tmp_path, "--pcapng", *args, name="b.pcapng")
     assert b.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a" and mb["pcapng"]
+    c, mc = gen(tmp_path, "--pcapng", *args, name="c.pcap")      # the format is the option's, not the name's
+    assert c.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a" and mc["pcapng"] and records(c) == records(a)
     assert records(a) == records(b)
     assert dpkt_frames(a) == dpkt_frames(b)
 
