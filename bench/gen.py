@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hosts on the wire, behind the uplink (default 2)")
     t = ap.add_argument_group("traffic")
     t.add_argument("--flows", type=int, default=16, metavar="N",
-                   help="data flows in all, shared among the classes of the mix (at least one each; default 16)")
+                   help="data flows in all (1-16384), shared among the classes of the mix (at least one each; "
+                   "default 16)")
     t.add_argument("--east-west", type=float, default=0.5, metavar="F",
                    help="share of the data frames between guests (default 0.5); the rest is north-south")
     t.add_argument("--inbound", type=float, default=0.5, metavar="F",

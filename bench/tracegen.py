@@ -89,6 +89,7 @@ DATA_PORT = 9                          # discard: no dissector reads more into t
 ANNOUNCE_GAP_NS = 1000
 BATCH = 4096                           # records handed to the writer at once
 _SPORT_BASE = 49152
+MAX_FLOWS = 65536 - _SPORT_BASE
 
 
 def line_rate_pps(size: int, bps: float | Fraction, count: str = "l1") -> Fraction:
@@ -208,8 +209,9 @@ class GenSpec:
         for vid in self.vlans:
             if not 0 <= vid <= 4094:
                 raise ValueError(f"--vlans: bad VLAN {vid}: a VLAN ID is 0-4094 (4095 is reserved by 802.1Q)")
-        if self.flows < 1:
-            raise ValueError(f"--flows {self.flows}: need at least 1")
+        if not 1 <= self.flows <= MAX_FLOWS:
+            raise ValueError(f"--flows {self.flows}: 1-{MAX_FLOWS} (each flow has a source port of its own, "
+                             f"{_SPORT_BASE}-65535)")
         for name, v in (("--east-west", self.east_west), ("--inbound", self.inbound), ("--tcp", self.tcp)):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} {v}: a fraction, 0-1")
@@ -334,7 +336,7 @@ def make_flows(spec: GenSpec, rng: random.Random, guests: list[Host], wire: list
             vlan = src.vlan if src.guest else dst.vlan
             tcp = int((k + 1) * spec.tcp) > int(k * spec.tcp)
             out[kind].append(Flow(fid, kind, src, dst, vlan, tag_for(spec, src, vlan), "tcp" if tcp else "udp",
-                                  _SPORT_BASE + (fid - 1) % (65536 - _SPORT_BASE), DATA_PORT))
+                                  _SPORT_BASE + (fid - 1) % MAX_FLOWS, DATA_PORT))
     return out
 
 
@@ -360,7 +362,8 @@ def l2_prefix(dst: bytes, src: bytes, vlan: int, tagged: bool, ethertype: int) -
 
 
 class _FlowState:
-    """A flow's constants for the per-frame path (header prefix, checksum partial sums) and counters."""
+    """A flow's constants for the per-frame path (header runs, checksum partial sums) and the first
+    values of its IP id and (TCP) sequence number."""
 
     __slots__ = ("flow", "prefix", "l2len", "udp", "ip_c", "l4_c", "src", "dst", "sport", "dport",
                  "ident", "seq", "ack", "head", "mid", "addrs", "tail")

@@ -537,6 +537,7 @@ def test_replay_map_from_refuses_what_is_not_a_manifest(tmp_path, capsys):
     (["--duration", "ten"], "--duration 'ten'"),
     (["--nic", "vmdq", "--guests", "64"], "at most 63 guests"),
     (["--frames", "0"], "--frames 0"),
+    (["--flows", "20000"], "--flows 20000: 1-16384"),
 ])
 def test_bad_input_is_refused_and_writes_nothing(tmp_path, capsys, args, says):
     out = tmp_path / "t.pcap"
