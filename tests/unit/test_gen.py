@@ -463,11 +463,12 @@ def test_topology_loads_and_replay_sends_every_frame_to_its_port(tmp_path):
     assert r["got"] != r["want"]
 
 
-def test_vmdq_topology_replays_to_the_same_ports(tmp_path):
-    out, m = gen(tmp_path, "--guests", "4", "--vlans", "10,20", "--nic", "vmdq", "--frames", "2000",
+@pytest.mark.parametrize("mode", ["vmdq", "software"])
+def test_nic_topology_replays_to_the_same_ports(tmp_path, mode):
+    out, m = gen(tmp_path, "--guests", "4", "--vlans", "10,20", "--nic", mode, "--frames", "2000",
                  "--arp-pps", "10000")
     topo = load_topology(out.with_suffix(".toml"))
-    assert topo.nic is not None and topo.nic.mode == "vmdq" and topo.nic.uplink == "uplink"
+    assert topo.nic is not None and topo.nic.mode == mode and topo.nic.uplink == "uplink"
     pm = load_port_map(out.with_suffix(".json"))
 
     def by_manifest(dp):
