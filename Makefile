@@ -12,6 +12,8 @@ PYTHON ?= python3
 #   qemu-system-x86              the real-VM tests
 SYSTEM_PACKAGES := python3-venv gcc libc6-dev python3-dev iproute2 iputils-ping iperf3 tcpdump \
                    vde2 openvswitch-switch qemu-system-x86
+#   tcpreplay tshark             a generated trace sent by tcpreplay, its checksums checked by Wireshark
+SYSTEM_PACKAGES += tcpreplay tshark
 
 .PHONY: demo test test-compiled test-pure compile pure lint bench clean system-deps docs-graphs
 

@@ -3,6 +3,7 @@
 Subcommands:
 
 ``replay``     push captures through a switch in virtual time (offline).
+``gen``        generate a trace of N guests and the wire (pcap/pcapng + topology + manifest).
 ``demo``       three guests (ARP, ping, a broadcast) through a 3-port switch.
 ``switch``     frames/s of the learning switch (see bench/switch_bench.py).
 ``nic-sorter`` cost per frame of the NIC model's VMDq sorter + ring enqueue.
@@ -28,6 +29,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
+from bench.gen_sidecar import load_port_map
 from vswitch.core.frame import parse_mac
 from vswitch.drivers.replay import (
     ReplayDriver,
@@ -179,7 +181,17 @@ def _open_outputs(json_path: str | None, out_dirs: list[tuple[Path, list[str]]])
 
 def cmd_replay(args: argparse.Namespace) -> int:
     console = make_console()
-    fixed = {}
+    fixed: dict[bytes, str] = {}
+    pinned = None
+    if args.map_from:
+        if args.port:
+            raise UsageError("--map-from places frames by source MAC: give captures, not --port NAME=FILE")
+        pinned = load_port_map(args.map_from)
+        fixed.update(pinned.macs)
+        if not args.config:
+            if pinned.topology is None:
+                raise UsageError(f"--map-from {args.map_from}: the manifest names no topology; give --config")
+            args.config = str(pinned.topology)
     for m in args.map:
         mac, port = _kv(m, "--map")
         try:
@@ -213,6 +225,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for cap in args.captures:
             topo = _topology(args, None)
             names = [p.name for p in topo.ports]
+            if pinned is not None:
+                for port in {*pinned.macs.values(), pinned.default_port} - set(names):
+                    raise UsageError(f"--map-from {args.map_from}: port {port!r} is not in {args.config} "
+                                     f"(ports: {', '.join(names)})")
             for port in fixed.values():
                 if port not in names:
                     raise UsageError(f"--map ...={port}: no port {port!r} (ports: {', '.join(names)})")
@@ -226,7 +242,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
             def by_mac(dp, cap=cap):
                 assign = SourceMacAssigner(list(dp.switch.ports),
-                                           {m: dp.numbers[p] for m, p in fixed.items()})
+                                           {m: dp.numbers[p] for m, p in fixed.items()},
+                                           dp.numbers[pinned.default_port] if pinned is not None else None)
                 return records_by_source_mac(cap, assign)
             out_dir = (out_root / Path(cap).stem if many else out_root) if out_root else None
             jobs.append((cap, cap, topo, by_mac, out_dir, not args.quiet and not many))
@@ -268,13 +285,17 @@ def main(argv: list[str] | None = None) -> int:
                         description="Replay pcap/pcapng captures through the learning switch offline, "
                         "in the captures' own time. Either one capture per port (--port NAME=FILE), or "
                         "captures whose frames enter by source MAC: each new source MAC takes the next "
-                        "port round-robin (a host stays on one port), unless --map MAC=PORT says otherwise.")
+                        "port round-robin (a host stays on one port), unless --map MAC=PORT says otherwise, "
+                        "or --map-from a generated trace's manifest.")
     rp.add_argument("captures", nargs="*", help="capture files (each replayed through a fresh switch)")
     rp.add_argument("--port", action="append", default=[], metavar="NAME=FILE",
                     help="frames of FILE enter on port NAME (repeat for each port)")
     rp.add_argument("--ports", type=int, default=4, help="number of ports p1..pN without --config (default 4)")
     rp.add_argument("--map", action="append", default=[], metavar="MAC=PORT",
                     help="pin a source MAC to a port")
+    rp.add_argument("--map-from", metavar="MANIFEST",
+                    help="the manifest of `vswitch-bench gen`: its source MACs enter by their ports, any other "
+                    "by its uplink (--map still overrides); without --config, its topology")
     rp.add_argument("--config", help="topology TOML (bridge settings and ports)")
     rp.add_argument("--out", help="directory for one pcap per egress port")
     rp.add_argument("--json", help="write the counter snapshot(s) as JSON to this file")
@@ -306,12 +327,16 @@ def main(argv: list[str] | None = None) -> int:
                    description="Check REV out into a temporary worktree and run the same benchmarks for both "
                    "trees, interleaved, each run a fresh process; a table of medians, ratios and verdicts "
                    "(ok within +5 %).", add_help=False)
+    sub.add_parser("gen", help="generate a trace: guests, east-west and north-south flows, rates, bursts",
+                   description="Generate a pcap/pcapng trace of N guests and hosts on the wire, with a vswitch "
+                   "topology and a JSON manifest (bench/gen.py)", add_help=False)
 
     # These subcommands own their argument parsing.
     modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
                "live-path": "bench.live_path", "compare-commits": "bench.compare_commits"}
     argv = sys.argv[1:] if argv is None else argv
     modules["nic-tx"] = "bench.nic_tx"
+    modules["gen"] = "bench.gen"
     if argv and argv[0] in modules:
         import importlib
         return int(importlib.import_module(modules[argv[0]]).main(argv[1:]))
