@@ -65,7 +65,7 @@ class RxQueue(Scheduler):
     """
 
     __slots__ = ("index", "ring", "size", "limit", "enabled", "drop_en", "vlan_strip",
-                 "taken_packets", "taken_bytes", "taken_multicast", "rx_dropped")
+                 "taken_packets", "taken_bytes", "taken_multicast", "rx_dropped", "flushed")
     KIND = "rx_ring"
     DROP_REASONS = ("ring_full",)
 
@@ -83,6 +83,7 @@ class RxQueue(Scheduler):
         self.taken_bytes = 0
         self.taken_multicast = 0
         self.rx_dropped = 0
+        self.flushed = 0         # frames received into the ring and discarded by a reset
 
     @property
     def rx_packets(self) -> int:
@@ -128,6 +129,13 @@ class RxQueue(Scheduler):
         self.taken_bytes += sum([len(f.data) for f in out])
         self.taken_multicast += sum([_is_mc(f.data) for f in out])
         return out
+
+    def flush(self) -> int:
+        """Discard what waits in the ring (a function reset): the frames were received, so they
+        stay in ``rx_packets``; ``flushed`` counts them.  Returns how many."""
+        n = len(self.take(len(self.ring)))
+        self.flushed += n
+        return n
 
     def set_enabled(self, on: bool) -> None:
         self.enabled = on
