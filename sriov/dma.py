@@ -42,6 +42,7 @@ Drop reasons: ``dma_fault``, ``no_bus_master``, ``tx_ring_full``.
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sriov.errors import SriovError
@@ -101,7 +102,8 @@ class GuestRam:
     def alloc(self, size: int, align: int = 4096) -> int:
         start = -(-self.next // align) * align
         if start + size > self.base + self.size:
-            raise SriovError(f"guest {self.name}: out of RAM ({self.size} bytes) allocating {size} bytes")
+            raise SriovError(f"guest {self.name}: out of RAM ({self.size} bytes) allocating {size} bytes",
+                             errno.ENOMEM)
         self.next = start + size
         return start
 

@@ -19,9 +19,10 @@ Hardware (82599 datasheet 8.3.5 as ixgbe_mbx.h and ixgbevf's mbx.c use it):
 * The lock: writing VFU (or PFU) takes the buffer only if the other side does not hold
   it; writing the register without the bit releases it (a REQ or STS write alone
   releases the writer's lock, as the drivers rely on).  A write to the buffer by a side
-  that does not hold the lock is ignored and counted in ``lock_violations`` (the
-  datasheet's enforcement is unverified: the model's choice, so a driver that forgets
-  the lock is caught).
+  that does not hold the lock still lands (ixgbe itself clears the buffer at a VF's
+  RESET without taking the lock) and is counted in ``vf_lock_violations`` /
+  ``pf_lock_violations``, so a driver that forgets the lock shows (the datasheet's
+  rule is not in the reference: the model's choice).
 
 Messages (ixgbe_mbx.h): word 0 holds the code in bits 15:0, extra info in 23:16
 (SET_MULTICAST: the hash count; SET_VLAN: add; SET_MACVLAN: the index) and the reply
@@ -96,7 +97,9 @@ def decode(words: Sequence[int], to_vf: bool = False) -> str:
     code = w0 & 0xFFFF
     info = (w0 >> MSGINFO_SHIFT) & 0xFF
     name = MSG_NAMES.get(code, f"MSG_{code:#06x}")
-    head = name + _flags(w0)
+    head = name + _flags(w0) if code else _flags(w0)[1:] or "0"
+    if to_vf and len(words) == 1 and code != PF_CONTROL_MSG:
+        return head                                        # a bare NACK: no payload came back
     nack = bool(w0 & MSG_NACK)
     mac = words_to_mac(w[1], w[2]).hex(":")
     if code == PF_CONTROL_MSG:
@@ -163,7 +166,8 @@ class Mailbox:
         self.vfu = self.pfu = False
         self.pfsts = self.pfack = self.rstd = self.rsti = False   # what the VF's read clears (RSTI: no)
         self.vfreq = self.vfack = False                           # MBVFICR bits (W1C)
-        self.lock_violations = 0
+        self.vf_lock_violations = 0
+        self.pf_lock_violations = 0
         self.on_pf_event: Callable[[], None] | None = None
         self.on_vf_event: Callable[[], None] | None = None
 
@@ -194,8 +198,7 @@ class Mailbox:
 
     def vf_write_mem(self, i: int, v: int) -> None:
         if not self.vfu:
-            self.lock_violations += 1
-            return
+            self.vf_lock_violations += 1
         self.mem[i] = v & 0xFFFFFFFF
 
     # -- the PF's side (PF BAR0) ------------------------------------------------
@@ -223,8 +226,7 @@ class Mailbox:
 
     def pf_write_mem(self, i: int, v: int) -> None:
         if not self.pfu:
-            self.lock_violations += 1
-            return
+            self.pf_lock_violations += 1
         self.mem[i] = v & 0xFFFFFFFF
 
     # -- a VF reset -------------------------------------------------------------

@@ -870,29 +870,36 @@ class SriovPf:
         if proto not in ("802.1Q", "802.1q", 0x8100):
             raise SriovError(f"vf {n}: vlan protocol {proto}: {self.driver} supports 802.1Q only",
                              errno.EPROTONOSUPPORT)
-        i = self.vfs[n].info
-        if vlan or qos:
-            old = (i.pf_vlan, i.pf_qos)
-            if old[0] or old[1]:
-                self._disable_port_vlan(n)
-            try:
-                self._enable_port_vlan(n, vlan, qos)
-            except SriovError:
-                if old[0] or old[1]:
-                    self._disable_port_vlan(n)
-                    self._enable_port_vlan(n, *old)
-                raise
-        else:
+        vf = self.vfs[n]
+        i = vf.info
+        if not (vlan or qos):
             self._disable_port_vlan(n)
+            return
+        old = i.pf_vlan if (i.pf_vlan or i.pf_qos) else None
+        nic, pool = self.nic, vf.pool
+        if vlan != old:
+            # Join the new VLAN before leaving the old one, so a refusal leaves it as it was; if the
+            # VLVF is full and the old port VLAN's entry is this VF's alone, leaving it makes room
+            # (ixgbe's disable-then-enable would take it too).
+            try:
+                nic.add_vlan(pool, vlan)
+            except TableFull as e:
+                idx = nic.state.vlvf.index.get(old) if old is not None else None
+                if idx is None or nic.state.vlvf.pools[idx] != 1 << pool:
+                    raise SriovError(f"vf {n}: vlan {vlan}: {e.message}", errno.ENOSPC) from None
+                nic.remove_vlan(pool, old)                 # type: ignore[arg-type]
+                nic.add_vlan(pool, vlan)
+                old = None
+            if old is not None:
+                nic.remove_vlan(pool, old)
+        self._enable_port_vlan(n, vlan, qos)
 
     def _enable_port_vlan(self, n: int, vlan: int, qos: int) -> None:
+        """ixgbe_enable_port_vlan, the port VLAN already joined in VLVF."""
         vf = self.vfs[n]
         nic, pool = self.nic, vf.pool
-        try:
-            nic.add_vlan(pool, vlan)
-        except TableFull as e:
-            raise SriovError(f"vf {n}: vlan {vlan}: {e.message}", errno.ENOSPC) from None
-        nic.remove_vlan(pool, 0)                           # revoke tagless access via VLAN 0
+        if vlan:
+            nic.remove_vlan(pool, 0)                       # revoke tagless access via VLAN 0
         nic.set_vmvir(pool, "always_default", vlan, qos)
         nic.set_pool_flags(pool, aupe=False, bam=True)
         vf.info.pf_vlan, vf.info.pf_qos = vlan, qos

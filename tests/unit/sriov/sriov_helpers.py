@@ -38,7 +38,7 @@ def make_pf(profile: str = "82599", numvfs: int = 4, **kw) -> SriovPf:
 
 def with_guests(pf: SriovPf, vfs: list[int], **open_args) -> None:
     for k in vfs:
-        pf.vf(k).attach_guest(f"vm{k}", ram_bytes=8 * 1024 * 1024, mac=vmac(k), **open_args)
+        pf.vf(k).attach_guest(f"vm{k}", ram_bytes=16 * 1024 * 1024, mac=vmac(k), **open_args)
 
 
 def refused(call, err: int, match: str | None = None) -> SriovError:
