@@ -189,7 +189,8 @@ class VfDma(Element):
         iommu = self.iommu
         c = self.counters
         dom = iommu.context.get(rid)
-        fast = dom is not None and iommu.tagged and iommu.trace is None
+        fast = dom is not None and iommu.tagged
+        trace = iommu.trace
         tlb = iommu.iotlb
         shift = iommu.page_shift
         psize = iommu.page_size
@@ -226,6 +227,9 @@ class VfDma(Element):
                         if e & need:
                             hits += 1
                             nbytes += n
+                            if trace is not None:
+                                trace.append((rid, dom.name, iova, (e >> 2) << shift | (iova & pmask),  # type: ignore[union-attr]
+                                              n, write))
                             if d[0] & 1 and write and d[0:6] == BROADCAST:
                                 bcast += 1
                             if hide:
