@@ -3,10 +3,14 @@ data path's caches alone, and a pool flush (a VF reset) that keeps the counters 
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nic_frames import eth, mac
 
 from nicmodel.nic import Nic
 from nicmodel.pci import ConfigSpace
+from nicmodel.sorter import rss_index
+from vswitch.core.frame import Frame, parse_mac
 
 GIG = 1_000_000_000
 
@@ -61,3 +65,21 @@ def test_flush_pool_discards_waiting_frames_and_keeps_counters_monotonic() -> No
     nic.set_pool_enabled(3, tx=True)
     assert nic.tx_service(GIG) == []                   # nothing left to send
     assert all(nic.poll(q, 64, 0) == [] for q in nic.state.pool_queues(3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=34, max_size=80), st.booleans(), st.sampled_from([6, 17, 1]), st.sampled_from([0x45, 0x46]))
+def test_the_fast_path_spreads_over_a_pools_queues_exactly_as_rss_index(body, tagged, proto, vhl) -> None:
+    """The sorter's inline RSS (the fast path, taken from the second frame of a DA on) picks
+    the queue rss_index picks (the slow path's)."""
+    nic = Nic(mrqc=0xB)                                # 64 pools x 2, RSS on
+    nic.program_pool(5, mac=mac(5), vlan=7 if tagged else None, strip_vlan=False)
+    hdr = parse_mac(mac(5)) + parse_mac(mac(9)) + (b"\x81\x00\x00\x07" if tagged else b"")
+    ip = bytes([vhl]) + body[1:9] + bytes([proto]) + body[10:]
+    data = hdr + b"\x08\x00" + ip
+    qs = nic.state.pool_queues(5)
+    for _ in range(2):                                 # the first warms the plan cache
+        f = Frame(data)
+        nic.rx([f], 0)
+        assert f.queue == qs[rss_index(data, len(qs))]
+        nic.poll(f.queue, 64, 0)
