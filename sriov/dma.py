@@ -34,9 +34,8 @@ the queue (the frame was counted received by the NIC: a posted DMA write that th
 IOMMU blocks is invisible to the device), TX buffer reads when the guest hands the
 frame to its queue (the descriptor fetch), before the arbiter serves it.
 
-Counters: ``rx_delivered``/``rx_bytes`` (frames written to the guest), ``rx_broadcast``,
-``tx_fetched``/``tx_bytes`` (frames read from the guest), ``rx_dma_faults``,
-``tx_dma_faults``, ``descriptor_fetches``.
+Counters: ``rx_delivered`` (frames written to the guest), ``tx_fetched`` (frames read
+from the guest), ``rx_dma_faults``, ``tx_dma_faults``, ``descriptor_fetches``.
 Drop reasons: ``dma_fault``, ``no_bus_master``, ``tx_ring_full``.
 """
 
@@ -48,7 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sriov.errors import SriovError
 from sriov.iommu import DmaFault, Domain, HostMemory, Iommu
 from vswitch.core.element import Batch, Element, PortId
-from vswitch.core.frame import BROADCAST
+from vswitch.core.frame import Frame
 
 if TYPE_CHECKING:
     from sriov.virtual_function import VirtualFunction
@@ -64,7 +63,7 @@ _READ, _WRITE = 1, 2
 class DmaQueue:
     """One VF queue's descriptor ring as the DMA engine sees it."""
 
-    __slots__ = ("index", "ring_iova", "size", "bsize", "head", "bufs", "ring_hpa")
+    __slots__ = ("index", "ring_iova", "size", "bsize", "head", "bufs", "ring_hpa", "keys", "lims", "kver")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -74,11 +73,17 @@ class DmaQueue:
         self.head = 0
         self.bufs: list[int] = []
         self.ring_hpa = -1
+        # per descriptor: its buffer's IOTLB key (domain tag | page) and how many bytes fit in
+        # the buffer without crossing the page; rebuilt when the ring, the domain or the sizes change
+        self.keys: list[int] = []
+        self.lims: list[int] = []
+        self.kver: tuple[int, ...] = ()
 
     def reset(self) -> None:
         self.head = 0
         self.ring_hpa = -1
         self.bufs = []
+        self.kver = ()
 
     def config(self) -> dict[str, int]:
         return {"ring_iova": self.ring_iova, "size": self.size, "buffer_size": self.bsize, "head": self.head}
@@ -107,18 +112,25 @@ class GuestRam:
         self.next = start + size
         return start
 
-    def write_ring(self, iova: int, addrs: list[int]) -> None:
+    def _hpa(self, iova: int) -> int:
         hit = self.domain.lookup(iova)
         if hit is None:
-            raise SriovError(f"guest {self.name}: address {iova:#x} is not in its RAM")
-        self.memory.rings[hit[0]] = list(addrs)
+            raise SriovError(f"guest {self.name}: address {iova:#x} is not in its RAM", errno.EFAULT)
+        return hit[0]
+
+    def write_ring(self, iova: int, addrs: list[int]) -> None:
+        """The driver writes a descriptor ring at ``iova``: one buffer address per descriptor."""
+        self.memory.write_ring(self._hpa(iova), addrs)
+
+    def write_descriptor(self, iova: int, slot: int, addr: int) -> None:
+        """The driver writes descriptor ``slot`` of the ring at ``iova`` (any address at all)."""
+        self.memory.write_descriptor(self._hpa(iova), slot, addr)
 
 
 class VfDma(Element):
     INPUTS: ClassVar[tuple[PortId, ...]] = ("guest", "pool")
     OUTPUTS: ClassVar[tuple[PortId, ...]] = ("pool", "guest")
-    COUNTERS = ("rx_delivered", "rx_bytes", "rx_broadcast", "tx_fetched", "tx_bytes", "rx_dma_faults",
-                "tx_dma_faults", "descriptor_fetches")
+    COUNTERS = ("rx_delivered", "tx_fetched", "rx_dma_faults", "tx_dma_faults", "descriptor_fetches")
     DROP_REASONS = ("dma_fault", "no_bus_master", "tx_ring_full")
 
     def __init__(self, name: str, vf: VirtualFunction, iommu: Iommu, memory: HostMemory) -> None:
@@ -151,9 +163,18 @@ class VfDma(Element):
             hpa = self.iommu.translate(rid, dq.ring_iova, 16, True)
         except DmaFault:
             return False
-        if hpa != dq.ring_hpa:
+        io = self.iommu
+        dom = io.context.get(rid)
+        ver = (self.memory.version, hpa, dom.did if dom is not None else -1, io.page_shift, dq.bsize, dq.size)
+        if ver != dq.kver:
             dq.ring_hpa = hpa
-            dq.bufs = self.memory.rings.get(hpa, [])
+            bufs = dq.bufs = self.memory.rings.get(hpa, [])
+            tag = ver[2] << _DID_SHIFT
+            shift, psize, pmask, bsize = io.page_shift, io.page_size, io.page_size - 1, dq.bsize
+            addrs = [bufs[s] if s < len(bufs) else 0 for s in range(dq.size)]
+            dq.keys = [tag | a >> shift for a in addrs]
+            dq.lims = [min(bsize, psize - (a & pmask)) for a in addrs]
+            dq.kver = ver
         return True
 
     # -- RX: the NIC writes received frames into the guest's buffers ----------------------
@@ -186,86 +207,119 @@ class VfDma(Element):
         return self._dma(batch, self.txq, False, fn.rid)
 
     def _dma(self, batch: Batch, queues: list[DmaQueue], write: bool, rid: int) -> Batch:
+        """Translate each frame's buffer(s) in its ring's order; the frames that passed.
+
+        A batch is one queue's drain (what the NIC's ``pool<P>`` output emits, and what
+        `VirtualFunction.receive` hands over): its queue is the first frame's.  The common case
+        is written out inline (a domain-tagged IOTLB, a frame that fits its buffer without
+        crossing a page): each descriptor's IOTLB key and room are precomputed per ring
+        (`_fetch`); a frame on the same page as the one before is an IOTLB hit without a
+        lookup (that entry is the most recently used already); otherwise the IOTLB, else the
+        walk of the domain's table, counted as `Iommu.lookup_page` counts them.  Anything else
+        -- no domain, an untagged IOTLB, a frame over several buffers or across a page -- goes
+        through `Iommu.translate`."""
         iommu = self.iommu
-        c = self.counters
         dom = iommu.context.get(rid)
-        fast = dom is not None and iommu.tagged
+        dq = queues[self.qindex.get(batch[0].queue, 0)] if write else queues[0]
+        if not self._fetch(dq, rid):
+            self.drop_many(batch, "dma_fault")
+            return self._count([], write, len(batch))
+        if dom is None or not iommu.tagged:
+            return self._dma_slow(batch, dq, write, rid)
         trace = iommu.trace
         tlb = iommu.iotlb
-        shift = iommu.page_shift
-        psize = iommu.page_size
-        pmask = psize - 1
-        tag = dom.did << _DID_SHIFT if dom is not None else 0
+        table = dom.table
+        cap = iommu.iotlb_entries
+        tag = dom.did << _DID_SHIFT
         need = _WRITE if write else _READ
-        qindex = self.qindex
-        hide = write and self.hide_vlan
-        out: Batch = []
-        hits = nbytes = bcast = faults = 0
-        fetched: DmaQueue | None = None
-        dq = queues[0]
+        keys, lims, head, size = dq.keys, dq.lims, dq.head, dq.size
+        misses = nslow = 0
+        last_key = -1
+        bad: list[Frame] | None = None
         for f in batch:
-            if write:
-                dq = queues[qindex.get(f.queue, 0)]
-            if dq is not fetched:
-                if not self._fetch(dq, rid):
-                    faults += 1
-                    self.drop(f, "dma_fault")
-                    continue
-                fetched = dq
-            d = f.data
-            n = len(d)
-            slot = dq.head
-            bufs = dq.bufs
-            if fast and n <= dq.bsize:
-                dq.head = slot + 1 if slot + 1 < dq.size else 0
-                iova = bufs[slot] if slot < len(bufs) else 0
-                if (iova & pmask) + n <= psize:
-                    key = tag | iova >> shift
+            if len(f.data) <= lims[head]:
+                key = keys[head]
+                head += 1
+                if head == size:
+                    head = 0
+                if key != last_key:
                     e = tlb.pop(key, None)
-                    if e is not None:
+                    if e is None:
+                        misses += 1
+                        e = table.get(key ^ tag)
+                        if e is not None:
+                            if len(tlb) >= cap:
+                                del tlb[next(iter(tlb))]    # least recently used
+                            tlb[key] = e
+                    else:
                         tlb[key] = e
-                        if e & need:
-                            hits += 1
-                            nbytes += n
-                            if trace is not None:
-                                trace.append((rid, dom.name, iova, (e >> 2) << shift | (iova & pmask),  # type: ignore[union-attr]
-                                              n, write))
-                            if d[0] & 1 and write and d[0:6] == BROADCAST:
-                                bcast += 1
-                            if hide:
-                                f.vlan = None
-                                f.pcp = 0
-                            out.append(f)
-                            continue
-                if not self._translate(rid, iova, n, write):
-                    faults += 1
-                    self.drop(f, "dma_fault")
-                    continue
-            elif not self._buffers(dq, rid, n, write):
-                faults += 1
-                self.drop(f, "dma_fault")
-                continue
-            nbytes += n
-            if write and d[0] & 1 and d[0:6] == BROADCAST:
-                bcast += 1
-            if hide:
-                f.vlan = None
-                f.pcp = 0
-            out.append(f)
-        if hits:
+                    if e is None or not e & need:
+                        self._fault(dq, head - 1 if head else size - 1, rid, write, dom)
+                        bad = [f] if bad is None else bad + [f]
+                        last_key = -1
+                        continue
+                    last_key = key
+                    last_e = e
+                if trace is not None:
+                    self._trace(dq, head - 1 if head else size - 1, rid, dom, last_e, len(f.data), write)
+            else:
+                nslow += 1
+                dq.head = head
+                ok = self._buffers(dq, rid, len(f.data), write)
+                head = dq.head
+                last_key = -1                            # the IOTLB's order moved under us
+                if not ok:
+                    bad = [f] if bad is None else bad + [f]
+        dq.head = head
+        nfast = len(batch) - nslow
+        if nfast:
             ic = iommu.counters
-            ic["translations"] += hits
-            ic["iotlb_hits"] += hits
+            ic["translations"] += nfast
+            ic["iotlb_hits"] += nfast - misses
+            ic["iotlb_misses"] += misses
+            ic["page_walks"] += misses
+            ic["walk_reads"] += misses * iommu.walk_levels
+        if bad is None:
+            return self._count(batch, write, 0)
+        self.drop_many(bad, "dma_fault")
+        gone = set(map(id, bad))
+        return self._count([f for f in batch if id(f) not in gone], write, len(bad))
+
+    def _trace(self, dq: DmaQueue, slot: int, rid: int, dom: Domain, e: int, n: int, write: bool) -> None:
+        iova = dq.bufs[slot] if slot < len(dq.bufs) else 0
+        shift = self.iommu.page_shift
+        self.iommu.trace.append((rid, dom.name, iova, (e >> 2) << shift | (iova & (self.iommu.page_size - 1)),  # type: ignore[union-attr]
+                                 n, write))
+
+    def _count(self, out: Batch, write: bool, faults: int) -> Batch:
+        c = self.counters
         if write:
             c["rx_delivered"] += len(out)
-            c["rx_bytes"] += nbytes
-            c["rx_broadcast"] += bcast
             c["rx_dma_faults"] += faults
+            if self.hide_vlan:                           # a port VLAN: the tag is not the guest's
+                for f in out:
+                    f.vlan = None
+                    f.pcp = 0
         else:
             c["tx_fetched"] += len(out)
-            c["tx_bytes"] += nbytes
             c["tx_dma_faults"] += faults
         return out
+
+    def _fault(self, dq: DmaQueue, slot: int, rid: int, write: bool, dom: Domain) -> None:
+        iova = dq.bufs[slot] if slot < len(dq.bufs) else 0
+        self.iommu.fault(rid, iova, write, 0x05 if write else 0x06, dom)
+
+    def _dma_slow(self, batch: Batch, dq: DmaQueue, write: bool, rid: int) -> Batch:
+        """Every buffer through `Iommu.translate` (no domain: each faults; an untagged IOTLB)."""
+        out: Batch = []
+        faults = 0
+        for f in batch:
+            if self._buffers(dq, rid, len(f.data), write):
+                out.append(f)
+            else:
+                faults += 1
+                self.drop(f, "dma_fault")
+        return self._count(out, write, faults)
 
     def _translate(self, rid: int, iova: int, n: int, write: bool) -> bool:
         try:

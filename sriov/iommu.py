@@ -319,6 +319,20 @@ class HostMemory:
         self.align = align
         self.ranges: list[tuple[int, int, str]] = []
         self.rings: dict[int, list[int]] = {}
+        self.version = 0            # moves on every descriptor write: DMA engines re-read
+
+    def write_ring(self, hpa: int, addrs: list[int]) -> None:
+        """A driver wrote a whole descriptor ring starting at host address ``hpa``."""
+        self.rings[hpa] = list(addrs)
+        self.version += 1
+
+    def write_descriptor(self, hpa: int, slot: int, addr: int) -> None:
+        """A driver (or a buggy or hostile one) wrote one descriptor's buffer address."""
+        ring = self.rings.setdefault(hpa, [])
+        if slot >= len(ring):
+            ring.extend([0] * (slot + 1 - len(ring)))
+        ring[slot] = addr
+        self.version += 1
 
     def allocate(self, size: int, owner: str) -> int:
         a = self.align

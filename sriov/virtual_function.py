@@ -195,25 +195,25 @@ class VirtualFunction:
         rx = [nic.rings.queues[q] for q in self.nic_queues]
         tx = [nic.txa.queues[q] for q in self.nic_queues]
         return {"rx_packets": sum(q.rx_packets for q in rx), "rx_bytes": sum(q.rx_bytes for q in rx),
-                "multicast": sum(q.rx_multicast for q in rx), "ring_dropped": sum(q.rx_dropped for q in rx),
+                "multicast": sum(q.rx_multicast for q in rx), "broadcast": sum(q.rx_broadcast for q in rx),
+                "ring_dropped": sum(q.rx_dropped for q in rx),
                 "tx_packets": sum(q.tx_packets for q in tx), "tx_bytes": sum(q.tx_bytes for q in tx),
                 "tx_spoofed": nic._tx_spoofed[self.pool], "tx_spoofed_bytes": nic._tx_spoofed_bytes[self.pool]}
 
     def stats(self) -> dict[str, int]:
         """ifla_vf_stats as ``ip -s link show PF`` prints them, counted since the VF was created.
 
-        rx_packets/rx_bytes/multicast: what the NIC wrote to the VF's queues (VFGPRC,
-        VFGORC, VFMPRC); broadcast: delivered through its DMA; rx_dropped: its queues'
-        overflow (QPRDC) and RX DMA faults; tx_packets/tx_bytes: sent from its queues
-        (VFGPTC/VFGOTC); tx_dropped: its anti-spoof drops, TX DMA faults and frames that
-        found its TX ring full.  Frames its queues served but anti-spoof dropped are not
-        transmitted: they count in tx_dropped, not tx_packets.  (ixgbe itself fills only
-        the first five; the model has the rest.)"""
+        rx_packets/rx_bytes/multicast/broadcast: what the NIC wrote to the VF's queues
+        (VFGPRC, VFGORC, VFMPRC); rx_dropped: its queues' overflow (QPRDC) and RX DMA
+        faults; tx_packets/tx_bytes: sent from its queues (VFGPTC/VFGOTC); tx_dropped: its
+        anti-spoof drops, TX DMA faults and frames that found its TX ring full.  Frames its
+        queues served but anti-spoof dropped are not transmitted: they count in tx_dropped,
+        not tx_packets.  (ixgbe itself fills only the first five; the model has the rest.)"""
         now, base = self._raw_counters(), self._base
         d = {k: now[k] - base[k] for k in now}
         dc, dd = self.dma.counters, self.dma.drops
         return {"rx_packets": d["rx_packets"], "rx_bytes": d["rx_bytes"], "multicast": d["multicast"],
-                "broadcast": dc["rx_broadcast"],
+                "broadcast": d["broadcast"],
                 "rx_dropped": d["ring_dropped"] + dc["rx_dma_faults"],
                 "tx_packets": d["tx_packets"] - d["tx_spoofed"], "tx_bytes": d["tx_bytes"] - d["tx_spoofed_bytes"],
                 "tx_dropped": d["tx_spoofed"] + dc["tx_dma_faults"] + dd["tx_ring_full"]}

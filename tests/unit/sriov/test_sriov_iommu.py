@@ -73,9 +73,7 @@ def test_a_vf_dma_outside_its_guest_faults_and_only_that_frame_is_lost() -> None
     vf = pf.vf(0)
     ram = vf.guest.ram
     ring = vf.guest.driver.rings[("rx", 0)]
-    hpa = vf.domain.lookup(ring)[0]
-    bufs = pf.memory.rings[hpa]
-    bufs[1] = ram.size + 0x1000                           # a corrupt descriptor: beyond its RAM
+    ram.write_descriptor(ring, 1, ram.size + 0x1000)      # a corrupt descriptor: beyond its RAM
     pf.nic.rx([eth(vmac(0), WIRE) for _ in range(3)], 0)
     got = vf.receive()
     assert len(got) == 2 and vf.dma.drops["dma_fault"] == 1
@@ -83,8 +81,7 @@ def test_a_vf_dma_outside_its_guest_faults_and_only_that_frame_is_lost() -> None
     rec = pf.iommu.fault_log[-1]
     assert (rec.who, rec.iova, rec.write, rec.reason, rec.domain) == ("vf 0", ram.size + 0x1000, True, 5, "vm0")
     assert pf.show()["iommu"]["faults"][-1]["text"].startswith("DMAR: [DMA Write] Request device [03:10.0]")
-    tx_ring = vf.guest.driver.rings[("tx", 0)]
-    pf.memory.rings[vf.domain.lookup(tx_ring)[0]][0] = 1 << 40     # its first TX buffer too
+    ram.write_descriptor(vf.guest.driver.rings[("tx", 0)], 0, 1 << 40)   # its first TX buffer too
     assert vf.send([eth(WIRE, vmac(0)), eth(WIRE, vmac(0))], 0) == 1
     assert vf.stats()["tx_dropped"] == 1 and pf.iommu.fault_log[-1].write is False
     pf.nic.rx([eth(vmac(1), WIRE)], 0)
@@ -153,8 +150,7 @@ def test_no_vf_ever_touches_another_guests_memory(corrupt, senders) -> None:
     for k, slot, addr in corrupt:
         vf = pf.vf(k)
         for kind in ("rx", "tx"):
-            ring = vf.guest.driver.rings[(kind, 0)]
-            pf.memory.rings[vf.domain.lookup(ring)[0]][slot] = addr
+            vf.guest.ram.write_descriptor(vf.guest.driver.rings[(kind, 0)], slot, addr)
     pf.iommu.trace = []
     for i, k in enumerate(senders):
         pf.nic.rx([eth(vmac(k), WIRE, size=60 + 700 * (i % 3))], i)
