@@ -27,7 +27,7 @@ NAPI), `TxArbiter` (TX rings, arbitration, rate limits).  The programmable
 state lives in `NicState`; `registers.RegisterFile` (BAR0) and this class's
 methods both change it and nothing else, so either way gives the same NIC.
 `pci.ConfigSpace` is the PCI function on top (``nic.pci``); an SR-IOV VF
-will be a pool plus its own `ConfigSpace`.
+is a pool plus its own `ConfigSpace` (`sriov`, docs/sriov.md).
 
 TX order per frame (nic-model.md A "TX path"): queue service (arbiter) ->
 VMVIR VLAN insertion -> anti-spoof (MACAS, VLANAS; insertion first is the

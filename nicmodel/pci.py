@@ -18,14 +18,17 @@ Layout built by ``ConfigSpace.for_profile`` (offsets as lspci shows an 82599):
 0x50       MSI (64-bit address)
 0x70       MSI-X (table size = queues/2 vectors, enable + function mask RW)
 0xA0       PCI Express v2, endpoint (device control RW, device status W1C)
-0x100      AER -> 0x140 Device Serial Number -> 0x150 ARI (next 0: SR-IOV will
-           be linked in at 0x160 with ``add_ext_capability``)
+0x100      AER -> 0x140 Device Serial Number -> 0x150 ARI (next 0: `sriov` links
+           the SR-IOV capability in at 0x160 with ``add_ext_capability``)
 =========  ==================================================================
 
 BAR sizes are the model's (unverified): 512 KiB (82599/X550) or 128 KiB
 (82576/i350) for BAR0, 16 KiB for the MSI-X BAR.  Sizing works as the
 all-ones write: the low bits of a BAR are read-only zeros below its size.
-A VF will own a `ConfigSpace` of its own (Vendor/Device ID 0xFFFF, E.11).
+A VF owns a `ConfigSpace` of its own (Vendor/Device ID 0xFFFF, E.11:
+`sriov.capability.VfFunction`).  ``hook(off, size, fn)`` routes writes to a range
+through ``fn`` (a capability whose registers have side effects), which applies the
+masks with ``write_masked``.
 """
 
 from __future__ import annotations

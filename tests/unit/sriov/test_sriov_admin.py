@@ -58,6 +58,9 @@ def test_vlan_checks() -> None:
     assert (cfg.vmvir_mode, cfg.vmvir_vid, cfg.vmvir_qos, cfg.aupe) == ("always_default", 10, 3, False)
     pf.set_vf_vlan(0, 0)
     assert st.vlvf.vids_of(0) == [0] and cfg.aupe and cfg.vmvir_mode == "use_desc"
+    pf.set_vf_vlan(0, 0, 3)                              # priority tagging only: VLAN 0 stays joined
+    assert st.vlvf.vids_of(0) == [0] and not cfg.aupe
+    assert (cfg.vmvir_mode, cfg.vmvir_vid, cfg.vmvir_qos) == ("always_default", 0, 3)
 
 
 def test_a_full_vlvf_refuses_a_port_vlan_and_keeps_the_old_one() -> None:
