@@ -199,6 +199,15 @@ class Iommu:
         if old is not None and old is not domain:
             self.invalidate_domain(old)
 
+    def remove_domain(self, domain: Domain) -> None:
+        """Destroy a domain (its guest is gone): requesters still attached lose their context
+        entry, its IOTLB entries are invalidated."""
+        for rid, d in list(self.context.items()):
+            if d is domain:
+                del self.context[rid]
+        self.invalidate_domain(domain)
+        self.domains.pop(domain.name, None)
+
     def invalidate_domain(self, domain: Domain) -> int:
         """Domain-selective IOTLB invalidation: drop every entry tagged with its id."""
         did = domain.did

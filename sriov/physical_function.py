@@ -273,7 +273,7 @@ class SriovPf:
     def _nic_saved(self) -> dict[str, Any]:
         st = self.nic.state
         return {"mrqc": st.layout.mrqc, "def_pool": st.def_pool, "veb": st.veb_en, "vfre": st.vfre, "vfte": st.vfte,
-                "vmecm": st.vmecm, "lle": st.lle}
+                "vmecm": st.vmecm, "lle": st.lle, "vt": st.vt_en, "rpl": st.rpl_en, "vfe": st.vlan_filter_en}
 
     def _layout_for(self, n: int) -> int:
         if self.profile.name in ("82599", "x550"):
@@ -303,6 +303,7 @@ class SriovPf:
             nic.clear_pool(old_pf)
         nic.set_layout(self._layout_for(n))
         nic.set_default_pool(n)
+        st.vt_en = st.rpl_en = st.vlan_filter_en = True     # PFVTCTL VT_ENA | REPLEN, VLNCTRL.VFE
         every = (1 << st.num_pools) - 1
         st.vfre = st.vfte = every & ~((1 << n) - 1)        # VF pools off until their RESET
         for p in range(n):
@@ -346,6 +347,7 @@ class SriovPf:
         every = (1 << st.num_pools) - 1
         st.vfre, st.vfte, st.veb_en = saved["vfre"] & every, saved["vfte"] & every, saved["veb"]
         st.vmecm, st.lle = saved["vmecm"] & every, saved["lle"] & every
+        st.vt_en, st.rpl_en, st.vlan_filter_en = saved["vt"], saved["rpl"], saved["vfe"]
         for p in range(st.num_pools):
             for q in st.pool_queues(p):
                 nic.rings.queues[q].set_enabled(True)

@@ -150,6 +150,18 @@ class VirtualFunction:
         self.guest = Guest(name, self, domain, ram, driver)
         return self.guest
 
+    def detach_guest(self) -> None:
+        """The guest is gone: its domain is destroyed (the VF's DMA faults from now on), the VF
+        reset as a hypervisor's FLR on release would."""
+        g = self.guest
+        if g is None:
+            return
+        self.guest = None
+        self.domain = None
+        self.pf.iommu.remove_domain(g.domain)
+        self.fn.pci.write(0x04, 0, 2)
+        self.hardware_reset()
+
     # -- hardware reset ---------------------------------------------------------
     def hardware_reset(self) -> None:
         """VFLR or VFCTRL.RST: what the device does (QEMU igb_vf_reset): the VF's queues off

@@ -56,3 +56,27 @@ def test_the_vf_reads_its_own_counters_in_its_registers() -> None:
     pf.nic.set_rings(rx=64, queue=vf.nic_queues[0])
     pf.nic.rx([eth(vmac(0), WIRE) for _ in range(70)], 1)   # its ring overflows: QPRDC
     assert vf.stats()["rx_dropped"] == 6
+
+
+def test_a_guest_leaves_and_another_takes_its_vf() -> None:
+    pf = make_pf(numvfs=2)
+    with_guests(pf, [0])
+    vf = pf.vf(0)
+    vf.detach_guest()
+    assert vf.guest is None and "vm0" not in pf.iommu.domains and vf.rid not in pf.iommu.context
+    assert not pf.nic.state.vfre & 1 and not vf.info.clear_to_send
+    vf.attach_guest("vm0b", ram_bytes=16 * 1024 * 1024, mac=vmac(0))
+    pf.nic.rx([eth(vmac(0), WIRE)], 0)
+    assert len(vf.receive()) == 1 and pf.iommu.context[vf.rid].name == "vm0b"
+
+
+def test_sriov_turns_virtualization_on_and_gives_it_back() -> None:
+    from nicmodel.nic import Nic
+    from sriov import SriovPf
+    pf = SriovPf(Nic("nic0", init=False))                # VT off: vswitchd's software mode
+    st = pf.nic.state
+    assert not st.vt_en
+    pf.set_numvfs(2)
+    assert st.vt_en and st.rpl_en and st.vlan_filter_en
+    pf.set_numvfs(0)
+    assert not st.vt_en and not st.rpl_en and not st.vlan_filter_en
