@@ -7,6 +7,7 @@ Subcommands:
 ``demo``       three guests (ARP, ping, a broadcast) through a 3-port switch.
 ``switch``     frames/s of the learning switch (see bench/switch_bench.py).
 ``nic-sorter`` cost per frame of the NIC model's VMDq sorter + ring enqueue.
+``sriov``      cost per frame of the SR-IOV VF RX/TX paths (IOMMU on) against VMDq's.
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
@@ -320,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("nic-sorter", help="NIC model sorter + ring benchmark", add_help=False)
     sub.add_parser("nic-tx", help="NIC model TX service benchmark: arbitration, limiters, VEB (64 pools)",
                    description="Cost per frame of the NIC model's TX service (bench/nic_tx.py)", add_help=False)
+    sub.add_parser("sriov", help="SR-IOV VF RX/TX paths through the IOMMU against VMDq (63 VFs)",
+                   description="Cost per frame of the NIC model's SR-IOV VF RX and TX paths with the IOMMU on, "
+                   "against the VMDq sorter path measured in the same run (bench/sriov.py)", add_help=False)
     sub.add_parser("peers", help="vswitchd vs the Linux bridge and vde_switch (root)", add_help=False)
     sub.add_parser("live-path", help="Python cost per frame of vswitchd's data path, system calls stubbed",
                    add_help=False)
@@ -337,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     modules["nic-tx"] = "bench.nic_tx"
     modules["gen"] = "bench.gen"
+    modules["sriov"] = "bench.sriov"
     if argv and argv[0] in modules:
         import importlib
         return int(importlib.import_module(modules[argv[0]]).main(argv[1:]))

@@ -27,7 +27,7 @@ NAPI), `TxArbiter` (TX rings, arbitration, rate limits).  The programmable
 state lives in `NicState`; `registers.RegisterFile` (BAR0) and this class's
 methods both change it and nothing else, so either way gives the same NIC.
 `pci.ConfigSpace` is the PCI function on top (``nic.pci``); an SR-IOV VF
-will be a pool plus its own `ConfigSpace`.
+is a pool plus its own `ConfigSpace` (`sriov`, docs/sriov.md).
 
 TX order per frame (nic-model.md A "TX path"): queue service (arbiter) ->
 VMVIR VLAN insertion -> anti-spoof (MACAS, VLANAS; insertion first is the
@@ -109,6 +109,7 @@ class Nic(Element):
         self._tx_gen = -1
         self._wire: list[Frame] = []
         self._tx_spoofed = [0] * len(self.state.pools)   # per pool: TX security drops
+        self._tx_spoofed_bytes = [0] * len(self.state.pools)
         # The graph's view: one core queue per RX ring, ports for the wire and each pool.
         self.rxq = [RxQueueElement(f"{name}.rxq{i}", q, self) for i, q in enumerate(self.rings.queues)]
         npools = len(self.state.pools)
@@ -524,6 +525,19 @@ class Nic(Element):
             self.add_multicast(g)
         self.set_pool_enabled(pool, rx=True, tx=True)
 
+    def flush_pool(self, pool: int) -> tuple[int, int]:
+        """Discard the frames waiting in a pool's RX and TX rings, as a function reset (an SR-IOV
+        VF's FLR or VFCTRL.RST) does; returns (RX, TX) frames discarded.  RX frames stay counted
+        as received (``flushed`` per queue); TX frames were never sent (``discarded``)."""
+        st = self.state
+        st.check_pool(pool)
+        rx = tx = 0
+        for q in st.pool_queues(pool):
+            rx += self.rings.queues[q].flush()
+            tx += self.txa.queues[q].flush()
+        self._changed()
+        return rx, tx
+
     def clear_pool(self, pool: int) -> None:
         """Unbind a pool: its filters, VLANs and flags go; its queues stay enabled."""
         self.set_pool_mac(pool, None)
@@ -816,6 +830,7 @@ class Nic(Element):
         """A TX security drop (anti-spoof, or a tag VMVIR forbids): SSVPC counts it when the
         pool's PFVMECM bit is set (X550 8.2.2.17.92 / 8.2.2.22.21); the pool always does."""
         self._tx_spoofed[pool] += 1
+        self._tx_spoofed_bytes[pool] += len(f.data)
         if (self.state.vmecm >> pool) & 1:
             self.counters["ssvpc"] += 1
         self.drop(f, reason)
