@@ -173,7 +173,16 @@ def _open_outputs(json_path: str | None, out_dirs: list[tuple[Path, list[str]]])
         raise UsageError(f"{what}: cannot write{where}: {e.strerror}") from None
 
 
+_LIVE_ONLY = ("iface", "socket", "multiplier", "pps", "mbps", "topspeed", "loop", "limit", "duration", "preload")
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.live:
+        from bench.live_cli import live_options, run
+        return run(live_options(args))
+    given = [f"--{k}" for k in _LIVE_ONLY if getattr(args, k) not in (None, False)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only with --live (offline replay runs in the captures' own time)")
     console = make_console()
     fixed = {}
     for m in args.map:
@@ -266,6 +275,26 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--json", help="write the counter snapshot(s) as JSON to this file")
     rp.add_argument("--batch", type=int, default=64, help="frames per batch (default 64)")
     rp.add_argument("-q", "--quiet", action="store_true", help="summary line only, no tables")
+    lv = rp.add_argument_group(
+        "live replay (--live)", "Send the captures onto an interface in real time, as tcpreplay does, and print "
+        "tcpreplay's summary lines. One speed mode at most (default: the capture's own timing). With --live, "
+        "--port NAME names a port of the running vswitchd (--socket): the frames enter the switch on that port, "
+        "sent from outside it (a tap port: on its TAP, from the TAP's namespace; an attach port on a veth: on the "
+        "veth's peer), and the daemon's counter deltas follow; --batch is frames per sendmmsg call with "
+        "--preload (1: one send per frame); --json writes the summary.")
+    lv.add_argument("--live", action="store_true", help="send onto --iface IF or into --port NAME, in real time")
+    lv.add_argument("-i", "--iface", metavar="IF", help="the interface to send on (of this network namespace)")
+    lv.add_argument("--socket", metavar="PATH", help="vswitchd's control socket, for --port (default: vswitchd's)")
+    lv.add_argument("-x", "--multiplier", type=float, metavar="F", help="the capture's timing, F times as fast")
+    lv.add_argument("-p", "--pps", type=float, metavar="R", help="R packets per second")
+    lv.add_argument("-M", "--mbps", type=float, metavar="M",
+                    help="M megabits per second of captured bytes (0: top speed)")
+    lv.add_argument("-t", "--topspeed", action="store_true", help="as fast as possible")
+    lv.add_argument("-l", "--loop", type=int, metavar="N", help="replay the captures N times (0: forever; default 1)")
+    lv.add_argument("-L", "--limit", type=int, metavar="N", help="send at most N frames")
+    lv.add_argument("--duration", type=float, metavar="S", help="send for at most S seconds")
+    lv.add_argument("-K", "--preload", action="store_true",
+                    help="read the captures into memory before sending (tcpreplay's --preload-pcap)")
     rp.set_defaults(func=cmd_replay)
 
     dm = sub.add_parser("demo", help="three guests through a 3-port switch (live as root, else offline)",
