@@ -264,14 +264,17 @@ class PacketSender:
             st.truncated += 1
 
     def send_run(self, pre: Preloaded, lo: int, n: int) -> None:
-        """Frames lo .. lo+n-1 of `pre` with sendmmsg(2).  A packet socket sends a frame whole or
-        not at all (net/packet/af_packet.c packet_snd), so no message is ever truncated here."""
+        """Frames lo .. lo+n-1 of `pre` with sendmmsg(2), straight from the preloaded vector."""
+        self.send_mmsg(pre.vector(), lo, n, pre.cum)
+
+    def send_mmsg(self, vector: int, lo: int, n: int, cum: Sequence[int]) -> None:
+        """Messages lo .. lo+n-1 of the mmsghdr array at ``vector`` with sendmmsg(2); ``cum[i]`` is
+        the bytes of messages before i.  A packet socket sends a frame whole or not at all
+        (net/packet/af_packet.c packet_snd), so no message is ever truncated here."""
         libc, fd, st = _libc(), self.fd, self.stats
-        addr = pre.vector()
         size = ctypes.sizeof(_MMsgHdr)
-        cum = pre.cum
         while n > 0:
-            k = libc.sendmmsg(fd, addr + lo * size, n, 0)
+            k = libc.sendmmsg(fd, vector + lo * size, n, 0)
             if k > 0:
                 st.sent += k
                 st.bytes += cum[lo + k] - cum[lo]
@@ -289,6 +292,90 @@ class PacketSender:
                 self._failed(err)
                 lo += 1
                 n -= 1
+
+
+class _Direct:
+    """One send(2) per frame."""
+
+    pending = 0
+
+    def __init__(self, sender: Any) -> None:
+        self.add = sender.send
+
+    def flush(self) -> None:
+        pass
+
+
+class _Vector:
+    """Runs of consecutive preloaded frames, one sendmmsg(2) each, without copying.  The frames
+    given to `add` are those of the preloaded captures, in order, looping."""
+
+    def __init__(self, sender: Any, pre: Preloaded, batch: int) -> None:
+        self.sender, self.pre, self.batch = sender, pre, batch
+        self.lo = self.pending = self.idx = 0
+
+    def add(self, data: bytes) -> None:
+        n = self.pending
+        if n and (n >= self.batch or self.idx != self.lo + n):
+            self.flush()
+            n = 0
+        if not n:
+            self.lo = self.idx
+        self.pending = n + 1
+        self.idx += 1
+        if self.idx == self.pre.count:
+            self.idx = 0
+
+    def flush(self) -> None:
+        if self.pending:
+            self.sender.send_run(self.pre, self.lo, self.pending)
+            self.pending = 0
+
+
+class _Staged:
+    """Streamed frames copied into one buffer, up to ``batch`` (or 1 MiB) per sendmmsg(2); a frame
+    larger than the buffer goes alone with send(2)."""
+
+    SIZE = 1 << 20
+
+    def __init__(self, sender: Any, batch: int) -> None:
+        self.sender, self.batch = sender, batch
+        self.buf = bytearray(self.SIZE)
+        self.mv = memoryview(self.buf)
+        base = ctypes.addressof((ctypes.c_char * self.SIZE).from_buffer(self.buf))
+        iov_size, msg_size = ctypes.sizeof(_IoVec), ctypes.sizeof(_MMsgHdr)
+        self.iovs = bytearray(iov_size * batch)
+        self.msgs = bytearray(msg_size * batch)
+        iov_base = ctypes.addressof((ctypes.c_char * len(self.iovs)).from_buffer(self.iovs))
+        for i in range(batch):
+            struct.pack_into("P", self.msgs, i * msg_size + _MMsgHdr.msg_hdr.offset + _MsgHdr.msg_iov.offset,
+                             iov_base + i * iov_size)
+            struct.pack_into("N", self.msgs, i * msg_size + _MMsgHdr.msg_hdr.offset + _MsgHdr.msg_iovlen.offset, 1)
+        self.vector = ctypes.addressof((ctypes.c_char * len(self.msgs)).from_buffer(self.msgs))
+        self.base = base
+        self.iov = struct.Struct("PN")
+        self.iov_size = iov_size
+        self.cum = [0] * (batch + 1)
+        self.pending = 0
+
+    def add(self, data: bytes) -> None:
+        n, size = self.pending, len(data)
+        off = self.cum[n]
+        if n >= self.batch or off + size > self.SIZE:
+            self.flush()
+            n = off = 0
+        if size > self.SIZE:
+            self.sender.send(data)
+            return
+        self.mv[off:off + size] = data
+        self.iov.pack_into(self.iovs, n * self.iov_size, self.base + off, size)
+        self.cum[n + 1] = off + size
+        self.pending = n + 1
+
+    def flush(self) -> None:
+        if self.pending:
+            self.sender.send_mmsg(self.vector, 0, self.pending, self.cum)
+            self.pending = 0
 
 
 def _ioctl_ifreq(sock: socket.socket, req: int, ifname: str) -> bytes:
@@ -322,29 +409,28 @@ class Pacer:
 
     def run(self, items: Iterator[tuple[int, bytes]], duration_ns: int | None = None,
             pre: Preloaded | None = None, batch: int = 1, stamp: bool = True) -> None:
-        """Send each (due ns, frame) of ``items`` at start + due.  With ``pre`` (the frames of
-        ``items`` are those of ``pre``, in order, looping) up to ``batch`` frames that are due
-        go in one sendmmsg; otherwise each frame is one send.  With ``stamp`` the run ends when
-        the last send returned (a clock read after each send; at top speed, without it, when
-        ``items`` is exhausted)."""
-        clock, send, send_run = self.clock, self.sender.send, self.sender.send_run
-        deadline = None if duration_ns is None else duration_ns
+        """Send each (due ns, frame) of ``items`` at start + due.  With ``batch`` > 1 the frames
+        that are due go up to ``batch`` per sendmmsg: straight from ``pre`` when given (the frames
+        of ``items`` are then those of ``pre``, in order, looping), else copied into a staging
+        buffer; with ``batch`` 1, one send each.  With ``stamp`` the run ends when the last send
+        returned (a clock read after each frame; at top speed, without it, when ``items`` is
+        exhausted)."""
+        clock = self.clock
+        out: Any = (_Direct(self.sender) if batch <= 1 else _Vector(self.sender, pre, batch) if pre is not None
+                    else _Staged(self.sender, batch))
+        add = out.add
+        stamp_each = stamp and isinstance(out, _Direct)    # batched, the last flush is the last send
+        deadline = duration_ns
         self.start = now = clock()
         start = self.start
         last = 0
         since = 0
-        lo = n = idx = 0
-        total = pre.count if pre is not None else 0
-        batched = pre is not None and batch > 1
         try:
             for due, data in items:
                 t = start + due
                 if t > now or since >= CLOCK_EVERY:
-                    if n:
-                        send_run(pre, lo, n)
-                        n = 0
-                        if stamp:
-                            last = clock()
+                    if out.pending:
+                        out.flush()
                     now = clock()
                     since = 0
                     if t > now:
@@ -356,24 +442,11 @@ class Pacer:
                     self.stopped_by_clock = True
                     break
                 since += 1
-                if batched:
-                    if n and (n >= batch or idx != lo + n):
-                        send_run(pre, lo, n)
-                        n = 0
-                        if stamp:
-                            last = now = clock()
-                    if not n:
-                        lo = idx
-                    n += 1
-                    idx += 1
-                    if idx == total:
-                        idx = 0
-                else:
-                    send(data)
-                    if stamp:
-                        last = clock()
-            if n:
-                send_run(pre, lo, n)
+                add(data)
+                if stamp_each:
+                    last = clock()
+            if out.pending:
+                out.flush()
                 if stamp:
                     last = clock()
         finally:

@@ -216,3 +216,55 @@ def test_topspeed_from_memory_sends_what_plan_gives(batch, limits):
     assert prog.frames == len(want)
     if batch > 1:
         assert all(n <= batch for _, n in snd.runs)
+
+
+# -- the sendmmsg vectors, decoded as the kernel reads them -----------------------------------------
+
+def decode(vector: int, lo: int, n: int) -> list[bytes]:
+    """The frames messages lo .. lo+n-1 of an mmsghdr array point at (one iovec each)."""
+    import ctypes
+
+    from bench.live_replay import _IoVec, _MMsgHdr
+    msgs = (_MMsgHdr * (lo + n)).from_address(vector)
+    out = []
+    for m in msgs[lo:lo + n]:
+        assert m.msg_hdr.msg_iovlen == 1 and not m.msg_hdr.msg_name and not m.msg_hdr.msg_control
+        iov = _IoVec.from_address(m.msg_hdr.msg_iov)
+        out.append(ctypes.string_at(iov.iov_base, iov.iov_len))
+    return out
+
+
+class VectorSender(FakeSender):
+    def send_run(self, pre: Preloaded, lo: int, n: int) -> None:
+        self.send_mmsg(pre.vector(), lo, n, pre.cum)
+
+    def send_mmsg(self, vector: int, lo: int, n: int, cum) -> None:
+        frames = decode(vector, lo, n)
+        assert [len(f) for f in frames] == [cum[i + 1] - cum[i] for i in range(lo, lo + n)]
+        self.runs.append((lo, n))
+        self.sent += [(self.fc.t, f) for f in frames]
+        self.fc.t += self.cost * n
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_batches_point_at_the_right_bytes(preload):
+    fc = FakeClock()
+    snd = VectorSender(fc, cost=2_000)               # behind schedule: batches form
+    caps = [records(40, size=61), [(0, bytes([i]) * (60 + i * 37)) for i in range(30)]]
+    pre = Preloaded(caps)
+    factories = pre.factories() if preload else [lambda c=c: iter(c) for c in caps]
+    Pacer(snd, fc.clock, fc.sleep).run(plan(factories, Speed("pps", 1_000_000), Limits(loops=2)),
+                                       pre=pre if preload else None, batch=16)
+    assert [f for _, f in snd.sent] == [d for _, d in pre.records] * 2
+    assert max(n for _, n in snd.runs) == 16
+
+
+def test_staging_sends_a_frame_larger_than_its_buffer_alone(monkeypatch):
+    from bench import live_replay
+    monkeypatch.setattr(live_replay._Staged, "SIZE", 1000)
+    fc = FakeClock()
+    snd = VectorSender(fc, cost=2_000)
+    recs = [(0, bytes([1]) * 600), (0, bytes([2]) * 600), (0, bytes([3]) * 5000), (0, bytes([4]) * 60)]
+    Pacer(snd, fc.clock, fc.sleep).run(plan([lambda: recs], Speed("topspeed", 0), Limits()), batch=8,
+                                       stamp=False)
+    assert [f for _, f in snd.sent] == [d for _, d in recs]
