@@ -2,11 +2,13 @@
 
 Subcommands:
 
-``replay``     push captures through a switch in virtual time (offline).
+``replay``     push captures through a switch in virtual time (offline); with --live, send them onto an
+               interface or into a vswitchd port in real time, tcpreplay-style (bench/live_replay.py).
 ``demo``       three guests (ARP, ping, a broadcast) through a 3-port switch.
 ``switch``     frames/s of the learning switch (see bench/switch_bench.py).
 ``nic-sorter`` cost per frame of the NIC model's VMDq sorter + ring enqueue.
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
+``replay-bench`` ``replay --live`` against Debian's tcpreplay on a veth (root; tcpreplay).
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
 2 bad arguments or configuration, or a replay output that cannot be written.
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vswitch-bench", description="pcap replay, demo and benchmarks")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", title="commands")
 
-    rp = sub.add_parser("replay", help="replay captures through a switch in virtual time",
+    rp = sub.add_parser("replay", help="replay captures through a switch in virtual time (--live: onto an interface)",
                         description="Replay pcap/pcapng captures through the learning switch offline, "
                         "in the captures' own time. Either one capture per port (--port NAME=FILE), or "
                         "captures whose frames enter by source MAC: each new source MAC takes the next "
@@ -313,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("nic-tx", help="NIC model TX service benchmark: arbitration, limiters, VEB (64 pools)",
                    description="Cost per frame of the NIC model's TX service (bench/nic_tx.py)", add_help=False)
     sub.add_parser("peers", help="vswitchd vs the Linux bridge and vde_switch (root)", add_help=False)
+    sub.add_parser("replay-bench", help="replay --live vs Debian's tcpreplay on a veth: rate accuracy, top speed "
+                   "(root)", add_help=False)
     sub.add_parser("live-path", help="Python cost per frame of vswitchd's data path, system calls stubbed",
                    add_help=False)
     sub.add_parser("compare-commits", help="this tree against another commit: the benchmarks, interleaved",
@@ -325,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                "live-path": "bench.live_path", "compare-commits": "bench.compare_commits"}
     argv = sys.argv[1:] if argv is None else argv
     modules["nic-tx"] = "bench.nic_tx"
+    modules["replay-bench"] = "bench.replay_bench"
     if argv and argv[0] in modules:
         import importlib
         return int(importlib.import_module(modules[argv[0]]).main(argv[1:]))
