@@ -9,6 +9,7 @@ across tools and repeated ``--reps`` times; medians):
 ``mbps100``    an IMIX capture (7:4:1 of 64/570/1518 B on the wire, so 60/566/1514 B
                captured, as both tools count bytes) at ``--mbps 100``, streamed from the file;
 ``pps50k``     the same capture at ``--pps 50000``;
+``mbps100-K``, ``pps50k-K``  the same from memory (``--preload`` / ``-K``);
 ``top64``      64 B frames (60 B captured) at ``--topspeed`` from memory (``--preload`` /
                tcpreplay's ``-K``) for ``--seconds``;
 ``top64-stream`` the same, streamed from the file (no preload);
@@ -84,7 +85,9 @@ class Case:
 
 CASES = (
     Case("mbps100", "imix", ("--mbps", "100"), asked_mbps=100.0),
+    Case("mbps100-K", "imix", ("--mbps", "100"), asked_mbps=100.0, preload=True),
     Case("pps50k", "imix", ("--pps", "50000"), asked_pps=50_000.0),
+    Case("pps50k-K", "imix", ("--pps", "50000"), asked_pps=50_000.0, preload=True),
     Case("top64", "small", ("--topspeed",), preload=True, timed=True),
     Case("top64-stream", "small", ("--topspeed",), timed=True),
     Case("top64-send", "small", ("--topspeed",), preload=True, tools=("vswitch-bench",), ours_extra=("--batch", "1"),
@@ -233,8 +236,8 @@ def receiver_rates(samples: list[tuple[int, int, int]]) -> dict[str, Any]:
 def command(tool: str, case: Case, net: Net, caps: dict[str, dict[str, Any]], seconds: float,
             json_path: Path) -> list[str]:
     cap = caps[case.capture]
-    if case.timed:
-        limit = ["--loop", "0", "--duration", f"{seconds:g}"]
+    if case.timed:                # tcpreplay takes whole seconds only
+        limit = ["--loop", "0", "--duration", str(max(1, round(seconds)))]
     else:
         per_loop_s = (cap["bytes"] * 8 / (case.asked_mbps * 1e6) if case.asked_mbps
                       else cap["frames"] / (case.asked_pps or 1))
@@ -353,7 +356,8 @@ def summarize(cases: list[Case], reps: int, seconds: float, results: list[dict[s
     def row(case: str, tool: str) -> dict[str, Any] | None:
         return next((t for t in table if t["case"] == case and t["tool"] == tool), None)
     targets = []
-    for name, what in (("mbps100", "--mbps 100"), ("pps50k", "--pps 50000")):
+    for name, what in (("mbps100", "--mbps 100"), ("mbps100-K", "--mbps 100 --preload"),
+                       ("pps50k", "--pps 50000"), ("pps50k-K", "--pps 50000 --preload")):
         for tool in TOOLS:
             r = row(name, tool)
             if r and r["tx_error"] is not None:
