@@ -26,7 +26,9 @@ The schedule is `bench.replay_pacing` (cumulative: the ideal time of frame k nev
 depends on when frame k-1 left).  The sender sleeps until ``spin_ns`` before a frame is
 due, then spins on the monotonic clock (the sleep's granularity is tens of µs here: the
 process's timer slack is set to 1 ns, best effort); frames already due go at once, as a
-batch.  With ``--preload`` the captures are read into memory first and sent with
+batch.  The time spent waiting is first spent reading the plan ahead (up to LOOKAHEAD
+frames or LOOKAHEAD_BYTES), so that after a stall (the process descheduled on a busy
+machine) the frames that have fallen due are already read and go at send speed.  With ``--preload`` the captures are read into memory first and sent with
 sendmmsg(2), up to ``--batch`` frames per call; streamed (no --preload) or with
 ``--batch 1`` each frame is one send(2).  As tcpreplay, an ENOBUFS or EAGAIN is retried
 (and counted) and any other error fails that frame (counted) and the run goes on; an
@@ -55,6 +57,7 @@ import socket
 import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +69,9 @@ from vswitch.io.pcap import CaptureError, read_capture
 SPIN_NS = 200_000            # sleep until this long before a frame is due, then spin
 CLOCK_EVERY = 64             # behind schedule, read the clock at least every this many frames
 MAX_BATCH = 1024             # UIO_MAXIOV: sendmmsg's limit per call
+LOOKAHEAD = 16384            # frames read ahead while waiting for the next one to be due ...
+LOOKAHEAD_BYTES = 8 << 20    # ... and their bytes at most
+READ_MARGIN_NS = 2_000       # stop reading ahead this long before a frame is due (a read may overrun it)
 GONE = (errno.ENODEV, errno.ENXIO)
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
@@ -407,6 +413,26 @@ class Pacer:
         while clock() < t:
             pass
 
+    def _wait_reading(self, t: int, now: int, it: Iterator[tuple[int, bytes]], ahead: deque[tuple[int, bytes]],
+                      ahead_bytes: list[int]) -> bool:
+        """`_wait`, but with the time before ``t`` spent reading the plan ahead into ``ahead`` (up
+        to LOOKAHEAD frames or bytes, stopping READ_MARGIN_NS before ``t``), so that a sender that
+        falls behind later has the frames read already.  Returns False once ``it`` is exhausted."""
+        clock = self.clock
+        more = True
+        while more and len(ahead) < LOOKAHEAD and ahead_bytes[0] < LOOKAHEAD_BYTES and t - now > READ_MARGIN_NS:
+            try:
+                item = next(it)
+            except StopIteration:
+                more = False
+                break
+            ahead.append(item)
+            ahead_bytes[0] += len(item[1])
+            now = clock()
+        if t > now:
+            self._wait(t, now)
+        return more
+
     def run(self, items: Iterator[tuple[int, bytes]], duration_ns: int | None = None,
             pre: Preloaded | None = None, batch: int = 1, stamp: bool = True) -> None:
         """Send each (due ns, frame) of ``items`` at start + due.  With ``batch`` > 1 the frames
@@ -421,12 +447,26 @@ class Pacer:
         add = out.add
         stamp_each = stamp and isinstance(out, _Direct)    # batched, the last flush is the last send
         deadline = duration_ns
+        it = iter(items)
+        ahead: deque[tuple[int, bytes]] = deque()
+        ahead_bytes = [0]
+        more = True
         self.start = now = clock()
         start = self.start
         last = 0
         since = 0
         try:
-            for due, data in items:
+            while True:
+                if ahead:
+                    due, data = ahead.popleft()
+                    ahead_bytes[0] -= len(data)
+                elif more:
+                    try:
+                        due, data = next(it)
+                    except StopIteration:
+                        break
+                else:
+                    break
                 t = start + due
                 if t > now or since >= CLOCK_EVERY:
                     if out.pending:
@@ -434,7 +474,10 @@ class Pacer:
                     now = clock()
                     since = 0
                     if t > now:
-                        self._wait(t, now)
+                        if more:
+                            more = self._wait_reading(t, now, it, ahead, ahead_bytes)
+                        else:
+                            self._wait(t, now)
                         now = clock()
                 elif deadline is not None:
                     now = clock()

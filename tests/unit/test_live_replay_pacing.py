@@ -268,3 +268,31 @@ def test_staging_sends_a_frame_larger_than_its_buffer_alone(monkeypatch):
     Pacer(snd, fc.clock, fc.sleep).run(plan([lambda: recs], Speed("topspeed", 0), Limits()), batch=8,
                                        stamp=False)
     assert [f for _, f in snd.sent] == [d for _, d in recs]
+
+
+def test_waiting_time_reads_ahead_so_a_stall_is_caught_up_at_send_speed():
+    # Reading a record costs 8 µs, sending 2 µs, the schedule 20 µs a frame; the 1000th send stalls
+    # 10 ms (the process was descheduled).  Read ahead while waiting, the 500 frames then due cost
+    # 2 µs each to catch up (back on schedule ~560 frames later); read only when due, 10 µs each
+    # (~1000 frames later).
+    fc = FakeClock(tick=0)
+    snd = VectorSender(fc, cost=2_000)
+    orig = snd.send_mmsg
+
+    def stalling(vector, lo, n, cum):
+        orig(vector, lo, n, cum)
+        if len(snd.sent) >= 1000 and not getattr(snd, "stalled", False):
+            snd.stalled = True
+            fc.t += 10_000_000
+    snd.send_mmsg = stalling
+
+    def slow_records():
+        for i in range(3000):
+            fc.t += 8_000
+            yield 0, i.to_bytes(4, "big") + bytes(56)
+    p = Pacer(snd, fc.clock, fc.sleep, spin_ns=0)
+    p.run(plan([slow_records], Speed("pps", 50_000), Limits()), batch=64)
+    late = [t - p.start - k * 20_000 for k, (t, _) in enumerate(snd.sent)]
+    assert len(snd.sent) == 3000 and max(late[1000:1100]) > 9_000_000
+    back = next(k for k in range(1001, 3000) if late[k] < 100_000)
+    assert back < 1000 + 700, back
