@@ -28,9 +28,10 @@ due, then spins on the monotonic clock (the sleep's granularity is tens of µs h
 process's timer slack is set to 1 ns, best effort); frames already due go at once, as a
 batch.  The time spent waiting is first spent reading the plan ahead (up to LOOKAHEAD
 frames or LOOKAHEAD_BYTES), so that after a stall (the process descheduled on a busy
-machine) the frames that have fallen due are already read and go at send speed.  With ``--preload`` the captures are read into memory first and sent with
-sendmmsg(2), up to ``--batch`` frames per call; streamed (no --preload) or with
-``--batch 1`` each frame is one send(2).  As tcpreplay, an ENOBUFS or EAGAIN is retried
+machine) the frames that have fallen due are already read and go at send speed.  Frames
+that are due together go up to ``--batch`` per sendmmsg(2): with ``--preload`` (the
+captures read into memory first) straight from memory, streamed copied into a staging
+buffer; with ``--batch 1`` each frame is one send(2).  As tcpreplay, an ENOBUFS or EAGAIN is retried
 (and counted) and any other error fails that frame (counted) and the run goes on; an
 interface that vanishes ends the run.  The elapsed time runs from just before the first
 frame to just after the last one was handed to the kernel.
