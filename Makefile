@@ -10,7 +10,8 @@ PYTHON ?= python3
 #   iproute2 iputils-ping iperf3 tcpdump   the live-switch tests (`ip netns exec`, traffic)
 #   vde2 openvswitch-switch      the peers vswitch-bench peers and its tests run against
 #   qemu-system-x86              the real-VM tests
-#   tcpreplay tshark             a generated trace sent by tcpreplay, its checksums checked by Wireshark
+#   tcpreplay tshark             a generated trace sent by tcpreplay, its checksums checked by Wireshark;
+#                                what vswitch-bench replay --live is compared with (replay-bench, its tests)
 SYSTEM_PACKAGES := python3-venv gcc libc6-dev python3-dev iproute2 iputils-ping iperf3 tcpdump \
                    vde2 openvswitch-switch qemu-system-x86 tcpreplay tshark
 

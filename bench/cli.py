@@ -2,13 +2,15 @@
 
 Subcommands:
 
-``replay``     push captures through a switch in virtual time (offline).
+``replay``     push captures through a switch in virtual time (offline); with --live, send them onto an
+               interface or into a vswitchd port in real time, tcpreplay-style (bench/live_replay.py).
 ``gen``        generate a trace of N guests and the wire (pcap/pcapng + topology + manifest).
 ``demo``       three guests (ARP, ping, a broadcast) through a 3-port switch.
 ``switch``     frames/s of the learning switch (see bench/switch_bench.py).
 ``nic-sorter`` cost per frame of the NIC model's VMDq sorter + ring enqueue.
 ``sriov``      cost per frame of the SR-IOV VF RX/TX paths (IOMMU on) against VMDq's.
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
+``replay-bench`` ``replay --live`` against Debian's tcpreplay on a veth (root; tcpreplay).
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
 2 bad arguments or configuration, or a replay output that cannot be written.
@@ -180,7 +182,16 @@ def _open_outputs(json_path: str | None, out_dirs: list[tuple[Path, list[str]]])
         raise UsageError(f"{what}: cannot write{where}: {e.strerror}") from None
 
 
+_LIVE_ONLY = ("iface", "socket", "multiplier", "pps", "mbps", "topspeed", "loop", "limit", "duration", "preload")
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.live:
+        from bench.live_cli import live_options, run
+        return run(live_options(args))
+    given = [f"--{k}" for k in _LIVE_ONLY if getattr(args, k) not in (None, False)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only with --live (offline replay runs in the captures' own time)")
     console = make_console()
     fixed: dict[bytes, str] = {}
     pinned = None
@@ -282,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vswitch-bench", description="pcap replay, demo and benchmarks")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", title="commands")
 
-    rp = sub.add_parser("replay", help="replay captures through a switch in virtual time",
+    rp = sub.add_parser("replay", help="replay captures through a switch in virtual time (--live: onto an interface)",
                         description="Replay pcap/pcapng captures through the learning switch offline, "
                         "in the captures' own time. Either one capture per port (--port NAME=FILE), or "
                         "captures whose frames enter by source MAC: each new source MAC takes the next "
@@ -304,6 +315,26 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the graph after the replay as Graphviz DOT (as vswitchctl graph --dot) to FILE")
     rp.add_argument("--batch", type=int, default=64, help="frames per batch (default 64)")
     rp.add_argument("-q", "--quiet", action="store_true", help="summary line only, no tables")
+    lv = rp.add_argument_group(
+        "live replay (--live)", "Send the captures onto an interface in real time, as tcpreplay does, and print "
+        "tcpreplay's summary lines. One speed mode at most (default: the capture's own timing). With --live, "
+        "--port NAME names a port of the running vswitchd (--socket): the frames enter the switch on that port, "
+        "sent from outside it (a tap port: on its TAP, from the TAP's namespace; an attach port on a veth: on the "
+        "veth's peer), and the daemon's counter deltas follow; --batch is frames per sendmmsg call with "
+        "--preload (1: one send per frame); --json writes the summary.")
+    lv.add_argument("--live", action="store_true", help="send onto --iface IF or into --port NAME, in real time")
+    lv.add_argument("-i", "--iface", metavar="IF", help="the interface to send on (of this network namespace)")
+    lv.add_argument("--socket", metavar="PATH", help="vswitchd's control socket, for --port (default: vswitchd's)")
+    lv.add_argument("-x", "--multiplier", type=float, metavar="F", help="the capture's timing, F times as fast")
+    lv.add_argument("-p", "--pps", type=float, metavar="R", help="R packets per second")
+    lv.add_argument("-M", "--mbps", type=float, metavar="M",
+                    help="M megabits per second of captured bytes (0: top speed)")
+    lv.add_argument("-t", "--topspeed", action="store_true", help="as fast as possible")
+    lv.add_argument("-l", "--loop", type=int, metavar="N", help="replay the captures N times (0: forever; default 1)")
+    lv.add_argument("-L", "--limit", type=int, metavar="N", help="send at most N frames")
+    lv.add_argument("--duration", type=float, metavar="S", help="send for at most S seconds")
+    lv.add_argument("-K", "--preload", action="store_true",
+                    help="read the captures into memory before sending (tcpreplay's --preload-pcap)")
     rp.set_defaults(func=cmd_replay)
 
     dm = sub.add_parser("demo", help="three guests through a 3-port switch (live as root, else offline)",
@@ -325,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                    description="Cost per frame of the NIC model's SR-IOV VF RX and TX paths with the IOMMU on, "
                    "against the VMDq sorter path measured in the same run (bench/sriov.py)", add_help=False)
     sub.add_parser("peers", help="vswitchd vs the Linux bridge and vde_switch (root)", add_help=False)
+    sub.add_parser("replay-bench", help="replay --live vs Debian's tcpreplay on a veth: rate accuracy, top speed "
+                   "(root)", add_help=False)
     sub.add_parser("live-path", help="Python cost per frame of vswitchd's data path, system calls stubbed",
                    add_help=False)
     sub.add_parser("compare-commits", help="this tree against another commit: the benchmarks, interleaved",
@@ -337,11 +370,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # These subcommands own their argument parsing.
     modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
-               "live-path": "bench.live_path", "compare-commits": "bench.compare_commits"}
+               "live-path": "bench.live_path", "compare-commits": "bench.compare_commits",
+               "nic-tx": "bench.nic_tx", "gen": "bench.gen", "replay-bench": "bench.replay_bench",
+               "sriov": "bench.sriov"}
     argv = sys.argv[1:] if argv is None else argv
-    modules["nic-tx"] = "bench.nic_tx"
-    modules["gen"] = "bench.gen"
-    modules["sriov"] = "bench.sriov"
     if argv and argv[0] in modules:
         import importlib
         return int(importlib.import_module(modules[argv[0]]).main(argv[1:]))
