@@ -288,6 +288,7 @@ class DiscreteDriver:
         self.tick_ns = tick_ns
         self.flush_ns = flush_ns
         self.progress = progress          # called as progress(frames_in) every 4096 records
+        self.on_deliver: Any = None       # called as on_deliver(port name, batch, t) (tests, captures)
         self.res = {n: Resource(n, k) for n, k in plan.resources.items()}
         self.result = DiscreteResult(resources=self.res)
         self.costs: dict[str, Cost] = {}
@@ -348,7 +349,7 @@ class DiscreteDriver:
             self._wire_out[number] = (self.res[rname], bps)
         for number, port in g.ports.items():
             d = self.result.delivered[port.name] = Delivered()
-            g.set_transmit(number, self._sink(number, d))
+            g.set_transmit(number, self._sink(number, port.name, d))
 
     def _add_queue(self, spec: QueueSpec) -> StageQueue:
         self._check_cost(spec.name, spec.cost)
@@ -356,7 +357,7 @@ class DiscreteDriver:
         self.costs[spec.name] = spec.cost
         return q
 
-    def _sink(self, number: int, d: Delivered):
+    def _sink(self, number: int, name: str, d: Delivered):
         wire = self._wire_out.get(number)
         # A wire's frames leave the NIC at their transmission's start: delivered at its end.
         wire_ns_per_byte = 8e9 / wire[1] if wire is not None else 0.0
@@ -379,6 +380,8 @@ class DiscreteDriver:
                 d.bytes += n
                 d.l1_bytes += l1_bytes(n)
             d.frames += len(batch)
+            if self.on_deliver is not None:
+                self.on_deliver(name, batch, t)
             if wire is not None:
                 res, bps = wire
                 res.busy_ns += sum([l1_bytes(len(f.data)) for f in batch]) * 8e9 / bps
@@ -458,7 +461,8 @@ class DiscreteDriver:
                     self._deadline = None
                     graph.fire(int(self.now))
                 self._settle(self.now)
-        res.end_ns = self.now
+        # Work booked on a timeline (a link, an interrupt's host share) may end after the last event.
+        res.end_ns = max(self.now, *(r.free_at for r in self.res.values()))
         res.snapshot = graph.snapshot()
         return res
 
@@ -529,11 +533,13 @@ class DiscreteDriver:
                 continue
             r.current, r.cost, r.in_poll = q, cost, 0
             r.polls += 1
+            for name, poll_ns, _ in cost.also:
+                if poll_ns:       # the host's part of the interrupt comes first (an exit, an injection)
+                    end = self.res[name].book(t, poll_ns)
+                    if end > t:
+                        t = end
             if cost.poll_ns:
                 t = r.book(t, cost.poll_ns)
-            for name, poll_ns, _ in cost.also:
-                if poll_ns:
-                    self.res[name].book(t, poll_ns)
             self._serve(r, batch[0], t)
             return
 
