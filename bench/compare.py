@@ -77,11 +77,27 @@ def run_point(topology: Topology, trace: str | Path, costs: CostTable, mode: str
             cdf.add(d.hist)
     resources = {n: {"kind": r.kind, "utilisation": util[n], "busy_ns": r.busy_ns, "frames": r.frames,
                      "polls": r.polls} for n, r in res.resources.items()}
-    top = max(util, key=lambda n: util[n]) if util else None
+    # Frames a resource's queues dropped: it did not keep up with what arrived.
+    drains = {name: cost.resource for name, cost in plan.stages.items()}
+    drains.update({q.name: q.cost.resource for specs in plan.egress.values() for q in specs})
+    drains.update({q.name: q.cost.resource for q in plan.entry.values()})
+    behind: dict[str, int] = {}
+    for qname, rname in drains.items():
+        el = res.snapshot["elements"].get(qname, {})
+        n = sum(el.get("drops", {}).values()) + int(el.get("rx_dropped", 0))
+        if n:
+            behind[rname] = behind.get(rname, 0) + n
+    for n, r in resources.items():
+        r["dropped_in_front"] = behind.get(n, 0)
+    # The bottleneck: of the resources that dropped frames in front of them, the busiest; if none
+    # did, the busiest of all (under the same offered load, the one that saturates first).
+    pool = [n for n in util if behind.get(n)] or list(util)
+    top = max(pool, key=lambda n: util[n]) if pool else None
     drops = res.drops()
     total_drops = sum(sum(v.values()) for v in drops.values())
     bottleneck: dict[str, Any] = {"resource": top, "utilisation": util.get(top, 0.0) if top else 0.0,
-                                  "saturated": bool(top and util[top] >= SATURATED)}
+                                  "saturated": bool(top and (util[top] >= SATURATED or behind.get(top))),
+                                  "dropped_in_front": behind.get(top, 0) if top else 0}
     if drops:
         where, reasons = max(drops.items(), key=lambda kv: sum(kv[1].values()))
         bottleneck["drops_at"] = {"element": where, "reasons": reasons}
