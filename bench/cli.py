@@ -11,8 +11,6 @@ Subcommands:
 ``sriov``      cost per frame of the SR-IOV VF RX/TX paths (IOMMU on) against VMDq's.
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
 ``replay-bench`` ``replay --live`` against Debian's tcpreplay on a veth (root; tcpreplay).
-``compare``    one trace through the software switch, VMDq and SR-IOV in the discrete driver (bench/compare.py).
-``calibrate``  a cost table for the software path from vswitchd perf-show (bench/calibrate.py).
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
 2 bad arguments or configuration, or a replay output that cannot be written.
