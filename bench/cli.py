@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
                "live-path": "bench.live_path", "compare-commits": "bench.compare_commits",
                "nic-tx": "bench.nic_tx", "gen": "bench.gen", "replay-bench": "bench.replay_bench",
-               "sriov": "bench.sriov"}
+               "sriov": "bench.sriov", "compare": "bench.compare", "calibrate": "bench.calibrate"}
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in modules:
         import importlib

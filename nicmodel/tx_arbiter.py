@@ -57,7 +57,9 @@ wait, never drop.
 Wire.  A frame occupies the link for ``(len + 24) * 8 / link_speed`` (FCS 4 +
 preamble 8 + IFG 12 bytes, as experiments.md B.1).  ``service(now_ns)``
 returns (or hands to ``handle``) every frame whose transmission *starts* at or
-before ``now_ns``; each leaves with ``ts_ns`` = the time its transmission started.
+before ``now_ns``; each leaves with ``ts_ns`` = the time its transmission started
+(unless ``stamp_tx`` is False: the discrete driver keeps a frame's arrival time to
+measure its latency).
 
 Counters: ``served_packets``/``served_bytes`` (frames and bytes taken off TX rings),
 ``shaped_waits`` (times a queue's next frame had to wait for its rate
@@ -184,6 +186,7 @@ class TxArbiter(Element):
         self.mode = ""
         self.set_mode(mode)
         self.wire_free_ns = 0   # end of the last frame on the wire
+        self.stamp_tx = True    # frames leave with ts_ns = their transmission start
         self.run_ns = 0         # the TX engine has run up to here
         n = len(state.pools)
         self.credit = [0] * n           # wrr credit in bytes, as of round _cround[p]
@@ -342,6 +345,7 @@ class TxArbiter(Element):
             self._wire = {}
         wire = self._wire
         lim = -1 if limit is None else limit
+        stamp = self.stamp_tx
         burst = self.burst
         t = self.wire_free_ns if self.wire_free_ns > self.run_ns else self.run_ns
         n = shaped = cr = 0
@@ -372,7 +376,8 @@ class TxArbiter(Element):
             r = q.rate_bps
             while True:
                 f = ring[0][0]
-                f.ts_ns = t
+                if stamp:
+                    f.ts_ns = t
                 if not handle(f, p, t):
                     self._block(q, d, wrr)
                     break
