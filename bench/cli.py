@@ -6,6 +6,7 @@ Subcommands:
 ``demo``       three guests (ARP, ping, a broadcast) through a 3-port switch.
 ``switch``     frames/s of the learning switch (see bench/switch_bench.py).
 ``nic-sorter`` cost per frame of the NIC model's VMDq sorter + ring enqueue.
+``policies``   cost per frame of each queue policy (see bench/policies.py).
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
@@ -284,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("nic-tx", help="NIC model TX service benchmark: arbitration, limiters, VEB (64 pools)",
                    description="Cost per frame of the NIC model's TX service (bench/nic_tx.py)", add_help=False)
     sub.add_parser("peers", help="vswitchd vs the Linux bridge and vde_switch (root)", add_help=False)
+    sub.add_parser("policies", help="cost per frame of each queue policy (enqueue + dequeue), the policer",
+                   description="Cost per frame of every queue policy through a core Queue under a standing "
+                   "backlog, and of the policer element (bench/policies.py)", add_help=False)
     sub.add_parser("live-path", help="Python cost per frame of vswitchd's data path, system calls stubbed",
                    add_help=False)
     sub.add_parser("compare-commits", help="this tree against another commit: the benchmarks, interleaved",
@@ -293,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # These subcommands own their argument parsing.
     modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
-               "live-path": "bench.live_path", "compare-commits": "bench.compare_commits"}
+               "live-path": "bench.live_path", "compare-commits": "bench.compare_commits",
+               "policies": "bench.policies"}
     argv = sys.argv[1:] if argv is None else argv
     modules["nic-tx"] = "bench.nic_tx"
     if argv and argv[0] in modules:
