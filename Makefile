@@ -10,10 +10,12 @@ PYTHON ?= python3
 #   iproute2 iputils-ping iperf3 tcpdump   the live-switch tests (`ip netns exec`, traffic)
 #   vde2 openvswitch-switch      the peers vswitch-bench peers and its tests run against
 #   qemu-system-x86              the real-VM tests
+#   tcpreplay tshark             a generated trace sent by tcpreplay, its checksums checked by Wireshark;
+#                                what vswitch-bench replay --live is compared with (replay-bench, its tests)
 SYSTEM_PACKAGES := python3-venv gcc libc6-dev python3-dev iproute2 iputils-ping iperf3 tcpdump \
-                   vde2 openvswitch-switch qemu-system-x86
+                   vde2 openvswitch-switch qemu-system-x86 tcpreplay tshark
 
-.PHONY: demo test test-compiled test-pure compile pure lint bench clean system-deps
+.PHONY: demo test test-compiled test-pure compile pure lint bench clean system-deps docs-graphs
 
 # One dpkg-query when everything is installed (no apt-get update).  Not root, or no apt-get
 # (or no dpkg): says what is missing and goes on; a test whose tool is missing skips, saying why.
@@ -85,6 +87,11 @@ lint: $(VENV)/.installed
 
 bench: compile
 	$(VENV)/bin/vswitch-bench switch
+
+# The pictures of the dataplane graph in docs/graphs (docs/architecture.md), remade from the
+# topologies beside them.  Needs Graphviz's dot (apt-get install graphviz); the tests do not.
+docs-graphs: $(VENV)/.installed
+	$(PY) docs/graphs/generate.py
 
 clean: pure
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,12 +2,16 @@
 
 Subcommands:
 
-``replay``     push captures through a switch in virtual time (offline).
+``replay``     push captures through a switch in virtual time (offline); with --live, send them onto an
+               interface or into a vswitchd port in real time, tcpreplay-style (bench/live_replay.py).
+``gen``        generate a trace of N guests and the wire (pcap/pcapng + topology + manifest).
 ``demo``       three guests (ARP, ping, a broadcast) through a 3-port switch.
 ``switch``     frames/s of the learning switch (see bench/switch_bench.py).
 ``nic-sorter`` cost per frame of the NIC model's VMDq sorter + ring enqueue.
+``sriov``      cost per frame of the SR-IOV VF RX/TX paths (IOMMU on) against VMDq's.
 ``policies``   cost per frame of each queue policy (see bench/policies.py).
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
+``replay-bench`` ``replay --live`` against Debian's tcpreplay on a veth (root; tcpreplay).
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
 2 bad arguments or configuration, or a replay output that cannot be written.
@@ -29,6 +33,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
+from bench.gen_sidecar import load_port_map
 from vswitch.core.frame import parse_mac
 from vswitch.drivers.replay import (
     ReplayDriver,
@@ -37,6 +42,7 @@ from vswitch.drivers.replay import (
     records_by_source_mac,
     records_per_port,
 )
+from vswitch.graph_dot import to_dot
 from vswitch.io.pcap import CaptureError, NotEthernet, read_capture
 from vswitch.render import (
     fdb_table,
@@ -104,7 +110,8 @@ def _summary(res: ReplayResult, wall_s: float, snap: dict[str, Any], label: str)
 
 
 def _replay_one(args: argparse.Namespace, topo: Topology, records_for, label: str,
-                out_dir: Path | None, console: Console, tables: bool) -> tuple[int, dict[str, Any]]:
+                out_dir: Path | None, console: Console, tables: bool,
+                graph_dot: TextIO | None = None) -> tuple[int, dict[str, Any]]:
     dp = build_dataplane(topo)
     try:
         records = records_for(dp)        # opened and checked up front; this reopens them
@@ -119,6 +126,8 @@ def _replay_one(args: argparse.Namespace, topo: Topology, records_for, label: st
     res = driver.run(records)
     wall = time.perf_counter() - t0
     snap = dp.graph.snapshot()
+    if graph_dot is not None:                # the graph after the replay, its links' counts included
+        graph_dot.write(to_dot(dp.graph.describe(), title=label))
     console.print(_summary(res, wall, snap, label), markup=False, highlight=False, soft_wrap=True)
     status = 0
     if res.error:
@@ -174,9 +183,28 @@ def _open_outputs(json_path: str | None, out_dirs: list[tuple[Path, list[str]]])
         raise UsageError(f"{what}: cannot write{where}: {e.strerror}") from None
 
 
+_LIVE_ONLY = ("iface", "socket", "multiplier", "pps", "mbps", "topspeed", "loop", "limit", "duration", "preload")
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.live:
+        from bench.live_cli import live_options, run
+        return run(live_options(args))
+    given = [f"--{k}" for k in _LIVE_ONLY if getattr(args, k) not in (None, False)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only with --live (offline replay runs in the captures' own time)")
     console = make_console()
-    fixed = {}
+    fixed: dict[bytes, str] = {}
+    pinned = None
+    if args.map_from:
+        if args.port:
+            raise UsageError("--map-from places frames by source MAC: give captures, not --port NAME=FILE")
+        pinned = load_port_map(args.map_from)
+        fixed.update(pinned.macs)
+        if not args.config:
+            if pinned.topology is None:
+                raise UsageError(f"--map-from {args.map_from}: the manifest names no topology; give --config")
+            args.config = str(pinned.topology)
     for m in args.map:
         mac, port = _kv(m, "--map")
         try:
@@ -210,6 +238,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for cap in args.captures:
             topo = _topology(args, None)
             names = [p.name for p in topo.ports]
+            if pinned is not None:
+                for port in {*pinned.macs.values(), pinned.default_port} - set(names):
+                    raise UsageError(f"--map-from {args.map_from}: port {port!r} is not in {args.config} "
+                                     f"(ports: {', '.join(names)})")
             for port in fixed.values():
                 if port not in names:
                     raise UsageError(f"--map ...={port}: no port {port!r} (ports: {', '.join(names)})")
@@ -223,22 +255,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
             def by_mac(dp, cap=cap):
                 assign = SourceMacAssigner(list(dp.switch.ports),
-                                           {m: dp.numbers[p] for m, p in fixed.items()})
+                                           {m: dp.numbers[p] for m, p in fixed.items()},
+                                           dp.numbers[pinned.default_port] if pinned is not None else None)
                 return records_by_source_mac(cap, assign)
             out_dir = (out_root / Path(cap).stem if many else out_root) if out_root else None
             jobs.append((cap, cap, topo, by_mac, out_dir, not args.quiet and not many))
+    if args.graph_dot and len(jobs) != 1:
+        raise UsageError(f"--graph-dot draws one replay's graph: give one capture or --port NAME=FILE, "
+                         f"not {len(jobs)} replays")
     json_file = _open_outputs(args.json, [(d, [p.name for p in t.ports]) for _, _, t, _, d, _ in jobs
                                           if d is not None])
+    dot_file = None
     try:
+        if args.graph_dot:
+            try:
+                dot_file = open(args.graph_dot, "w")  # noqa: SIM115 - written after the replay
+            except OSError as e:
+                raise UsageError(f"--graph-dot {args.graph_dot}: cannot write: {e.strerror}") from None
         for key, label, topo, records_for, out_dir, tables in jobs:
-            st, results[key] = _replay_one(args, topo, records_for, label, out_dir, console, tables)
+            st, results[key] = _replay_one(args, topo, records_for, label, out_dir, console, tables, dot_file)
             status = max(status, st)
         if json_file is not None:
             json_file.truncate(0)
             json_file.write(json.dumps(results, indent=2) + "\n")
     finally:
-        if json_file is not None:
-            json_file.close()
+        for f in (json_file, dot_file):
+            if f is not None:
+                f.close()
     return status
 
 
@@ -251,22 +294,48 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vswitch-bench", description="pcap replay, demo and benchmarks")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", title="commands")
 
-    rp = sub.add_parser("replay", help="replay captures through a switch in virtual time",
+    rp = sub.add_parser("replay", help="replay captures through a switch in virtual time (--live: onto an interface)",
                         description="Replay pcap/pcapng captures through the learning switch offline, "
                         "in the captures' own time. Either one capture per port (--port NAME=FILE), or "
                         "captures whose frames enter by source MAC: each new source MAC takes the next "
-                        "port round-robin (a host stays on one port), unless --map MAC=PORT says otherwise.")
+                        "port round-robin (a host stays on one port), unless --map MAC=PORT says otherwise, "
+                        "or --map-from a generated trace's manifest.")
     rp.add_argument("captures", nargs="*", help="capture files (each replayed through a fresh switch)")
     rp.add_argument("--port", action="append", default=[], metavar="NAME=FILE",
                     help="frames of FILE enter on port NAME (repeat for each port)")
     rp.add_argument("--ports", type=int, default=4, help="number of ports p1..pN without --config (default 4)")
     rp.add_argument("--map", action="append", default=[], metavar="MAC=PORT",
                     help="pin a source MAC to a port")
+    rp.add_argument("--map-from", metavar="MANIFEST",
+                    help="the manifest of `vswitch-bench gen`: its source MACs enter by their ports, any other "
+                    "by its uplink (--map still overrides); without --config, its topology")
     rp.add_argument("--config", help="topology TOML (bridge settings and ports)")
     rp.add_argument("--out", help="directory for one pcap per egress port")
     rp.add_argument("--json", help="write the counter snapshot(s) as JSON to this file")
+    rp.add_argument("--graph-dot", metavar="FILE",
+                    help="write the graph after the replay as Graphviz DOT (as vswitchctl graph --dot) to FILE")
     rp.add_argument("--batch", type=int, default=64, help="frames per batch (default 64)")
     rp.add_argument("-q", "--quiet", action="store_true", help="summary line only, no tables")
+    lv = rp.add_argument_group(
+        "live replay (--live)", "Send the captures onto an interface in real time, as tcpreplay does, and print "
+        "tcpreplay's summary lines. One speed mode at most (default: the capture's own timing). With --live, "
+        "--port NAME names a port of the running vswitchd (--socket): the frames enter the switch on that port, "
+        "sent from outside it (a tap port: on its TAP, from the TAP's namespace; an attach port on a veth: on the "
+        "veth's peer), and the daemon's counter deltas follow; --batch is frames per sendmmsg call with "
+        "--preload (1: one send per frame); --json writes the summary.")
+    lv.add_argument("--live", action="store_true", help="send onto --iface IF or into --port NAME, in real time")
+    lv.add_argument("-i", "--iface", metavar="IF", help="the interface to send on (of this network namespace)")
+    lv.add_argument("--socket", metavar="PATH", help="vswitchd's control socket, for --port (default: vswitchd's)")
+    lv.add_argument("-x", "--multiplier", type=float, metavar="F", help="the capture's timing, F times as fast")
+    lv.add_argument("-p", "--pps", type=float, metavar="R", help="R packets per second")
+    lv.add_argument("-M", "--mbps", type=float, metavar="M",
+                    help="M megabits per second of captured bytes (0: top speed)")
+    lv.add_argument("-t", "--topspeed", action="store_true", help="as fast as possible")
+    lv.add_argument("-l", "--loop", type=int, metavar="N", help="replay the captures N times (0: forever; default 1)")
+    lv.add_argument("-L", "--limit", type=int, metavar="N", help="send at most N frames")
+    lv.add_argument("--duration", type=float, metavar="S", help="send for at most S seconds")
+    lv.add_argument("-K", "--preload", action="store_true",
+                    help="read the captures into memory before sending (tcpreplay's --preload-pcap)")
     rp.set_defaults(func=cmd_replay)
 
     dm = sub.add_parser("demo", help="three guests through a 3-port switch (live as root, else offline)",
@@ -284,7 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("nic-sorter", help="NIC model sorter + ring benchmark", add_help=False)
     sub.add_parser("nic-tx", help="NIC model TX service benchmark: arbitration, limiters, VEB (64 pools)",
                    description="Cost per frame of the NIC model's TX service (bench/nic_tx.py)", add_help=False)
+    sub.add_parser("sriov", help="SR-IOV VF RX/TX paths through the IOMMU against VMDq (63 VFs)",
+                   description="Cost per frame of the NIC model's SR-IOV VF RX and TX paths with the IOMMU on, "
+                   "against the VMDq sorter path measured in the same run (bench/sriov.py)", add_help=False)
     sub.add_parser("peers", help="vswitchd vs the Linux bridge and vde_switch (root)", add_help=False)
+    sub.add_parser("replay-bench", help="replay --live vs Debian's tcpreplay on a veth: rate accuracy, top speed "
+                   "(root)", add_help=False)
     sub.add_parser("policies", help="cost per frame of each queue policy (enqueue + dequeue), the policer",
                    description="Cost per frame of every queue policy through a core Queue under a standing "
                    "backlog, and of the policer element (bench/policies.py)", add_help=False)
@@ -294,13 +368,16 @@ def main(argv: list[str] | None = None) -> int:
                    description="Check REV out into a temporary worktree and run the same benchmarks for both "
                    "trees, interleaved, each run a fresh process; a table of medians, ratios and verdicts "
                    "(ok within +5 %).", add_help=False)
+    sub.add_parser("gen", help="generate a trace: guests, east-west and north-south flows, rates, bursts",
+                   description="Generate a pcap/pcapng trace of N guests and hosts on the wire, with a vswitch "
+                   "topology and a JSON manifest (bench/gen.py)", add_help=False)
 
     # These subcommands own their argument parsing.
     modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
                "live-path": "bench.live_path", "compare-commits": "bench.compare_commits",
-               "policies": "bench.policies"}
+               "nic-tx": "bench.nic_tx", "gen": "bench.gen", "replay-bench": "bench.replay_bench",
+               "sriov": "bench.sriov", "policies": "bench.policies"}
     argv = sys.argv[1:] if argv is None else argv
-    modules["nic-tx"] = "bench.nic_tx"
     if argv and argv[0] in modules:
         import importlib
         return int(importlib.import_module(modules[argv[0]]).main(argv[1:]))

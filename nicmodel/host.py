@@ -19,7 +19,8 @@ takes the software switch, as a real host's default queue does.
 
 The graph wiring (which graph port feeds which pool) is the topology's
 (`vswitch.topology.build_dataplane`); this module only programs the model.
-The SR-IOV PF driver will share it: a VF is a pool with a PCI function on top.
+The SR-IOV PF driver (`sriov.physical_function.SriovPf`) programs the same `Nic`
+the same way: a VF is a pool with a PCI function on top.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ NAPI), `TxArbiter` (TX rings, arbitration, rate limits).  The programmable
 state lives in `NicState`; `registers.RegisterFile` (BAR0) and this class's
 methods both change it and nothing else, so either way gives the same NIC.
 `pci.ConfigSpace` is the PCI function on top (``nic.pci``); an SR-IOV VF
-will be a pool plus its own `ConfigSpace`.
+is a pool plus its own `ConfigSpace` (`sriov`, docs/sriov.md).
 
 TX order per frame (nic-model.md A "TX path"): queue service (arbiter) ->
 VMVIR VLAN insertion -> anti-spoof (MACAS, VLANAS; insertion first is the
@@ -109,6 +109,7 @@ class Nic(Element):
         self._tx_gen = -1
         self._wire: list[Frame] = []
         self._tx_spoofed = [0] * len(self.state.pools)   # per pool: TX security drops
+        self._tx_spoofed_bytes = [0] * len(self.state.pools)
         # The graph's view: one core queue per RX ring, ports for the wire and each pool.
         self.rxq = [RxQueueElement(f"{name}.rxq{i}", q, self) for i, q in enumerate(self.rings.queues)]
         npools = len(self.state.pools)
@@ -524,6 +525,19 @@ class Nic(Element):
             self.add_multicast(g)
         self.set_pool_enabled(pool, rx=True, tx=True)
 
+    def flush_pool(self, pool: int) -> tuple[int, int]:
+        """Discard the frames waiting in a pool's RX and TX rings, as a function reset (an SR-IOV
+        VF's FLR or VFCTRL.RST) does; returns (RX, TX) frames discarded.  RX frames stay counted
+        as received (``flushed`` per queue); TX frames were never sent (``discarded``)."""
+        st = self.state
+        st.check_pool(pool)
+        rx = tx = 0
+        for q in st.pool_queues(pool):
+            rx += self.rings.queues[q].flush()
+            tx += self.txa.queues[q].flush()
+        self._changed()
+        return rx, tx
+
     def clear_pool(self, pool: int) -> None:
         """Unbind a pool: its filters, VLANs and flags go; its queues stay enabled."""
         self.set_pool_mac(pool, None)
@@ -568,6 +582,40 @@ class Nic(Element):
     def added(self, graph: Any) -> None:
         for q in self.rxq:
             graph.connect(q, "out", self, "host")
+
+    def flows(self) -> Sequence[tuple[str, str, str]]:
+        """Inside the NIC frames move by calls, not graph links (only each RX queue's ``out``
+        is a link, to ``host``): these are the paths, for pictures of the graph."""
+        s, r, i, t = self.sorter.name, self.rings.name, self.irq.name, self.txa.name
+        st = self.state
+        pools = range(len(st.pools))
+        return [("in:wire", s, "pool selection" if st.vt_en else "VT off: queue 0"), (s, r, "DMA"),
+                *((r, q.name, "ring") for q in self.rxq),
+                *((i, q.name, "interrupt") for q in self.rxq),
+                *(("in:host", f"out:pool{p}", "its pool") for p in pools),
+                *((f"in:pool{p}", t, "TX ring") for p in pools),
+                (t, "out:wire", "VMVIR, anti-spoof, wire"),
+                *([(t, r, "VEB loopback")] if st.veb_en else [])]
+
+    def describe(self) -> dict[str, Any]:
+        st = self.state
+        return {"profile": self.profile.name, "vt": st.vt_en, "pools": st.layout.pools,
+                "queues": self.profile.num_queues}
+
+    def queue_in_use(self, q: int) -> bool:
+        """Whether RX queue ``q`` can receive a frame as the NIC is programmed now: with VT off
+        queue 0 only; with VT on, a queue the sorter uses (the first of its pool unless RSS
+        spreads over them) of an RX-enabled pool that something selects (a filter, a VLAN,
+        a filter flag, the default pool, a mirror rule's destination)."""
+        st = self.state
+        if not st.vt_en:
+            return q == 0
+        p = st.pool_of_queue(q)
+        if not (st.vfre >> p) & 1 or (not st.layout.rss and st.pool_queues(p)[0] != q):
+            return False
+        cfg = st.pools[p]
+        return (any(getattr(cfg, k) for k in POOL_FLAGS) or bool(st.rar.macs_of(p)) or bool(st.vlvf.vids_of(p))
+                or (p == st.def_pool and not st.dis_def_pool) or any(m.active and m.dst == p for m in st.mirror))
 
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
         if inp == "wire":
@@ -782,6 +830,7 @@ class Nic(Element):
         """A TX security drop (anti-spoof, or a tag VMVIR forbids): SSVPC counts it when the
         pool's PFVMECM bit is set (X550 8.2.2.17.92 / 8.2.2.22.21); the pool always does."""
         self._tx_spoofed[pool] += 1
+        self._tx_spoofed_bytes[pool] += len(f.data)
         if (self.state.vmecm >> pool) & 1:
             self.counters["ssvpc"] += 1
         self.drop(f, reason)
@@ -1015,6 +1064,14 @@ class RxQueueElement(Queue):
     def __init__(self, name: str, ring: RxQueue, nic: Nic) -> None:
         super().__init__(name, ring, gate=nic)
         self.ring = ring
+        self.nic = nic
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        r = self.ring
+        d.update({"queue": r.index, "pool": self.nic.state.pool_of_queue(r.index), "ring_size": r.size,
+                  "idle": not r.rx_packets and not self.backlog_packets and not self.nic.queue_in_use(r.index)})
+        return d
 
     def snapshot(self) -> dict[str, Any]:
         snap = super().snapshot()

@@ -18,29 +18,35 @@ Layout built by ``ConfigSpace.for_profile`` (offsets as lspci shows an 82599):
 0x50       MSI (64-bit address)
 0x70       MSI-X (table size = queues/2 vectors, enable + function mask RW)
 0xA0       PCI Express v2, endpoint (device control RW, device status W1C)
-0x100      AER -> 0x140 Device Serial Number -> 0x150 ARI (next 0: SR-IOV will
-           be linked in at 0x160 with ``add_ext_capability``)
+0x100      AER -> 0x140 Device Serial Number -> 0x150 ARI (next 0: `sriov` links
+           the SR-IOV capability in at 0x160 with ``add_ext_capability``)
 =========  ==================================================================
 
 BAR sizes are the model's (unverified): 512 KiB (82599/X550) or 128 KiB
 (82576/i350) for BAR0, 16 KiB for the MSI-X BAR.  Sizing works as the
 all-ones write: the low bits of a BAR are read-only zeros below its size.
-A VF will own a `ConfigSpace` of its own (Vendor/Device ID 0xFFFF, E.11).
+A VF owns a `ConfigSpace` of its own (Vendor/Device ID 0xFFFF, E.11:
+`sriov.capability.VfFunction`).  ``hook(off, size, fn)`` routes writes to a range
+through ``fn`` (a capability whose registers have side effects), which applies the
+masks with ``write_masked``.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from nicmodel.profiles import Profile
 
 __all__ = ["ConfigSpace", "CAP_PM", "CAP_MSI", "CAP_MSIX", "CAP_EXP",
-           "EXT_AER", "EXT_DSN", "EXT_ARI", "EXT_SRIOV"]
+           "EXT_AER", "EXT_DSN", "EXT_ARI", "EXT_SRIOV", "WriteHook"]
 
 CAP_PM, CAP_MSI, CAP_MSIX, CAP_EXP = 0x01, 0x05, 0x11, 0x10
 EXT_AER, EXT_DSN, EXT_ARI, EXT_SRIOV = 0x0001, 0x0003, 0x000E, 0x0010
 SIZE = 4096
 _FMT = {1: "<B", 2: "<H", 4: "<I"}
+# hook(off, value, size): a config write that touches a hooked range goes to it instead
+WriteHook = Callable[[int, int, int], None]
 
 
 class ConfigSpace:
@@ -50,6 +56,7 @@ class ConfigSpace:
         self.w1cmask = bytearray(SIZE)
         self.bar_sizes: dict[int, int] = {}
         self._last_ext = 0
+        self._hooks: list[tuple[int, int, WriteHook]] = []
 
     # -- raw field setup (used while building; ignores the masks) ----------
     def init(self, off: int, value: int, size: int, wmask: int = 0, w1c: int = 0) -> None:
@@ -63,7 +70,25 @@ class ConfigSpace:
         return int(struct.unpack_from(_FMT[size], self.data, off)[0])
 
     def write(self, off: int, value: int, size: int = 4) -> None:
-        """A config write: writable bits take ``value``, W1C bits clear where ``value`` has 1s."""
+        """A config write: writable bits take ``value``, W1C bits clear where ``value`` has 1s.
+
+        A write touching a range given to `hook` goes to that hook instead (it applies the
+        masks itself with `write_masked`, before or after its side effects)."""
+        self._check(off, size)
+        for lo, hi, hook in self._hooks:
+            if off < hi and lo < off + size:
+                hook(off, value, size)
+                return
+        self.write_masked(off, value, size)
+
+    def hook(self, off: int, size: int, fn: WriteHook) -> None:
+        """Send config writes that touch ``[off, off + size)`` to ``fn(off, value, size)``: a
+        capability whose registers have side effects (SR-IOV's VF Enable edge, NumVFs locked
+        while VFs are enabled, BAR masks that follow the System Page Size)."""
+        self._hooks.append((off, off + size, fn))
+
+    def write_masked(self, off: int, value: int, size: int = 4) -> None:
+        """The plain config write (masks only, no hooks)."""
         self._check(off, size)
         for k in range(size):
             b = (value >> (8 * k)) & 0xFF

@@ -56,6 +56,7 @@ class Register:
     offset: Callable[[int], int]
     read: Callable[[int], int]
     write: Callable[[int, int], None] | None
+    changes_state: bool = True    # a write moves NicState.generation (the data path's caches)
 
 
 def _stride(base: int, step: int) -> Callable[[int], int]:
@@ -92,7 +93,8 @@ class RegisterFile:
         if r.write is None:
             raise NicError(f"{name} is read-only")
         r.write(index, value & M32)
-        self.nic.state.changed()
+        if r.changes_state:
+            self.nic.state.changed()
 
     def read32(self, offset: int) -> int:
         hit = self._by_offset.get(offset)
@@ -103,7 +105,8 @@ class RegisterFile:
         if hit is None or hit[0].write is None:
             return
         hit[0].write(hit[1], value & M32)
-        self.nic.state.changed()
+        if hit[0].changes_state:
+            self.nic.state.changed()
 
     def offset(self, name: str, index: int = 0) -> int:
         return self._reg(name, index).offset(index)
@@ -116,9 +119,17 @@ class RegisterFile:
             raise NicError(f"{name}[{index}] out of range 0..{r.count - 1}")
         return r
 
+    def add(self, name: str, count: int, offset: Callable[[int], int], read: Callable[[int], int],
+            write: Callable[[int, int], None] | None = None, *, changes_state: bool = True) -> None:
+        """Register ``count`` registers ``name[i]`` at ``offset(i)`` (a layer above the NIC adding
+        its own: the SR-IOV mailbox's PFMAILBOX/PFMBMEM/MBVFICR/VFLRE).  Offsets already taken keep
+        their first owner.  ``changes_state=False``: writes do not touch the programmable state
+        (a mailbox), so they leave the data path's caches alone."""
+        self._add(name, count, offset, read, write, changes_state)
+
     def _add(self, name: str, count: int, offset: Callable[[int], int], read: Callable[[int], int],
-             write: Callable[[int, int], None] | None = None) -> None:
-        r = Register(name, count, offset, read, write)
+             write: Callable[[int, int], None] | None = None, changes_state: bool = True) -> None:
+        r = Register(name, count, offset, read, write, changes_state)
         self.regs[name] = r
         for i in range(count):
             self._by_offset.setdefault(offset(i), (r, i))

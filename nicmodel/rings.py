@@ -56,7 +56,7 @@ class RxQueue(Scheduler):
     """One RX queue: its ring (a deque of frames) and its counters; the scheduler of the
     queue's core `Queue` (a ring is a FIFO of ``size`` descriptors).
 
-    ``rx_packets``/``rx_bytes``/``rx_multicast`` (what was written to the ring)
+    ``rx_packets``/``rx_bytes``/``rx_multicast``/``rx_broadcast`` (what was written to the ring)
     are kept as "taken by the driver" plus "still in the ring", so the DMA hot
     path only appends; the consumer side (``take``) does the counting.  The
     figures are exact at any moment.  The DMA path (`RxRings.deliver`, the
@@ -65,7 +65,7 @@ class RxQueue(Scheduler):
     """
 
     __slots__ = ("index", "ring", "size", "limit", "enabled", "drop_en", "vlan_strip",
-                 "taken_packets", "taken_bytes", "taken_multicast", "rx_dropped")
+                 "taken_packets", "taken_bytes", "taken_multicast", "taken_broadcast", "rx_dropped", "flushed")
     KIND = "rx_ring"
     DROP_REASONS = ("ring_full",)
 
@@ -82,7 +82,9 @@ class RxQueue(Scheduler):
         self.taken_packets = 0
         self.taken_bytes = 0
         self.taken_multicast = 0
+        self.taken_broadcast = 0
         self.rx_dropped = 0
+        self.flushed = 0         # frames received into the ring and discarded by a reset
 
     @property
     def rx_packets(self) -> int:
@@ -95,6 +97,10 @@ class RxQueue(Scheduler):
     @property
     def rx_multicast(self) -> int:
         return self.taken_multicast + sum([_is_mc(f.data) for f in self.ring])
+
+    @property
+    def rx_broadcast(self) -> int:
+        return self.taken_broadcast + sum([f.data[0:6] == BROADCAST for f in self.ring])
 
     # -- the Scheduler protocol ------------------------------------------------
     @property  # type: ignore[misc]  # read-only over the base's read-write property
@@ -126,8 +132,19 @@ class RxQueue(Scheduler):
         out = [ring.popleft() for _ in range(n)]
         self.taken_packets += n
         self.taken_bytes += sum([len(f.data) for f in out])
-        self.taken_multicast += sum([_is_mc(f.data) for f in out])
+        group = [f.data for f in out if f.data[0] & 1]      # multicast and broadcast: rare
+        if group:
+            bc = sum([d[0:6] == BROADCAST for d in group])
+            self.taken_broadcast += bc
+            self.taken_multicast += len(group) - bc
         return out
+
+    def flush(self) -> int:
+        """Discard what waits in the ring (a function reset): the frames were received, so they
+        stay in ``rx_packets``; ``flushed`` counts them.  Returns how many."""
+        n = len(self.take(len(self.ring)))
+        self.flushed += n
+        return n
 
     def set_enabled(self, on: bool) -> None:
         self.enabled = on

@@ -332,7 +332,18 @@ class VmdqSorter(Element):
                 n_slow += 1
                 slow(f, now_ns)
                 continue
-            q = t.q if t.rss is None else t.rss[rss_index(d, len(t.rss))]
+            rss = t.rss
+            if rss is None:
+                q = t.q
+            else:                       # rss_index, inlined: a call per frame costs as much again
+                off = 16 if t.tagged else 12
+                if d[off:off + 2] == b"\x08\x00" and len(d) >= off + 26:
+                    h = d[off + 17] ^ d[off + 21]
+                    if d[off + 2] == 0x45 and d[off + 11] in (6, 17):
+                        h ^= d[off + 23] ^ d[off + 25]
+                    q = rss[h % len(rss)]
+                else:
+                    q = rss[0]
             ring = q.ring
             if len(ring) >= q.limit:
                 n_slow += 1

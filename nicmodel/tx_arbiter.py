@@ -109,7 +109,7 @@ class TxQueue:
     """
 
     __slots__ = ("index", "ring", "size", "enabled", "rate_bps", "tat", "next_ns", "accepted", "accepted_bytes",
-                 "pool", "ok", "where", "ns_per_byte", "lag_ns")
+                 "pool", "ok", "where", "ns_per_byte", "lag_ns", "discarded")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -123,6 +123,7 @@ class TxQueue:
         self.lag_ns = 0.0
         self.accepted = 0        # frames / bytes ever put on the ring
         self.accepted_bytes = 0
+        self.discarded = 0       # frames handed over but thrown away unsent (a function reset)
         self.pool = -1      # owning pool in the current layout (set by the arbiter)
         self.ok = False     # may be served (TCTL.EN, VFTE, TXDCTL.ENABLE), as of the arbiter's rebuild
         self.where = IDLE
@@ -139,6 +140,17 @@ class TxQueue:
 
     def set_size(self, n: int) -> None:
         self.size = check_ring_size(n, f"TX queue {self.index} ring")
+
+    def flush(self) -> int:
+        """Throw away the frames not yet sent (a function reset): they leave ``accepted`` (they
+        were never transmitted) and count in ``discarded``.  The caller moves the NIC state's
+        generation so the arbiter forgets the queue.  Returns how many."""
+        n = len(self.ring)
+        self.accepted -= n
+        self.accepted_bytes -= sum([len(f.data) for f, _ in self.ring])
+        self.discarded += n
+        self.ring.clear()
+        return n
 
     def set_rate(self, rate_bps: int) -> None:
         """A new rate factor; the queue's next eligible time is kept."""
@@ -446,6 +458,11 @@ class TxArbiter(Element):
         snap = super().snapshot()
         snap["served_bytes"] = sum(q.tx_bytes for q in self.queues)
         return snap
+
+    def describe(self) -> dict[str, Any]:
+        """The TX rings live here, not as graph queues (docs/architecture.md says why)."""
+        return {"tx_rings": len(self.queues), "arbitration": self.mode,
+                "backlog_packets": sum(len(q.ring) for q in self.queues)}
 
 
     def queue_counters(self) -> dict[str, int]:

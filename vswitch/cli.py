@@ -20,6 +20,7 @@ from rich.table import Table
 
 from vswitch.control.client import Client
 from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
+from vswitch.graph_dot import collapse_idle, to_dot
 from vswitch.port_config import PORT_SETTINGS, RUNTIME_SETTINGS
 from vswitch.render import fdb_table, make_console, port_counters_table, print_tables, switch_counters_table
 from vswitch.schema import Setting
@@ -145,6 +146,30 @@ def render_nic(r: dict[str, Any]) -> list[Table]:
     return [binds, pt, qt]
 
 
+def render_graph(r: dict[str, Any], all_elements: bool = False) -> list[Table]:
+    d = r if all_elements else collapse_idle(r)
+
+    def detail(e: dict[str, Any]) -> str:
+        if e["kind"] == "collapsed":
+            return f"{e['count']} idle: {e['members'][0]} ... {e['members'][-1]}"
+        if e["kind"] == "queue":
+            return f"{e.get('scheduler')}, backlog {e.get('backlog_packets', 0)} pkts {e.get('backlog_bytes', 0)} B"
+        if "tx_rings" in e:
+            return f"{e['tx_rings']} TX rings ({e.get('arbitration')}), backlog {e.get('backlog_packets', 0)}"
+        return ""
+    els = _table("elements" + ("" if all_elements else " (idle ones folded; --all lists each)"),
+                 ["element", "class", "kind", "part of", "detail"],
+                 [[e["name"], e["class"], e["kind"], e.get("parent"), detail(e)] for e in d["elements"]])
+    links = _table("links", ["from", "to", "packets", "bytes"],
+                   [[f"{l['src']}[{l['output']}]", f"{l['dst']}[{l['input']}]", l["packets"], l["bytes"]]
+                    for l in d["links"]])
+    ports = _table("graph ports", ["port", "no", "enters", "leaves from", "rx_packets", "tx_packets"],
+                   [[p["name"], p["number"], f"{p['entry']['element']}[{p['entry']['input']}]",
+                     ", ".join(f"{g['element']}[{g['output']}]" for g in p["egress"]),
+                     p["counters"]["rx_packets"], p["counters"]["tx_packets"]] for p in d["ports"]])
+    return [els, links, ports]
+
+
 JSON_HELP = "print the result as JSON (what the control socket returns) instead of tables"
 # The port settings `set-port` changes: those declared to change at run time (vswitch/port_config.py),
 # and state=up.
@@ -258,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
                 json=True)
     c.add_argument("--port", help="only this port's counters")
     command(sub, "perf-show", "per-stage ns/frame, frames per batch, wake-ups (as OVS pmd-perf-show)", json=True)
+    gr = command(sub, "graph", "the dataplane graph: elements, links and ports, as tables, JSON or Graphviz DOT",
+                 "The dataplane graph as the daemon holds it: its elements (class, kind, the composite "
+                 "they are part of, a queue's backlog), the links between them with their packet counts, "
+                 "and the graph ports (the element input each enters, the element outputs that feed its "
+                 "transmit). --dot prints it as Graphviz DOT (vswitchctl graph --dot | dot -Tpng -o "
+                 "graph.png): the emulated NIC is a cluster of its parts. Idle queues (an 82599 has 128) "
+                 "are folded into one node unless --all.", json=True)
+    gr.add_argument("--dot", action="store_true", help="print Graphviz DOT text instead of tables")
+    gr.add_argument("--all", action="store_true",
+                    help="draw or list every element, idle queues too (--json always has every element)")
 
     nic = _commands(command(sub, "nic", "the emulated NIC ([nic] in the config)"), "nic_cmd")
     command(nic, "show", "pools, filters, rings and counters", json=True)
@@ -342,6 +377,11 @@ def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
     if cmd == "perf-show":
         r = cl.call("perf-show")
         return r, render_perf(r)
+    if cmd == "graph":
+        if args.dot and args.json:
+            raise ControlError("give --dot or --json, not both")
+        r = cl.call("graph/show")
+        return r, render_graph(r, args.all)
     if cmd == "nic":
         r = cl.call("nic/show")
         return r, render_nic(r)
@@ -368,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if getattr(args, "json", False):
         print(json.dumps(result, indent=2))
+        return 0
+    if getattr(args, "dot", False):
+        print(to_dot(result, all_elements=args.all), end="")
         return 0
     if tables is None:                       # a change: silent on success, as ovs-vsctl
         if isinstance(result, dict) and result.get("state") not in (None, "up"):

@@ -400,7 +400,16 @@ class Dataplane:
             g.connect(host, "out", sw, number)
             g.connect(sw, number, nic, "pool0")
         elif binding is not None:
-            g.add_port(number, cfg.name, nic, f"pool{binding.pool}")
+            # The guest's frames enter its pool's TX queue as the NIC's TSO and checksum offload
+            # leave them: MTU-sized, complete (a 64 KB super-frame fits no pool's VEB copy).
+            found = g.elements.get(f"{nic.name}.tso{binding.pool}")
+            if isinstance(found, Segmenter):
+                tso = found
+            else:
+                tso = g.add(Segmenter(f"{nic.name}.tso{binding.pool}", cfg.mtu))
+                g.connect(tso, "out", nic, f"pool{binding.pool}")
+            tso.mtu = cfg.mtu
+            g.add_port(number, cfg.name, tso, "in")
             g.bind_egress(nic, f"pool{binding.pool}", number)
             g.bind_egress(sw, number, number)
         else:
@@ -420,6 +429,9 @@ class Dataplane:
         """A port's settings changed at run time: the switch's copy, and (``repool``: its VLAN
         or MAC changed) a guest's pool follows."""
         self.switch.update_port(self.numbers[new.name], **new.switch_settings())
+        entry = self.graph._entry[self.numbers[new.name]][0]
+        if isinstance(entry, Segmenter):             # the uplink's, or a guest's TSO: the new MTU
+            entry.mtu = new.mtu
         host = self.nic
         b = host.bindings.get(new.name) if host is not None else None
         if b is not None and repool:

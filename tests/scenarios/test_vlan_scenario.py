@@ -22,15 +22,17 @@ from vswitch.drivers.replay import ReplayDriver, records_per_port
 from vswitch.io.pcap import PcapWriter
 from vswitch.topology import build_dataplane, parse_topology
 
+# u1, u2, u3 have no VLAN config (trunks of every VLAN, OVS's default); u1 and u3 a jumbo MTU.
 PORTS = {"a1": {"tag": 10}, "a2": {"tag": 10}, "b1": {"tag": 20},
-         "tr": {"vlan_mode": "trunk", "trunks": "10,20"}}
+         "tr": {"vlan_mode": "trunk", "trunks": "10,20"},
+         "u1": {"mtu": 9000}, "u2": {}, "u3": {"mtu": 9000}}
 MAC = {p: bytes([2, 0xAA, 0, 0, 0, i]) for i, p in enumerate(PORTS, 1)}
 BCAST = b"\xff" * 6
 
 
-def frame(dst: bytes, src: bytes, marker: int, vlan: int | None = None) -> bytes:
-    tag = b"\x81\x00" + vlan.to_bytes(2, "big") if vlan is not None else b""
-    return dst + src + tag + b"\x88\xb5" + marker.to_bytes(2, "big") + bytes(44)   # local experimental type
+def frame(dst: bytes, src: bytes, marker: int, vlan: int | None = None, pcp: int = 0, size: int = 44) -> bytes:
+    tag = b"\x81\x00" + ((pcp << 13) | vlan).to_bytes(2, "big") if vlan is not None else b""
+    return dst + src + tag + b"\x88\xb5" + marker.to_bytes(2, "big") + bytes(size)   # local experimental type
 
 
 def untagged(f: bytes) -> bytes:
@@ -48,14 +50,22 @@ F3 = frame(MAC["a1"], MAC["tr"], 3, vlan=10)    # known unicast to a1 (learned f
 F4 = frame(BCAST, MAC["tr"], 4, vlan=20)        # VLAN 20 broadcast from the trunk
 F5 = frame(MAC["b1"], MAC["a2"], 5)             # b1 is known only in VLAN 20: unknown in VLAN 10, flooded
 F6 = frame(BCAST, MAC["a1"], 6, vlan=20)        # tagged frame on an access port: dropped (OVS)
-SCENARIO = [("a1", F1), ("b1", F2), ("tr", F3), ("tr", F4), ("a2", F5), ("a1", F6)]
+F7 = frame(BCAST, MAC["u1"], 7, vlan=0, pcp=5)  # priority tag, VLAN 0: leaves u2 and u3 unchanged
+F8 = frame(BCAST, MAC["u2"], 8, vlan=4095)      # VID 4095 is reserved: dropped (vlan_reserved)
+F9 = frame(BCAST, MAC["u1"], 9, size=8998)      # 9014 bytes (L3 9000): fits u3, not u2's MTU 1500
+SCENARIO = [("a1", F1), ("b1", F2), ("tr", F3), ("tr", F4), ("a2", F5), ("a1", F6), ("u1", F7),
+            ("u2", F8), ("u1", F9)]
 
 EXPECTED = {
     "a1": [untagged(F3), untagged(F5)],
     "a2": [untagged(F1)],
     "b1": [untagged(F4)],
     "tr": [tagged(F1, 10), tagged(F2, 20), tagged(F5, 10)],
+    "u1": [tagged(F1, 10), tagged(F2, 20), tagged(F4, 20), tagged(F5, 10)],
+    "u2": [tagged(F1, 10), tagged(F2, 20), tagged(F4, 20), tagged(F5, 10), F7],
+    "u3": [tagged(F1, 10), tagged(F2, 20), tagged(F4, 20), tagged(F5, 10), F7, F9],
 }
+DROPS = {"vlan_not_allowed": 1, "vlan_reserved": 1}      # and F9's copy to u2: a tx_dropped there
 
 
 def marker(f: bytes) -> int:
@@ -84,7 +94,9 @@ def test_replay_driver(tmp_path: Path) -> None:
         with open(path, "rb") as fh:
             got[name] = [bytes(buf) for _, buf in dpkt.pcap.Reader(fh)]
     assert {n: by_marker(f) for n, f in got.items()} == {n: by_marker(f) for n, f in EXPECTED.items()}
-    assert dp.switch.drops["vlan_not_allowed"] == 1
+    assert {k: v for k, v in dp.switch.drops.items() if v} == DROPS
+    assert {n: c["tx_dropped"] for n, c in dp.graph.snapshot()["ports"].items()} == {
+        n: int(n == "u2") for n in PORTS}
 
 
 L2TOOL = str(Path(__file__).resolve().parents[1] / "netns" / "l2tool.py")
@@ -111,7 +123,12 @@ def test_live_vswitchd(lab) -> None:
     for p in sniffers.values():                            # scapy's import (seconds when busy), then it listens
         assert p.stderr is not None
         assert any(line.strip() == "listening" for line in p.stderr), p.communicate(timeout=60)
+
+    def u2_tx_dropped() -> int:
+        return d.call("counters")["ports"][taps["u2"]]["tx_dropped"]
     for port, f in SCENARIO:
+        if f is F9:
+            before = u2_tx_dropped()
         lab.run(nss[port], sys.executable, L2TOOL, "send", taps[port], f.hex())
         time.sleep(0.2)
     # The daemon has read every frame (and written its copies); then a second for the captures to
@@ -120,7 +137,10 @@ def test_live_vswitchd(lab) -> None:
     while (sum(c["rx_packets"] for c in d.call("counters")["ports"].values()) < len(SCENARIO)
            and time.monotonic() < deadline):
         time.sleep(0.05)
+    while u2_tx_dropped() == before and time.monotonic() < deadline:      # F9 switched
+        time.sleep(0.05)
     time.sleep(1)
+    after = u2_tx_dropped()
     sent.write_text("")
     got = {}
     for n, p in sniffers.items():
@@ -131,7 +151,9 @@ def test_live_vswitchd(lab) -> None:
         # Only the scenario's frames (EtherType 0x88b5), and not the port's own, seen going out.
         got[n] = [f for f in frames if untagged(f)[12:14] == b"\x88\xb5" and marker(f) not in mine]
     assert {n: by_marker(f) for n, f in got.items()} == {n: by_marker(f) for n, f in EXPECTED.items()}
-    assert d.call("counters")["switch"]["drops"]["vlan_not_allowed"] == 1
+    drops = d.call("counters")["switch"]["drops"]
+    assert {k: drops[k] for k in DROPS} == DROPS
+    assert after - before == 1                             # F9's copy, refused by u2's MTU
 
 
 @pytest.fixture

@@ -93,11 +93,14 @@ class Bridge:
         return {k: v for k, v in self.switch.drops.items() if v}
 
     def check_accounting(self) -> None:
-        """Every ingress frame counted once as forwarded, flooded or one drop reason."""
+        """Every ingress frame counted once as forwarded, flooded or one drop reason; the flood
+        kinds add up to the floods; every frame dropped for an egress MTU is a tx_dropped too."""
         ports = self.graph.ports.values()
         rx = sum(p.rx_packets for p in ports)
         c = self.counters
         drops = sum(self.drops.values())
         assert rx == c["forwarded"] + c["flooded"] + drops, (rx, dict(c), self.nonzero_drops())
+        assert c["flood_broadcast"] + c["flood_multicast"] + c["flood_unknown"] == c["flooded"], dict(c)
         assert sum(p.rx_dropped for p in ports) == drops
         assert sum(p.tx_packets for p in ports) == c["forwarded"] + c["flood_copies"]
+        assert sum(p.tx_dropped for p in ports) >= self.drops.get("egress_mtu", 0)

@@ -361,3 +361,20 @@ def test_without_a_timer_nothing_reads_a_clock():
     g.push(1, frames(60), 0)
     assert clock.reads == 0
     assert g.busy_ns == {"a": 0}
+
+
+def test_untap_of_a_bound_method_stops_the_tap():
+    """A mirror is tapped and untapped with its bound methods (``el.tap_rx``), made anew at each
+    access: untap must find the tap by equality, or a deleted mirror goes on copying frames."""
+    from vswitch.elements.mirror import Mirror
+    g = Graph()
+    a = g.add(Pass("a"))
+    g.add_port(1, "p", a, "in")
+    m = g.add(Mirror("mirror.m", select_all=True))
+    g.attach_sink(m, "out", lambda batch, now: None)
+    g.tap(-1, "rx", m.tap_rx)
+    g.push(1, frames(60), 0)
+    assert m.counters["tx_packets"] == 1
+    g.untap(m.tap_rx)
+    g.push(1, frames(60), 1)
+    assert m.counters["tx_packets"] == 1

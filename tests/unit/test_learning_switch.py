@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+
 import pytest
 from helpers import ARP, BCAST, LLDP, MCAST, MCAST6, NS, STP, ZERO, Bridge, eth, mac, tagged
 
@@ -205,7 +208,9 @@ def test_priority_tag_on_a_trunk_without_vlan0_is_not_allowed():
 def test_priority_tag_on_a_trunk_of_all_vlans_is_vlan0():
     br = Bridge(*trunks(3))
     f = eth(BCAST, A)
-    assert br.send(1, tagged(f, 0, pcp=3)) == {2: [f], 3: [f]}
+    # VLAN 0, and it leaves the other trunks with its priority tag (as OVS and the Linux bridge)
+    assert br.send(1, tagged(f, 0, pcp=3)) == {2: [tagged(f, 0, pcp=3)], 3: [tagged(f, 0, pcp=3)]}
+    assert br.fdb.lookup(0, A, 0) == 1
 
 
 def test_unicast_learned_in_one_vlan_is_unknown_in_another():
@@ -375,16 +380,17 @@ def test_minimal_headers_are_not_runts(br4):
 
 
 def test_oversize_is_mtu_plus_18():
-    br = Bridge(PortConfig(name="p1"), PortConfig(name="p2"), PortConfig(name="jumbo", mtu=9000))
+    br = Bridge(PortConfig(name="p1"), PortConfig(name="p2"), PortConfig(name="jumbo", mtu=9000),
+                PortConfig(name="jumbo2", mtu=9000))
     max_std = eth(BCAST, A, vlan=10, payload_len=1500)       # 12 + 4 + 2 + 1500 = 1518
     assert len(max_std) == 1518
-    assert br.send(1, max_std) == {2: [max_std], 3: [max_std]}
+    assert br.send(1, max_std) == {2: [max_std], 3: [max_std], 4: [max_std]}
     too_big = eth(BCAST, A, vlan=10, payload_len=1501)
     assert br.send(1, too_big) == {}
     assert br.nonzero_drops() == {"oversize": 1}
     jumbo = eth(BCAST, B, payload_len=9004)                  # 9018 bytes, untagged
     assert len(jumbo) == 9018
-    assert set(br.send(3, jumbo)) == {1, 2}
+    assert set(br.send(3, jumbo)) == {4}                     # (not over the MTU 1500 ports: egress_mtu)
     assert br.send(3, jumbo + b"\0") == {}
     assert br.drops["oversize"] == 2
     br.check_accounting()
@@ -393,11 +399,11 @@ def test_oversize_is_mtu_plus_18():
 def test_gso_superframe_with_vnet_header_is_not_oversize():
     br = Bridge(*trunks(2))
     big = eth(BCAST, A, payload_len=64000)
-    vnet = bytes(12)
-    assert br.send(1, big, vnet=vnet) == {2: [big]}
+    hdr = vnet(gso_type=1, gso_size=1448, flags=1)          # TCPv4 GSO, as a TSO guest sends
+    assert br.send(1, big, vnet=hdr) == {2: [big]}
     assert br.nonzero_drops() == {}
     # but a runt is a runt, vnet or not
-    assert br.send(1, big[:10], vnet=vnet) == {}
+    assert br.send(1, big[:10], vnet=hdr) == {}
     assert br.nonzero_drops() == {"runt": 1}
 
 
@@ -599,3 +605,272 @@ def test_learning_mid_batch_forgets_the_memo():
     assert got == {2: [f, tagged(f, 10), f], 3: [tagged(f, 10)]}     # B is unknown on VLAN 10
     assert {(e.vlan, e.mac) for e in br.fdb.entries(1)} == {(0, B), (0, A)}   # A re-learned on VLAN 0
     assert br.fdb.stats["evicted"] == 2
+
+
+# -- priority tags (VID 0) and VLAN 0 on egress, per port mode (OVS's rules) -------------------
+
+def prio_bridge() -> Bridge:
+    """1: no VLAN config (a trunk of every VLAN), 2: the same, 3: trunk 0,10, 4: access 10,
+    5: native-tagged 10, 6: native-untagged 10, 7: trunk 10."""
+    return Bridge(
+        PortConfig(name="none1"),
+        PortConfig(name="none2"),
+        PortConfig(name="t0_10", trunks="0,10"),
+        PortConfig(name="acc10", tag=10),
+        PortConfig(name="nt10", vlan_mode="native-tagged", tag=10),
+        PortConfig(name="nu10", vlan_mode="native-untagged", tag=10),
+        PortConfig(name="t10", trunks="10"),
+    )
+
+
+def test_priority_tag_crosses_ports_without_vlan_config_unchanged():
+    """Issue 8: a VID 0 / PCP 5 frame left untagged (56 bytes instead of 60); the Linux bridge and
+    OVS pass it unchanged."""
+    br = Bridge(*trunks(3))
+    prio = tagged(eth(BCAST, A, payload_len=42), 0, pcp=5)
+    assert len(prio) == 60
+    assert br.send(1, prio) == {2: [prio], 3: [prio]}
+    # and as known unicast (the memo must not drop the tag either)
+    br.send(2, eth(BCAST, B))
+    u = tagged(eth(B, A), 0, pcp=5)
+    assert br.send(1, u, u, u) == {2: [u, u, u]}
+    br.check_accounting()
+
+
+def test_vlan0_egress_per_port_mode():
+    """VLAN 0 (untagged and priority-tagged frames of a trunk) leaves a trunk that carries it as it
+    came: untagged stays untagged, a priority tag keeps its PCP and DEI.  Native ports never carry
+    VLAN 0 (OVS: 'force trunking the native VLAN and prohibit trunking VLAN 0'), so nothing of
+    VLAN 0 leaks into their native VLAN or out of them with a VID 0 tag; access ports carry only
+    their own VLAN."""
+    br = prio_bridge()
+    f = eth(BCAST, A)
+    assert br.send(1, f) == {2: [f], 3: [f]}
+    for pcp in (5, 0b0001, 0b1111):                       # PCP 5; DEI alone; PCP 7 + DEI
+        prio = tagged(f, 0, pcp=pcp)
+        assert br.send(1, prio) == {2: [prio], 3: [prio]}
+    br.check_accounting()
+
+
+def test_priority_tag_with_a_zero_tci_leaves_untagged():
+    """OVS omits an 802.1Q header whose TCI would be zero (priority-tags=never, its default):
+    a VID 0 tag with PCP 0 and DEI 0 carries nothing and leaves as an untagged frame."""
+    br = prio_bridge()
+    f = eth(BCAST, A)
+    assert br.send(1, tagged(f, 0)) == {2: [f], 3: [f]}
+
+
+def test_priority_tag_into_a_native_vlan_keeps_its_pcp_where_the_vlan_leaves_tagged():
+    br = prio_bridge()
+    f = eth(BCAST, A)
+    t10 = tagged(f, 10, pcp=5)
+    expect = {1: [t10], 2: [t10], 3: [t10], 5: [t10], 6: [f], 7: [t10]}   # nu10: native, untagged
+    assert br.send(4, tagged(f, 0, pcp=5)) == expect                      # access 10
+    expect = {1: [t10], 2: [t10], 3: [t10], 4: [f], 6: [f], 7: [t10]}
+    assert br.send(5, tagged(f, 0, pcp=5)) == expect                      # native-tagged 10
+    expect = {1: [t10], 2: [t10], 3: [t10], 4: [f], 5: [t10], 7: [t10]}
+    assert br.send(6, tagged(f, 0, pcp=5)) == expect                      # native-untagged 10
+    assert br.send(7, tagged(f, 0, pcp=5)) == {}                          # trunk 10: no VLAN 0
+    assert br.nonzero_drops() == {"vlan_not_allowed": 1}
+    br.check_accounting()
+
+
+def test_native_ports_do_not_carry_vlan0():
+    """With every VLAN trunked (empty trunks) or VLAN 0 listed, a native-tagged or native-untagged
+    port still does not carry VLAN 0, as in OVS: untagged frames of a plain trunk never reach it."""
+    br = Bridge(PortConfig(name="none"), PortConfig(name="nt", vlan_mode="native-tagged", tag=10),
+                PortConfig(name="nu", vlan_mode="native-untagged", tag=10, trunks="0,20"))
+    f = eth(BCAST, A)
+    assert br.send(1, f) == {}
+    assert br.send(1, tagged(f, 0, pcp=3)) == {}
+    assert br.nonzero_drops() == {"no_flood_ports": 2}
+    assert br.send(3, tagged(f, 0, pcp=3)) == {1: [tagged(f, 10, pcp=3)], 2: [tagged(f, 10, pcp=3)]}
+
+
+# -- VLAN 4095 on the wire --------------------------------------------------------------------
+
+@pytest.mark.parametrize("port", [1, 2, 3, 4, 5, 6, 7])
+def test_vid_4095_is_reserved_and_dropped_on_every_port_mode(port):
+    """802.1Q reserves VID 4095; the Linux bridge never holds it in a VLAN filter (br_vlan_valid_id)."""
+    br = prio_bridge()
+    assert br.send(port, tagged(eth(BCAST, A), 4095, pcp=2)) == {}
+    assert br.nonzero_drops() == {"vlan_reserved": 1}
+    assert br.graph.ports[port].rx_dropped == 1
+    assert len(br.fdb) == 0
+    br.check_accounting()
+
+
+def test_vid_4094_is_an_ordinary_vlan():
+    br = Bridge(*trunks(3))
+    t = tagged(eth(BCAST, A), 4094)
+    assert br.send(1, t) == {2: [t], 3: [t]}
+
+
+# -- egress MTU (the Linux bridge's is_skb_forwardable) ----------------------------------------
+
+def vnet(gso_type: int = 0, gso_size: int = 0, flags: int = 0) -> bytes:
+    """A virtio-net header written here by hand: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset."""
+    return struct.pack("<BBHHHH", flags, gso_type, 54 if gso_type else 0, gso_size, 34, 16)
+
+
+def mtu_bridge() -> Bridge:
+    """1: MTU 9000, 2: MTU 1500, 3: MTU 9000, 4: MTU 1500 trunk 10 (tags what it sends)."""
+    return Bridge(PortConfig(name="jumbo1", mtu=9000), PortConfig(name="std", mtu=1500),
+                  PortConfig(name="jumbo2", mtu=9000), PortConfig(name="std10", trunks="0,10"))
+
+
+def test_frame_over_the_egress_mtu_is_dropped_and_counted():
+    """Issue 8: a 9000-byte frame from an MTU 9000 port was written whole to an MTU 1500 port."""
+    br = mtu_bridge()
+    big = eth(BCAST, A, payload_len=9000)                  # 9014 bytes: L3 9000
+    assert br.send(1, big) == {3: [big]}                   # flooded, but only where it fits
+    ports = br.graph.ports
+    assert (ports[2].tx_dropped, ports[4].tx_dropped, ports[3].tx_dropped) == (1, 1, 0)
+    assert br.counters["flooded"] == 1 and br.counters["flood_copies"] == 1
+    assert br.nonzero_drops() == {}                        # the frame itself was flooded
+    br.send(2, eth(BCAST, B))                              # B on the MTU 1500 port
+    uni = eth(B, A, payload_len=9000)
+    assert br.send(1, uni) == {}
+    assert br.nonzero_drops() == {"egress_mtu": 1}
+    assert ports[2].tx_dropped == 2 and ports[2].tx_packets == 0
+    assert ports[1].rx_dropped == 1
+    br.check_accounting()
+
+
+def test_egress_mtu_boundary_is_mtu_plus_18_without_the_tag_the_port_adds():
+    """Linux: skb->len > mtu + ETH_HLEN + VLAN_HLEN, skb->len without the (accelerated) outer tag.
+    So an untagged frame of MTU + 18 bytes fits, one more byte does not, and the tag a trunk adds
+    on egress is not counted against its MTU."""
+    br = mtu_bridge()
+    fits = eth(BCAST, A, payload_len=1504)                 # 1518 bytes
+    assert len(fits) == 1518
+    assert br.send(1, fits) == {2: [fits], 3: [fits], 4: [fits]}
+    over = eth(BCAST, A, payload_len=1505)
+    assert br.send(1, over) == {3: [over]}
+    assert br.graph.ports[2].tx_dropped == 1 and br.graph.ports[4].tx_dropped == 1
+    # tagged in and out: the same limit applies to the frame without its tag, so a trunk with
+    # MTU 1500 sends a 1522-byte tagged frame and refuses a 1523-byte one
+    t10 = tagged(eth(BCAST, C, payload_len=1504), 10)
+    assert len(t10) == 1522
+    assert br.send(1, t10) == {2: [t10], 3: [t10], 4: [t10]}
+    t10 = tagged(eth(BCAST, C, payload_len=1505), 10)
+    assert br.send(1, t10) == {3: [t10]}
+    assert br.graph.ports[2].tx_dropped == 2 and br.graph.ports[4].tx_dropped == 2
+    br.check_accounting()
+
+
+def test_a_flood_that_fits_nowhere_is_dropped_as_egress_mtu():
+    br = Bridge(PortConfig(name="jumbo", mtu=9000), *trunks(3)[1:])
+    big = eth(B, A, payload_len=2000)                      # unknown unicast, flooded
+    assert br.send(1, big) == {}
+    assert br.nonzero_drops() == {"egress_mtu": 1}
+    assert br.counters["flooded"] == 0 and br.counters["flood_unknown"] == 0
+    assert [br.graph.ports[n].tx_dropped for n in (2, 3)] == [1, 1]
+    assert br.graph.ports[1].rx_dropped == 1
+    br.check_accounting()
+
+
+def test_the_within_batch_memo_does_not_bypass_the_egress_mtu():
+    """Frames with the same first 14 bytes share a forwarding decision inside a batch; their
+    lengths may differ, so the MTU check must still see each of them."""
+    br = mtu_bridge()
+    br.send(2, eth(BCAST, B))
+    br.send(1, eth(BCAST, A))
+    small, big = eth(B, A), eth(B, A, payload_len=5000)
+    assert br.send(1, small, small, big, small, big, small) == {2: [small] * 4}
+    assert br.drops["egress_mtu"] == 2
+    br.check_accounting()
+
+
+def test_an_mtu_changed_at_run_time_applies_to_the_next_batch():
+    br = mtu_bridge()
+    br.send(2, eth(BCAST, B))
+    big = eth(B, A, payload_len=4000)
+    assert br.send(1, big) == {}
+    br.switch.update_port(2, mtu=9000)                     # as `vswitchctl set-port std mtu=9000`
+    assert br.send(1, big) == {2: [big]}
+    br.switch.update_port(1, mtu=1500)                     # now nothing is over any egress MTU
+    br.switch.update_port(2, mtu=1500)
+    assert br.send(1, big) == {}
+    assert br.nonzero_drops() == {"egress_mtu": 1, "oversize": 1}
+    br.check_accounting()
+
+
+def test_gso_superframe_passes_the_egress_mtu():
+    """A frame with a virtio-net header carrying a GSO type is segmented downstream (by the TAP's
+    or the kernel's TSO), as the Linux bridge lets skb_is_gso() frames through."""
+    br = mtu_bridge()
+    sup = eth(BCAST, A, payload_len=64000)
+    assert br.send(1, sup, vnet=vnet(gso_type=1, gso_size=1448, flags=1)) == {2: [sup], 3: [sup], 4: [sup]}
+    assert br.send(2, sup, vnet=vnet(gso_type=4, gso_size=1428, flags=1)) == {1: [sup], 3: [sup], 4: [sup]}
+    # a header without a GSO type (checksum offload only) does not exempt a frame
+    big = eth(BCAST, A, payload_len=2000)
+    assert br.send(1, big, vnet=vnet(flags=1)) == {3: [big]}
+    assert sum(p.tx_dropped for p in br.graph.ports.values()) == 2
+    br.check_accounting()
+
+
+# -- flood counters ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag, dst, kind", [("bcast_flood", BCAST, "flood_broadcast"),
+                                             ("mcast_flood", MCAST, "flood_multicast"),
+                                             ("flood", B, "flood_unknown")])
+def test_a_flood_with_nowhere_to_go_is_not_counted_as_flooded_by_kind(flag, dst, kind):
+    """Issue 8: flood_broadcast + flood_multicast + flood_unknown counted frames then dropped as
+    no_flood_ports, so the three did not add up to flooded."""
+    br = Bridge(PortConfig(name="p1"), PortConfig(name="p2", **{flag: False}))
+    assert br.send(1, eth(dst, A)) == {}
+    assert br.nonzero_drops() == {"no_flood_ports": 1}
+    assert br.counters[kind] == 0
+    br.check_accounting()
+
+
+# -- the order of the steps ---------------------------------------------------------------------
+
+def test_a_frame_failing_several_checks_counts_under_the_first_in_docs_order():
+    """docs/switching.md lists the steps in the code's order (as OVS's xlate_normal: VLAN check,
+    reserved destination, then learning); a frame failing two checks counts under the earlier."""
+    br = vlan_bridge()
+    # VLAN before the reserved destination: a reserved frame in a VLAN the port does not carry
+    assert br.send(4, tagged(eth(STP, A), 30)) == {}
+    assert br.nonzero_drops() == {"vlan_not_allowed": 1}
+    # VLAN 4095 before anything about the VLAN the port carries
+    assert br.send(1, tagged(eth(STP, A), 4095)) == {}
+    assert br.drops["vlan_reserved"] == 1
+    # reserved destination before the source check
+    assert br.send(3, eth(STP, MCAST)) == {}
+    assert br.drops["reserved_multicast"] == 1 and br.drops["invalid_src_mac"] == 0
+    # runt before VLAN
+    assert br.send(4, tagged(eth(BCAST, A), 30)[:16]) == {}
+    assert br.drops["runt"] == 1
+    br.check_accounting()
+
+
+def test_docs_list_the_steps_in_the_codes_order():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "switching.md").read_text()
+    steps = text.split("## Per frame, in order", 1)[1].split("\n## ", 1)[0]
+    order = ["`runt`", "`oversize`", "`vlan_reserved`", "`vlan_not_allowed`", "`reserved_multicast`",
+             "`invalid_src_mac`", "**Learning**", "`same_port`", "`no_flood_ports`", "`egress_mtu`",
+             "**Egress VLAN**"]
+    at = [steps.find(s) for s in order]
+    assert -1 not in at, [s for s, i in zip(order, at, strict=True) if i < 0]
+    assert at == sorted(at), sorted(order, key=lambda s: steps.find(s))
+
+
+def test_flood_copies_are_frames_of_their_own_sharing_the_bytes():
+    """What one port's path annotates or edits on a flooded frame, the other ports never see."""
+    from vswitch.core import Frame
+    dp = build_dataplane(Topology(ports=[PortConfig(name="a"), PortConfig(name="t1", trunks="10"),
+                                         PortConfig(name="t2", trunks="10"), PortConfig(name="u1", tag=10),
+                                         PortConfig(name="u2", tag=10)]))
+    got: dict[str, list] = {}
+    for number, port in dp.graph.ports.items():
+        dp.graph.set_transmit(number, lambda b, now, name=port.name: got.setdefault(name, []).extend(b))
+    u1 = dp.numbers["u1"]
+    dp.graph.push(u1, [Frame(eth(BCAST, A))], 0)            # access VLAN 10: to t1, t2 tagged, u2 plain
+    frames = [got[n][0] for n in ("t1", "t2", "u2")]
+    assert len({id(f) for f in frames}) == 3
+    assert frames[0].data is frames[1].data                 # the tagged bytes are made once
+    frames[0].ts_ns = 999
+    frames[0].pool = 5
+    assert frames[1].ts_ns == 0 and frames[1].pool == -1 and frames[2].ts_ns == 0

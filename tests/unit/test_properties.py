@@ -1,8 +1,9 @@
 """Hypothesis properties of the learning switch and the FDB, checked against a small reference model.
 
 The model below is written from the specification (OVS vlan_mode table, Linux bridge port flags,
-the FDB's aging rule) and shares no code with the implementation: it computes the expected
-egress bytes of every frame, the expected MAC table, and the expected counters.
+the Linux bridge's egress MTU rule, the FDB's aging rule) and shares no code with the
+implementation: it computes the expected egress bytes of every frame, the expected MAC table, and
+the expected counters.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class MPort:
     flood: bool
     mcast_flood: bool
     bcast_flood: bool
+    mtu: int = 1500
 
     def in_trunks(self, v: int) -> bool:
         return self.trunks is None or v in self.trunks
@@ -46,7 +48,7 @@ class MPort:
             return v == self.tag
         if self.mode in ("default", "trunk"):
             return self.in_trunks(v)
-        return v == self.tag or self.in_trunks(v)
+        return v == self.tag or (v != 0 and self.in_trunks(v))    # OVS: no VLAN 0 on native ports
 
     @property
     def untagged(self) -> int | None:
@@ -55,18 +57,19 @@ class MPort:
             return 0 if self.in_trunks(0) else None
         return self.tag
 
-    def sends_tagged(self, v: int) -> bool:
+    def sends_tagged(self, v: int, pcp: int) -> bool:
+        """VLAN 0 leaves a trunk as it came: with its priority tag if its TCI is not zero."""
         if self.mode == "access":
             return False
         if self.mode in ("default", "trunk"):
-            return v != 0
+            return v != 0 or pcp != 0
         if self.mode == "native-tagged":
             return True
         return v != self.tag
 
     def config(self) -> PortConfig:
         kw: dict = dict(isolated=self.isolated, learning=self.learning, flood=self.flood,
-                        mcast_flood=self.mcast_flood, bcast_flood=self.bcast_flood)
+                        mcast_flood=self.mcast_flood, bcast_flood=self.bcast_flood, mtu=self.mtu)
         if self.mode != "default":
             kw["vlan_mode"] = self.mode
         if self.tag is not None:
@@ -83,6 +86,8 @@ class Model:
         self.forwarded = 0
         self.flooded = 0
         self.dropped = 0
+        self.kinds: dict[str, int] = defaultdict(int)          # floods by kind
+        self.tx_dropped: dict[int, int] = defaultdict(int)     # copies refused by an egress MTU
 
     def valid_fdb(self, now: int) -> dict[tuple[int, bytes], int]:
         return {k: p for k, (p, seen) in self.fdb.items() if now - seen < AGE}
@@ -90,9 +95,15 @@ class Model:
     def frame(self, in_port: int, d: bytes, now: int, out: dict[int, list[bytes]]) -> None:
         """One frame through the switch: fills ``out`` with the egress bytes per port."""
         P = self.ports[in_port]
+        if len(d) > P.mtu + 18:                  # ingress: MTU + header + one tag
+            self.dropped += 1
+            return
         if d[12:14] == b"\x81\x00":
             tci = int.from_bytes(d[14:16], "big")
             vid, pcp, inner = tci & 0xFFF, tci >> 12, d[:12] + d[16:]
+            if vid == 4095:                      # reserved by 802.1Q
+                self.dropped += 1
+                return
             if vid == 0:
                 vid = P.untagged
             elif P.mode == "access":     # OVS: an access port drops every nonzero VID
@@ -111,10 +122,16 @@ class Model:
             return
         if P.learning:
             self.fdb[(vid, src)] = (in_port, now)
+        # egress MTU (Linux's is_skb_forwardable): the frame without its outer tag, MTU + 18
+        def fits(o: int) -> bool:
+            if len(inner) > self.ports[o].mtu + 18:
+                self.tx_dropped[o] += 1
+                return False
+            return True
         entry = self.fdb.get((vid, dst))
         if not dst[0] & 1 and entry is not None and now - entry[1] < AGE:
             o = entry[0]
-            if o == in_port or (P.isolated and self.ports[o].isolated):
+            if o == in_port or (P.isolated and self.ports[o].isolated) or not fits(o):
                 self.dropped += 1
                 return
             targets = [o]
@@ -129,12 +146,14 @@ class Model:
             targets = [q.number for q in self.ports.values()
                        if q.number != in_port and q.carries(vid) and getattr(q, flag)
                        and not (P.isolated and q.isolated)]
+            targets = [o for o in targets if fits(o)] if targets else targets
             if not targets:
                 self.dropped += 1
                 return
             self.flooded += 1
+            self.kinds[flag] += 1
         for o in targets:
-            if self.ports[o].sends_tagged(vid):
+            if self.ports[o].sends_tagged(vid, pcp):
                 tci = (pcp << 12) | vid
                 out[o].append(inner[:12] + b"\x81\x00" + tci.to_bytes(2, "big") + inner[12:])
             else:
@@ -155,7 +174,8 @@ def mports(draw, n: int) -> list[MPort]:
         flags = draw(st.tuples(*[st.booleans()] * 5))
         out.append(MPort(i, mode, tag, trunks, flags[0], not flags[1] or flags[2],  # learning mostly on
                          flood=draw(st.booleans()) or flags[3], mcast_flood=flags[3] or flags[4],
-                         bcast_flood=draw(st.booleans()) or flags[4]))
+                         bcast_flood=draw(st.booleans()) or flags[4],
+                         mtu=draw(st.sampled_from([1500, 1500, 1500, 1504, 9000]))))
     return out
 
 
@@ -164,7 +184,10 @@ DSTS = st.sampled_from(HOSTS * 4 + [BCAST, BCAST, BCAST, MCAST, STP])
 # steps of time that often land exactly on the ageing boundary
 DT = st.sampled_from([0, 0, 0, 1, AGE // 8, AGE // 8, AGE // 2, AGE - 1, AGE, AGE + 1])
 # a host mostly uses one encapsulation: (TPID, VID); None is untagged
-ENCAPS = [None, (0x8100, 10), (0x8100, 20), (0x8100, 30), (0x8100, 0), (0x88A8, 5), (0x8100, 40)]
+ENCAPS = [None, (0x8100, 10), (0x8100, 20), (0x8100, 30), (0x8100, 0), (0x88A8, 5), (0x8100, 40),
+          (0x8100, 4095)]
+# payload sizes: mostly small, some around the MTU + 18 boundaries of 1500 and 1504, some jumbo
+SIZES = [46] * 12 + [1500, 1504, 1505, 1508, 1509, 8000]
 HOME_ENCAP = [None, (0x8100, 10), None, (0x8100, 20)]
 
 
@@ -172,7 +195,7 @@ HOME_ENCAP = [None, (0x8100, 10), None, (0x8100, 20)]
 def frames(draw, src: bytes, home: tuple[int, int] | None) -> bytes:
     dst = draw(DSTS)
     src = draw(st.sampled_from([src] * 12 + [bytes(6), MCAST]))     # now and then an invalid source
-    payload = bytes([draw(st.integers(0, 255))]) * 46
+    payload = bytes([draw(st.integers(0, 255))]) * draw(st.sampled_from(SIZES))
     enc = draw(st.sampled_from([home] * 6 + ENCAPS))
     if enc is None:
         return dst + src + b"\x08\x00" + payload
@@ -235,9 +258,27 @@ def test_switch_matches_the_reference_model(scenario):
         c = br.counters
         assert c["forwarded"] == model.forwarded
         assert c["flooded"] == model.flooded
+        assert (c["flood_broadcast"], c["flood_multicast"], c["flood_unknown"]) == (
+            model.kinds["bcast_flood"], model.kinds["mcast_flood"], model.kinds["flood"])
         assert sum(br.drops.values()) == model.dropped
         assert model.forwarded + model.flooded + model.dropped == rx
+        assert {n: p.tx_dropped for n, p in br.graph.ports.items() if p.tx_dropped} == dict(model.tx_dropped)
         br.check_accounting()
+
+
+@SETTINGS
+@given(scenarios())
+def test_flood_kind_counters_add_up_to_flooded(scenario):
+    """For any port configs and frames, flood_broadcast + flood_multicast + flood_unknown ==
+    flooded: a flood that is then dropped (no_flood_ports, say) counts under its drop reason only."""
+    ports, steps = scenario
+    br = no_damping_bridge(ports)
+    now = 0
+    for in_port, dt, batch in steps:
+        now += dt
+        br.send(in_port, *batch, t=now)
+        c = br.counters
+        assert c["flood_broadcast"] + c["flood_multicast"] + c["flood_unknown"] == c["flooded"]
 
 
 @SETTINGS

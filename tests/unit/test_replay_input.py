@@ -404,3 +404,41 @@ def test_any_damaged_pcapng_gives_records_or_one_clear_capture_error(tmp_path, c
         msg = str(e)
         reason = msg.rsplit(": ", 1)[-1]
         assert msg.startswith(f"{cap}: ") and "\n" not in msg and "()" not in msg and reason.strip()
+
+
+def _shared_plain_pcaps() -> list[str]:
+    from tests.unit.test_replay import CAPTURES, linktype_of
+    out = []
+    for p in CAPTURES:
+        with open(p, "rb") as f:
+            head = f.read(24)
+        if len(head) == 24 and head[:4] != b"\x0a\x0d\x0d\x0a" and linktype_of(p) == 1:
+            field = struct.unpack("<I" if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">I",
+                                  head[20:24])[0]
+            if not field & 0x04000000:               # no FCS to strip: dpkt and we read the same bytes
+                out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("path", _shared_plain_pcaps(), ids=lambda p: Path(p).name)
+def test_pcap_records_are_dpkts_on_every_shared_capture(path) -> None:
+    ours: list[tuple[int, bytes]] = []
+    try:
+        for rec in read_capture(path):
+            ours.append(rec)
+        damaged = False
+    except CaptureError:
+        damaged = True
+    theirs = []
+    with open(path, "rb") as f:
+        try:
+            for ts, buf in dpkt.pcap.Reader(f):
+                theirs.append((ts, bytes(buf)))
+        except Exception:                          # dpkt stops (or not) at damage in its own way
+            pass
+    if not damaged:
+        assert len(ours) == len(theirs)
+    assert len(theirs) >= len(ours)
+    for (ts, data), (dts, dbuf) in zip(ours, theirs, strict=False):
+        assert data == dbuf
+        assert abs(ts - round(float(dts) * 1e9)) <= 1000      # dpkt's float seconds keep ~0.2 µs

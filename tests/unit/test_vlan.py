@@ -59,14 +59,38 @@ def test_native_untagged():
 
 
 @pytest.mark.parametrize("mode", ["native-tagged", "native-untagged"])
-def test_native_with_empty_trunks_carries_everything(mode):
+def test_native_with_empty_trunks_carries_everything_but_vlan0(mode):
+    """OVS (ofproto-dpif.c, bundle_set): 'force trunking the native VLAN and prohibit trunking
+    VLAN 0': VLAN 0 of a trunk would otherwise leave as the native VLAN or with a VID 0 tag."""
     v = PortVlan(mode=mode, tag=7)
-    assert v.carries == ALL
+    assert v.carries == ALL - {0}
     assert v.untagged_vid == 7
+    assert not v.priority_tagged
     if mode == "native-tagged":
-        assert v.tagged == ALL
+        assert v.tagged == ALL - {0}
     else:
-        assert v.tagged == ALL - {7}
+        assert v.tagged == ALL - {0, 7}
+
+
+@pytest.mark.parametrize("mode", ["native-tagged", "native-untagged"])
+def test_native_never_carries_vlan0_even_when_listed(mode):
+    v = PortVlan(mode=mode, tag=7, trunks=frozenset({0, 20}))
+    assert v.carries == {7, 20}
+    assert 0 not in v.tagged
+
+
+def test_vlan0_is_never_tagged_only_priority_tagged():
+    """VLAN 0 leaves untagged everywhere; ports that would carry it tagged keep a frame's
+    priority tag (PortVlan.priority_tagged) instead."""
+    cases = [(PortVlan(), True), (PortVlan(mode="trunk", trunks=frozenset({0, 10})), True),
+             (PortVlan(mode="trunk", trunks=frozenset({10})), False),
+             (PortVlan(mode="access", tag=10), False), (PortVlan(mode="access", tag=0), False),
+             (PortVlan(mode="native-tagged", tag=0), True),
+             (PortVlan(mode="native-untagged", tag=0), False)]
+    for v, prio in cases:
+        assert 0 not in v.tagged, v
+        assert v.priority_tagged is prio, v
+    assert 0 in PortVlan(mode="native-tagged", tag=0, trunks=frozenset({10})).carries
 
 
 def test_build_picks_the_mode_as_ovs_does():

@@ -209,6 +209,11 @@ async def _nic_show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return sw.nic_show()
 
 
+@command("graph/show")
+async def _graph_show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
+    return sw.dp.graph.describe()
+
+
 @command("mirror/add", name="str", select_src="[str]?", select_dst="[str]?", select_all="bool?",
          output_port="str?", output_pcap="str?", append="bool?", replace="bool?")
 async def _mirror_add(sw: LiveSwitch, a: dict[str, Any]) -> Any:

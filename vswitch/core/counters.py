@@ -6,7 +6,8 @@ received on the port that the switch then dropped, whatever the reason (the
 reason itself is counted by the element that dropped it), except frames a
 NIC lost for want of buffer space, which count as ``rx_missed_errors`` (as
 ixgbe reports MPC); ``tx_dropped`` counts frames the driver could not hand
-to the device.
+to the device, and frames (or flood copies) the switch did not send to the
+port because they exceed its MTU.
 """
 
 from __future__ import annotations

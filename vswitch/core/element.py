@@ -111,6 +111,18 @@ class Element:
         """Called once ``graph.add`` has added this element and its parts: a composite
         connects its parts here."""
 
+    def flows(self) -> Sequence[tuple[str, str, str]]:
+        """A composite's paths between its parts that are direct calls, not graph links
+        (the NIC's sorter writing to its rings), for pictures of the graph
+        (`Graph.describe`): ``(from, to, what)``, each end a part's name, or
+        ``"in:<port>"`` / ``"out:<port>"`` for one of this element's own ports."""
+        return ()
+
+    def describe(self) -> dict[str, Any]:
+        """What a picture of the graph shows of this element besides its name, class and
+        ports (a queue's backlog); ``"idle": True`` lets a picture collapse it."""
+        return {}
+
     # -- counters ----------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from vswitch.core.counters import PortCounters
 from vswitch.core.element import Batch, Element, PortId
@@ -39,6 +39,9 @@ from vswitch.core.frame import Frame
 
 Egress = Callable[[Batch, int], None]
 CountingEgress = Callable[[Batch, int], int]      # returns the bytes of the batch it was given
+
+
+E = TypeVar("E", bound=Element)
 
 
 class Drainable(Protocol):
@@ -155,7 +158,7 @@ class Graph:
         self._seq = 0
 
     # -- building ----------------------------------------------------------
-    def add(self, element: Element) -> Element:
+    def add(self, element: E) -> E:
         if element.name in self.elements:
             raise GraphError(f"element name {element.name!r} is already in the graph")
         self.elements[element.name] = element
@@ -277,7 +280,7 @@ class Graph:
     def untap(self, fn: Tap) -> None:
         """Remove every tap of ``fn``."""
         for taps in (self._rx_taps, self._tx_taps):
-            taps[:] = [t for t in taps if t[1] is not fn]
+            taps[:] = [t for t in taps if t[1] != fn]       # ==: a bound method is made anew at each access
 
     def set_transmit(self, port: int, send: Egress | CountingEgress, counts_bytes: bool = False) -> None:
         """The driver's send for graph port ``port`` (a device write, a pcap writer, a sink).
@@ -427,6 +430,73 @@ class Graph:
             self.fire(t)
             total += self.drain_ready(t, budget)
         return total
+
+    # -- the graph as data ----------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """The graph as plain data, for pictures and tools (``vswitchctl graph``).
+
+        ``elements``: name, class, kind (``element``, ``queue``, ``composite``), parent
+        (the composite it is a part of), parts, inputs and outputs, plus what the element
+        adds (`Element.describe`: a queue's backlog).  ``links``: element-to-element, with
+        their packet and byte counts.  ``ports``: graph ports with the element input they
+        enter and the element outputs bound to their transmit, and their counters.
+        ``sinks``: outputs bound to a driver's sink (a mirror's pcap file).  ``taps``: who
+        watches which port.  ``flows``: paths inside composites that are direct calls, not
+        links (`Element.flows`).  ``ready`` and ``next_deadline_ns``: what a driver would
+        drain now and when it must come back.  Port names of elements are strings here."""
+        number_of = {id(c): n for n, c in self.ports.items()}
+        link_of = {id(l.send): l for l in self.links}
+        parent = {p.name: el.name for el in self.elements.values() for p in el.parts()}
+        elements = []
+        egress: dict[int, list[dict[str, str]]] = {n: [] for n in self.ports}
+        sinks = []
+        flows = []
+        for name, el in self.elements.items():
+            parts = [p.name for p in el.parts()]
+            info: dict[str, Any] = {"name": name, "class": type(el).__name__,
+                                    "kind": "composite" if parts else "element", "parent": parent.get(name),
+                                    "inputs": [str(i) for i in el.inputs()],
+                                    "outputs": [str(o) for o in el.outputs()]}
+            if parts:
+                info["parts"] = parts
+            info.update(el.describe())
+            elements.append(info)
+            for out, send in el._out.items():
+                if id(send) in link_of:
+                    continue
+                n = number_of.get(id(getattr(send, "port", None)))
+                if n is not None:
+                    egress[n].append({"element": name, "output": str(out)})
+                else:
+                    sinks.append({"element": name, "output": str(out)})
+            for src, dst, what in el.flows():
+                flows.append({"src": self._flow_end(el, src), "dst": self._flow_end(el, dst), "what": what})
+        ports = []
+        for n, c in self.ports.items():
+            entry_el, inp = self._entry[n]
+            ports.append({"number": n, "name": c.name, "entry": {"element": entry_el.name, "input": str(inp)},
+                          "egress": egress[n], "counters": c.as_dict()})
+        taps = []
+        for direction, tap_list in (("rx", self._rx_taps), ("tx", self._tx_taps)):
+            for sel, fn in tap_list:
+                owner = getattr(fn, "__self__", None)
+                taps.append({"port": None if sel < 0 else sel, "direction": direction,
+                             "element": owner.name if isinstance(owner, Element) else None})
+        return {
+            "elements": elements,
+            "links": [{"src": l.src.name, "output": str(l.out), "dst": l.dst.name, "input": str(l.inp),
+                       "packets": l.packets, "bytes": l.bytes}
+                      for l in self.links if l.src._out.get(l.out) is l.send],
+            "ports": ports, "sinks": sinks, "taps": taps, "flows": flows,
+            "ready": [q.name for q in self._ready], "next_deadline_ns": self.next_deadline_ns(),
+        }
+
+    @staticmethod
+    def _flow_end(el: Element, end: str) -> dict[str, str]:
+        side, sep, port = end.partition(":")
+        if sep and side in ("in", "out"):
+            return {"element": el.name, "input" if side == "in" else "output": port}
+        return {"element": end}
 
     # -- counters ----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -153,6 +153,11 @@ class Queue(Element):
         self.wake(now_ns)
 
     # -- counters ----------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "queue", "scheduler": self.scheduler.KIND, "backlog_packets": self.backlog_packets,
+                "backlog_bytes": self.backlog_bytes,
+                "idle": not self.counters["enqueued"] and not self.backlog_packets}
+
     def snapshot(self) -> dict[str, Any]:
         snap = super().snapshot()
         snap["backlog_packets"] = self.backlog_packets

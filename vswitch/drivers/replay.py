@@ -21,7 +21,9 @@ Which port a frame enters by is decided by the source (`Record.port`):
 * one capture for the whole switch: `SourceMacAssigner` gives each source MAC
   the next port round-robin in order of first appearance (so a host stays on
   one port, as in a real network), unless a fixed MAC -> port map says
-  otherwise.  Frames too short to carry a source MAC enter on the first port.
+  otherwise, or a default port takes every MAC the map does not name (``vswitch-bench
+  replay --map-from``: a generated trace's uplink).  Frames too short to carry a source
+  MAC enter on the first port (or the default one).
 
 Batches are runs of consecutive frames entering on the same port, at most
 ``batch`` long.  Egress goes to one pcap per port (``out_dir``) or is only
@@ -55,22 +57,26 @@ class Record:
 
 
 class SourceMacAssigner:
-    """Source MAC -> ingress port: fixed map first, then round-robin by first appearance."""
+    """Source MAC -> ingress port: fixed map first, then ``default`` if given (a generated trace's
+    uplink: every MAC it does not name is on the wire), else round-robin by first appearance."""
 
-    def __init__(self, ports: list[int], fixed: dict[bytes, int] | None = None) -> None:
+    def __init__(self, ports: list[int], fixed: dict[bytes, int] | None = None, default: int | None = None) -> None:
         if not ports:
             raise ValueError("need at least one port to assign frames to")
         self.ports = ports
         self.fixed = dict(fixed or {})
+        self.default = default
         self.learned: dict[bytes, int] = {}
         self._next = 0
 
     def __call__(self, data: bytes) -> int:
         if len(data) < 12:
-            return self.ports[0]
+            return self.ports[0] if self.default is None else self.default
         src = data[6:12]
         port = self.fixed.get(src) or self.learned.get(src)
         if port is None:
+            if self.default is not None:
+                return self.default
             port = self.learned[src] = self.ports[self._next % len(self.ports)]
             self._next += 1
         return port

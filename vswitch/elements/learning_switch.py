@@ -4,35 +4,48 @@ Ports: one input and one output per switch port, both named by the port's
 number (an ``int``, like an OpenFlow port number).  ``add_port`` /
 ``remove_port`` change them at run time.
 
-Per frame, in order:
+Per frame, in order (docs/switching.md gives the user's view of each step):
 
 1. **Ingress checks.**  Shorter than 14 bytes, or an 802.1Q tag cut short:
    ``runt``.  Longer than the port's ``max_frame`` (MTU + 18) and not a GSO
    super-frame (``frame.vnet`` set by an offloading port): ``oversize``.
-   Source MAC multicast or all-zero: ``invalid_src_mac`` (as the Linux bridge).
 2. **VLAN classification** by the port's ``PortVlan`` (see vlan.py).  The tag
-   is popped into ``frame.vlan``/``frame.pcp``; a VLAN the port does not carry:
-   ``vlan_not_allowed``.
+   is popped into ``frame.vlan``/``frame.pcp``; VID 4095 (reserved by 802.1Q):
+   ``vlan_reserved``; a VLAN the port does not carry: ``vlan_not_allowed``.
 3. **Destination filter.** IEEE 802.1D reserved group addresses
    01:80:c2:00:00:00-0f (STP, pause, LACP, LLDP, ...) are link-local and never
-   forwarded by a bridge: ``reserved_multicast``.
-4. **Learning** of (VLAN, source MAC) on the ingress port if its ``learning``
+   forwarded by a bridge: ``reserved_multicast``.  Before learning, as in OVS.
+4. **Source check.**  Source MAC multicast or all-zero: ``invalid_src_mac``
+   (as the Linux bridge).
+5. **Learning** of (VLAN, source MAC) on the ingress port if its ``learning``
    flag is on (FDB semantics in fdb.py).
-5. **Forwarding.**  Broadcast goes to every port of the VLAN with
+6. **Forwarding.**  Broadcast goes to every port of the VLAN with
    ``bcast_flood``; multicast to those with ``mcast_flood``; unknown unicast
    to those with ``flood``; never back to the ingress port unless it has
    ``hairpin``; an ``isolated`` port never sends to another isolated port.
    A learned unicast goes to exactly its port; if that is the ingress port:
    ``same_port``; both isolated: ``isolated``.  A flood with no eligible port:
    ``no_flood_ports``.
-6. **Egress VLAN**: the tag is pushed back for ports that carry the VLAN
-   tagged (copies share the same tagged bytes).
+7. **Egress MTU** (the Linux bridge's ``is_skb_forwardable``): a frame longer
+   than a port's ``max_frame``, measured without its popped tag, and not a
+   GSO super-frame (``vnet`` with a gso_type) is not sent there; that port
+   counts a ``tx_dropped``.  A known unicast so refused, or a flood refused
+   by all its ports: ``egress_mtu``.  A flood compares its length with the
+   smallest ``max_frame`` of all ports; unicasts are checked at egress, per
+   output port and only where the check can fail (`_fit`): for a batch from
+   a port whose ``max_frame`` is above that port's, or holding a
+   header-carrying frame over its own.
+8. **Egress VLAN**: the tag is pushed back for ports that carry the VLAN
+   tagged (copies share the same tagged bytes), with the frame's PCP/DEI; a
+   priority-tagged frame of VLAN 0 keeps its tag on a port that carries
+   VLAN 0 as a trunk (``PortVlan.priority_tagged``) when its PCP/DEI are
+   not zero.
 
 Counters: ``forwarded`` (known unicast), ``flooded`` (frames flooded, once
-per frame), ``flood_broadcast``, ``flood_multicast``, ``flood_unknown``,
-``flood_copies`` (frames emitted by floods).  Every ingress frame is counted
-once in ``forwarded``, ``flooded`` or a drop reason.  FDB statistics under
-``fdb`` in the snapshot.
+per frame), ``flood_broadcast``, ``flood_multicast``, ``flood_unknown`` (the
+three add up to ``flooded``), ``flood_copies`` (frames emitted by floods).
+Every ingress frame is counted once in ``forwarded``, ``flooded`` or a drop
+reason.  FDB statistics under ``fdb`` in the snapshot.
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ VLAN_HLEN: Final = 4
 _TPID: Final = b"\x81\x00"
 _RESERVED_PREFIX: Final = b"\x01\x80\xc2\x00\x00"
 _ZERO_MAC: Final = bytes(6)
+_NO_LIMIT: Final = 1 << 30          # a gate above every port's max_frame
 
 
 @dataclass(frozen=True)
@@ -92,8 +106,8 @@ class SwitchPort:
 class LearningSwitch(Element):
     COUNTERS = ("forwarded", "flooded", "flood_broadcast", "flood_multicast", "flood_unknown",
                 "flood_copies")
-    DROP_REASONS = ("runt", "oversize", "invalid_src_mac", "vlan_not_allowed", "reserved_multicast",
-                    "same_port", "isolated", "no_flood_ports")
+    DROP_REASONS = ("runt", "oversize", "invalid_src_mac", "vlan_reserved", "vlan_not_allowed",
+                    "reserved_multicast", "same_port", "isolated", "no_flood_ports", "egress_mtu")
 
     def __init__(self, name: str = "switch", fdb: Fdb | None = None) -> None:
         super().__init__(name)
@@ -105,6 +119,7 @@ class LearningSwitch(Element):
         self._flood_cache: dict[tuple[int, int], tuple[tuple[int, ...], ...]] = {}
         self._outs: dict[int, list[Frame]] = {}
         self._app: dict[int, Any] | None = None
+        self._mtu_floor = 0                           # the smallest max_frame of any port
         self._ctx: dict[int, tuple[Any, ...]] = {}
 
     # -- ports -------------------------------------------------------------
@@ -168,15 +183,26 @@ class LearningSwitch(Element):
         constants come as one tuple, so a batch of one frame stays cheap."""
         self._outs = {n: [] for n in self.ports}
         self._app = {n: lst.append for n, lst in self._outs.items()}
+        floor = min([p.max_frame for p in self.ports.values()], default=0)
+        self._mtu_floor = floor
         ctx = {}
         for n, p in self.ports.items():
             untagged = -1 if p.vlan.untagged_vid is None else p.vlan.untagged_vid   # -1: none taken
             ok = untagged in p.vlan.carries
-            # The FDB keeps its per-VLAN dicts for good, so holding one here is safe.
+            # The FDB keeps its per-VLAN dicts for good, so holding one here is safe.  The
+            # last item: a frame this port accepts may not fit some port's MTU, so egress
+            # checks its unicasts (_fit); with every MTU equal, no frame pays for a check
+            # that cannot fail.
             ctx[n] = (p, p.learning, p.hairpin, p.isolated, untagged, ok,
-                      self.fdb.table(untagged) if ok else {}, p.max_frame)
+                      self.fdb.table(untagged) if ok else {}, p.max_frame, p.max_frame > floor)
         self._ctx = ctx
         return self._app
+
+    def _tx_dropped(self, out: int) -> None:
+        g = self.graph
+        pc = g.ports.get(out) if g is not None else None
+        if pc is not None:
+            pc.tx_dropped += 1
 
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
         in_port: int = inp  # type: ignore[assignment]
@@ -184,7 +210,8 @@ class LearningSwitch(Element):
         c = self._ctx.get(in_port)
         if c is None:                        # raced with remove_port: nothing to do
             return
-        port, learning, hairpin, src_isolated, untagged_vid, untagged_ok, utbl, max_frame = c
+        port, learning, hairpin, src_isolated, untagged_vid, untagged_ok, utbl, max_frame, gated = c
+        gate = max_frame if gated else 0     # egress checks unicasts against MTUs below this
         fdb = self.fdb
         table = fdb.table
         ageing = fdb.ageing_ns
@@ -211,9 +238,14 @@ class LearningSwitch(Element):
                 if n < ETH_HLEN:
                     drop(f, "runt")
                     continue
-                if f.vnet is None:
+                v = f.vnet
+                if v is None:
                     drop(f, "oversize")
                     continue
+                if not v[1]:
+                    # Over this port's own MTU with a header but no GSO type (checksum
+                    # offload only): it may not fit an egress port, whatever its MTU.
+                    gate = _NO_LIMIT
             if memo_key is not None and d[:14] == memo_key:
                 f.vlan = untagged_vid
                 memo_app(f)  # type: ignore[misc]
@@ -223,8 +255,8 @@ class LearningSwitch(Element):
                 vid = self._pop_tag(f, port)
                 if vid is None:
                     continue
-                if vid != untagged_vid:
-                    mixed = True
+                if vid != untagged_vid or (not vid and f.pcp):
+                    mixed = True            # (a priority tag in VLAN 0: egress looks per frame)
                 d = f.data
                 tbl = table(vid)
                 plain = False
@@ -278,7 +310,7 @@ class LearningSwitch(Element):
                 continue
             self._flood(f, d, in_port, vid, now_ns)
 
-        self._egress(None if mixed or not untagged_ok else untagged_vid, now_ns, copies0)
+        self._egress(None if mixed or not untagged_ok else untagged_vid, now_ns, copies0, gate)
 
     def _pop_tag(self, f: Frame, port: SwitchPort) -> int | None:
         """Classify an 802.1Q-tagged frame and pop its tag; None if dropped."""
@@ -290,6 +322,9 @@ class LearningSwitch(Element):
         vid: int | None = tci & 0xFFF
         if vid == 0:                          # priority tag: classify as untagged
             vid = port.vlan.untagged_vid
+        elif vid == 4095:                     # reserved by 802.1Q: never a VLAN
+            self.drop(f, "vlan_reserved")
+            return None
         elif port.vlan.mode == "access":
             # OVS: an access port drops any frame with a nonzero VID, its own VLAN included.
             vid = None
@@ -309,26 +344,64 @@ class LearningSwitch(Element):
         if d[0] & 1:                          # (reserved group addresses were dropped in push)
             if d[0:6] == b"\xff\xff\xff\xff\xff\xff":
                 targets = sets[0]
-                c["flood_broadcast"] += 1
+                kind = "flood_broadcast"
             else:
                 targets = sets[1]
-                c["flood_multicast"] += 1
+                kind = "flood_multicast"
         else:
             targets = sets[2]
-            c["flood_unknown"] += 1
+            kind = "flood_unknown"
         if not targets:
             self.drop(f, "no_flood_ports")
             return
+        if len(d) > self._mtu_floor:          # it may not fit every port's MTU
+            v = f.vnet
+            if v is None or not v[1]:         # (v[1]: gso_type; GSO frames always pass)
+                targets = self._fitting(d, targets)
+                if not targets:
+                    self.drop(f, "egress_mtu")
+                    return
+        # Only a frame that is flooded counts by kind, so the kinds add up to `flooded`.
+        c[kind] += 1
         c["flooded"] += 1
         c["flood_copies"] += len(targets)
         app = self._app
         assert app is not None
-        for out in targets:
-            app[out](f)
+        # Each port gets a Frame of its own (the bytes are shared): what one port's path
+        # annotates or edits (a NIC stamps its TX start time, strips a tag) no other port sees.
+        app[targets[0]](f)
+        for out in targets[1:]:
+            app[out](f.copy())
 
-    def _egress(self, bvid: int | None, now_ns: int, copies0: int) -> None:
-        """Emit each port's frames, pushing the tag back on where the port wants it tagged."""
-        tagged_copy: dict[int, Frame] | None = None      # one tagged copy per frame, shared
+    def _fitting(self, d: bytes, targets: tuple[int, ...]) -> tuple[int, ...]:
+        """The flood targets whose MTU takes ``d``; each other one counts a tx_dropped."""
+        ports = self.ports
+        n = len(d)
+        ok = []
+        for t in targets:
+            if n > ports[t].max_frame:
+                self._tx_dropped(t)
+            else:
+                ok.append(t)
+        return tuple(ok)
+
+    def _fit(self, frames: list[Frame], limit: int, out: int) -> list[Frame]:
+        """The frames within ``limit`` (or GSO); each other one, a known unicast (flood copies
+        were fitted in _flood), is dropped as egress_mtu and counts a tx_dropped on ``out``."""
+        ok = []
+        for f in frames:
+            v = f.vnet
+            if len(f.data) > limit and (v is None or not v[1]):     # v[1]: gso_type
+                self._tx_dropped(out)
+                self.drop(f, "egress_mtu")
+            else:
+                ok.append(f)
+        return ok
+
+    def _egress(self, bvid: int | None, now_ns: int, copies0: int, gate: int = 0) -> None:
+        """Emit each port's frames, pushing the tag back on where the port wants it tagged;
+        with ``gate``, frames to ports whose max_frame is below it are checked first."""
+        tagged_copy: dict[int, Frame] | None = None      # tagged bytes per frame, shared (by id of its data)
         ports = self.ports
         outs = self._out
         emitted = 0
@@ -336,16 +409,30 @@ class LearningSwitch(Element):
             if not lst:
                 continue
             frames = lst[:]
-            emitted += len(frames)
             lst.clear()
-            tagged = ports[out].vlan.tagged
-            if tagged and (bvid is None or bvid in tagged):
+            if gate:
+                limit = ports[out].max_frame
+                if gate > limit:
+                    frames = self._fit(frames, limit, out)
+                    if not frames:
+                        continue
+            emitted += len(frames)
+            vl = ports[out].vlan
+            tagged = vl.tagged
+            if bvid is not None:
+                if bvid in tagged:              # one VLAN in the batch, carried tagged: all of them
+                    if tagged_copy is None:
+                        tagged_copy = {}
+                    frames = [self._tagged(f, tagged_copy) for f in frames]
+            elif vl.priority_tagged:            # VLAN 0 keeps a priority tag (nonzero PCP/DEI)
                 if tagged_copy is None:
                     tagged_copy = {}
-                if bvid is not None:            # one VLAN in the batch, carried tagged: all of them
-                    frames = [self._tagged(f, tagged_copy) for f in frames]
-                else:
-                    frames = [self._tagged(f, tagged_copy) if f.vlan in tagged else f for f in frames]
+                frames = [self._tagged(f, tagged_copy) if f.vlan in tagged or (not f.vlan and f.pcp)
+                          else f for f in frames]
+            elif tagged:
+                if tagged_copy is None:
+                    tagged_copy = {}
+                frames = [self._tagged(f, tagged_copy) if f.vlan in tagged else f for f in frames]
             send = outs.get(out)
             if send is None:
                 self.unconnected[out] = self.unconnected.get(out, 0) + len(frames)
@@ -356,14 +443,20 @@ class LearningSwitch(Element):
 
     @staticmethod
     def _tagged(f: Frame, cache: dict[int, Frame]) -> Frame:
-        t = cache.get(id(f))
-        if t is None:
+        """``f`` with its tag pushed back on: the tagged bytes are made once per frame and
+        shared by every port that carries it tagged (flood copies share ``f.data``), each
+        port getting a Frame of its own."""
+        t = cache.get(id(f.data))
+        if t is None or t.vlan != f.vlan or t.pcp != f.pcp:
             d = f.data
             tci = (f.pcp << 12) | f.vlan  # type: ignore[operator]
-            t = cache[id(f)] = f.copy(d[:12] + _TPID + bytes((tci >> 8, tci & 0xFF)) + d[12:])
+            t = cache[id(f.data)] = f.copy(d[:12] + _TPID + bytes((tci >> 8, tci & 0xFF)) + d[12:])
             if t.vnet is not None:
                 t.vnet = shift_offsets(t.vnet, VLAN_HLEN)
-        return t
+            return t
+        g = f.copy(t.data)
+        g.vnet = t.vnet
+        return g
 
     # -- housekeeping ------------------------------------------------------
     def tick(self, now_ns: int) -> None:

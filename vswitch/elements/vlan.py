@@ -13,10 +13,17 @@ An access port drops any frame tagged with a nonzero VID, even its own VLAN
 (OVS's rule; the switch applies it when it pops the tag).  ``trunks`` empty
 means every VLAN 0-4095.  A port with neither tag nor
 trunks is a trunk of every VLAN (OVS's default), so an unconfigured switch
-passes tagged frames through and keeps untagged ones untagged.
+passes tagged frames through and keeps untagged ones untagged.  A native
+port never carries VLAN 0, whatever ``trunks`` says (unless its native VLAN
+is 0), as OVS forces: its untagged frames are its native VLAN, so VLAN 0 of
+another port would merge into it.
 
 A tag with VID 0 (a priority tag) classifies like an untagged frame; its PCP
-is kept.  Only TPID 0x8100 is a VLAN tag to this switch, as for the Linux
+is kept.  VLAN 0 leaves a port that carries it tagged (``priority_tagged``:
+a trunk, or a native-tagged port whose native VLAN is 0) with the priority
+tag it came with, and untagged if it came untagged or with a tag whose TCI
+is zero (OVS omits a zero TCI).  Only TPID 0x8100 is a VLAN tag to this
+switch, as for the Linux
 bridge with ``vlan_protocol 802.1Q``: a frame whose outer TPID is 0x88a8
 (802.1ad S-tag) or 0x9100 is an *untagged* frame of the port's untagged VLAN,
 carried transparently with its S-tag inside the payload.
@@ -75,6 +82,7 @@ class PortVlan:
     carries: frozenset[int] = field(init=False, repr=False, compare=False)
     tagged: frozenset[int] = field(init=False, repr=False, compare=False)
     untagged_vid: int | None = field(init=False, repr=False, compare=False)
+    priority_tagged: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -102,11 +110,18 @@ class PortVlan:
             if self.tag is None:
                 raise ValueError(f"vlan_mode {self.mode} needs a tag (the native VLAN)")
             carries = trunks | {self.tag}
+            if self.tag:
+                # OVS (bundle_set): "force trunking the native VLAN and prohibit trunking VLAN 0".
+                carries -= {0}
             tagged = carries if self.mode == "native-tagged" else carries - {self.tag}
             untagged = self.tag
+        # VLAN 0 is never in `tagged`: its frames leave untagged unless they came with a
+        # priority tag, and only ports that would tag VLAN 0 keep that tag.
+        prio = 0 in carries and self.mode in ("trunk", "native-tagged")
         object.__setattr__(self, "carries", carries)
-        object.__setattr__(self, "tagged", tagged)
+        object.__setattr__(self, "tagged", tagged - {0})
         object.__setattr__(self, "untagged_vid", untagged)
+        object.__setattr__(self, "priority_tagged", prio)
 
     @classmethod
     def build(cls, tag: int | None = None, trunks: str | Iterable[int] | None = None,

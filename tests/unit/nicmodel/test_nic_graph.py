@@ -140,3 +140,26 @@ def test_software_mode_sends_everything_through_queue_0_to_the_switch():
     assert len(got) == 1
     snap = dp.graph.snapshot()["elements"]
     assert snap["nic0.rxq0"]["sent_packets"] == 1 and snap["br0"]["flooded"] == 1
+
+
+def test_a_guests_tso_super_frame_reaches_another_guest_through_veb_as_mtu_frames():
+    """The NIC's TSO: a guest's 20 KB TCP super-frame leaves its pool as MTU-sized segments, so
+    VEB can deliver it (whole, it is longer than any pool's maximum frame)."""
+    from vswitch.core.gso import F_NEEDS_CSUM, GSO_TCPV4, pack_vnet
+    dp, got = vmdq()
+    g1 = dp.numbers["g1"]
+    ip = bytes.fromhex("45000000000040004006") + bytes(2) + bytes([10, 0, 0, 1, 10, 0, 0, 2])
+    payload = bytes(range(256)) * 80                     # 20480 bytes
+    tcp = (1234).to_bytes(2, "big") + (80).to_bytes(2, "big") + (1000).to_bytes(4, "big") + bytes(4) \
+        + bytes([0x50, 0x18]) + (65535).to_bytes(2, "big") + bytes(4)
+    ip = ip[:2] + (20 + 20 + len(payload)).to_bytes(2, "big") + ip[4:]
+    data = parse_mac(G2) + parse_mac(G1) + b"\x08\x00" + ip + tcp + payload
+    vnet = pack_vnet(F_NEEDS_CSUM, GSO_TCPV4, 54, 1448, 34, 16)
+    dp.graph.push(g1, [Frame(data, 0, g1, vnet=vnet)], 0)
+    dp.graph.run_until(10**9)
+    segs = [f.data for _, f in got["g2"]]
+    assert len(segs) == -(-len(payload) // 1448)
+    assert all(len(s) <= 1514 for s in segs)
+    assert b"".join(s[54:] for s in segs) == payload
+    assert got["up"] == []
+    assert dp.graph.snapshot()["elements"]["nic0.tso1"]["segmented"] == 1

@@ -1,0 +1,349 @@
+"""A VF's DMA path: every buffer its frames use is translated by the IOMMU.
+
+Element `VfDma` (one per VF, ``<nic>.vf<N>``), the part the VF's RX and TX paths cross:
+
+    input ``pool``    frames the NIC's RX DMA wrote into the VF's queues, as the driver
+                      drains them (wired from the NIC's ``pool<P>`` output);
+    output ``guest``  the frames whose buffer writes the IOMMU allowed, to the guest;
+    input ``guest``   frames the guest's driver posts on its TX queue 0;
+    output ``pool``   the frames whose buffer reads the IOMMU allowed (to the NIC's
+                      ``pool<P>`` input).
+
+How a frame gets a buffer address.  A VF queue's descriptors live in the guest's
+memory: the VF driver allocates a ring (VFRDBAL/VFRDBAH/VFRDLEN, VFTDBAL/... on the
+VF's BAR0) and writes one buffer address (an IOVA: a guest-physical address) into
+each descriptor (`GuestRam.write_ring`, the model's only kept memory contents).  The
+DMA engine takes the next descriptor of the queue for each frame (a frame longer than
+the queue's buffer size, SRRCTL.BSIZEPACKET, takes several), in ring order:
+
+* per batch, one descriptor fetch: the ring's base is translated (DMA write: the
+  write-back of done descriptors) and the ring read from host memory;
+* per buffer, the IOMMU translates the buffer (RX: a DMA write, TX: a DMA read),
+  through the domain-tagged IOTLB (the common case is inlined here: one page, an IOTLB
+  hit; everything else goes through `Iommu.translate`).
+
+A frame whose descriptor or buffer does not translate is dropped ``dma_fault`` (the
+IOMMU counts and logs the fault with the VF and the address); it never reaches
+another guest's memory, because only the VF's own domain is consulted.  Frames of a VF
+whose Bus Master Enable is clear are dropped ``no_bus_master`` (the function may not
+issue DMA at all).  Guest frames that find the VF's TX ring full are dropped
+``tx_ring_full`` (a TAP-backed guest cannot be pushed back).
+
+Timing (the model's choice): RX buffer writes are translated when the driver drains
+the queue (the frame was counted received by the NIC: a posted DMA write that the
+IOMMU blocks is invisible to the device), TX buffer reads when the guest hands the
+frame to its queue (the descriptor fetch), before the arbiter serves it.
+
+Counters: ``rx_delivered`` (frames written to the guest), ``tx_fetched`` (frames read
+from the guest), ``rx_dma_faults``, ``tx_dma_faults``, ``descriptor_fetches``.
+Drop reasons: ``dma_fault``, ``no_bus_master``, ``tx_ring_full``.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sriov.errors import SriovError
+from sriov.iommu import DmaFault, Domain, HostMemory, Iommu
+from vswitch.core.element import Batch, Element, PortId
+from vswitch.core.frame import Frame
+
+if TYPE_CHECKING:
+    from sriov.virtual_function import VirtualFunction
+
+__all__ = ["VfDma", "DmaQueue", "GuestRam", "BUFFER_DEFAULT", "MAX_VF_QUEUES"]
+
+BUFFER_DEFAULT = 2048          # SRRCTL.BSIZEPACKET = 2 (KiB): what ixgbevf uses
+MAX_VF_QUEUES = 8              # VF register map: queues 0..7
+_DID_SHIFT = 52
+_READ, _WRITE = 1, 2
+
+
+class DmaQueue:
+    """One VF queue's descriptor ring as the DMA engine sees it."""
+
+    __slots__ = ("index", "ring_iova", "size", "bsize", "head", "bufs", "ring_hpa", "keys", "lims", "kver")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.ring_iova = 0
+        self.size = 512
+        self.bsize = BUFFER_DEFAULT
+        self.head = 0
+        self.bufs: list[int] = []
+        self.ring_hpa = -1
+        # per descriptor: its buffer's IOTLB key (domain tag | page) and how many bytes fit in
+        # the buffer without crossing the page; rebuilt when the ring, the domain or the sizes change
+        self.keys: list[int] = []
+        self.lims: list[int] = []
+        self.kver: tuple[int, ...] = ()
+
+    def reset(self) -> None:
+        self.head = 0
+        self.ring_hpa = -1
+        self.bufs = []
+        self.kver = ()
+
+    def config(self) -> dict[str, int]:
+        return {"ring_iova": self.ring_iova, "size": self.size, "buffer_size": self.bsize, "head": self.head}
+
+
+class GuestRam:
+    """A guest's RAM as its driver sees it: guest-physical addresses are IOVAs of its domain.
+
+    ``alloc(size)`` hands out guest memory (page aligned, bump allocation) for rings and
+    buffers; ``write_ring(iova, addrs)`` stores a descriptor ring the driver wrote (the
+    guest writes its own RAM through its own mapping: outside it, SriovError)."""
+
+    def __init__(self, name: str, domain: Domain, memory: HostMemory, size: int, base: int = 0) -> None:
+        self.name = name
+        self.domain = domain
+        self.memory = memory
+        self.size = size
+        self.base = base
+        self.next = base
+
+    def alloc(self, size: int, align: int = 4096) -> int:
+        start = -(-self.next // align) * align
+        if start + size > self.base + self.size:
+            raise SriovError(f"guest {self.name}: out of RAM ({self.size} bytes) allocating {size} bytes",
+                             errno.ENOMEM)
+        self.next = start + size
+        return start
+
+    def _hpa(self, iova: int) -> int:
+        hit = self.domain.lookup(iova)
+        if hit is None:
+            raise SriovError(f"guest {self.name}: address {iova:#x} is not in its RAM", errno.EFAULT)
+        return hit[0]
+
+    def write_ring(self, iova: int, addrs: list[int]) -> None:
+        """The driver writes a descriptor ring at ``iova``: one buffer address per descriptor."""
+        self.memory.write_ring(self._hpa(iova), addrs)
+
+    def write_descriptor(self, iova: int, slot: int, addr: int) -> None:
+        """The driver writes descriptor ``slot`` of the ring at ``iova`` (any address at all)."""
+        self.memory.write_descriptor(self._hpa(iova), slot, addr)
+
+
+class VfDma(Element):
+    INPUTS: ClassVar[tuple[PortId, ...]] = ("guest", "pool")
+    OUTPUTS: ClassVar[tuple[PortId, ...]] = ("pool", "guest")
+    COUNTERS = ("rx_delivered", "tx_fetched", "rx_dma_faults", "tx_dma_faults", "descriptor_fetches")
+    DROP_REASONS = ("dma_fault", "no_bus_master", "tx_ring_full")
+
+    def __init__(self, name: str, vf: VirtualFunction, iommu: Iommu, memory: HostMemory) -> None:
+        super().__init__(name)
+        self.vf = vf
+        self.iommu = iommu
+        self.memory = memory
+        self.rxq = [DmaQueue(i) for i in range(MAX_VF_QUEUES)]
+        self.txq = [DmaQueue(i) for i in range(MAX_VF_QUEUES)]
+        self.qindex: dict[int, int] = {}      # NIC queue number -> the VF's queue index
+        self.hide_vlan = False                # a port VLAN: the stripped tag is not the guest's
+
+    def reset(self) -> None:
+        """A VF reset: ring heads back to 0, descriptors to be fetched again."""
+        for q in (*self.rxq, *self.txq):
+            q.reset()
+
+    # -- the graph ----------------------------------------------------------------
+    def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
+        if inp == "pool":
+            self.emit("guest", self.rx(batch), now_ns)
+        else:
+            self.emit("pool", self.tx(batch), now_ns)
+
+    # -- descriptor fetch -------------------------------------------------------------
+    def _fetch(self, dq: DmaQueue, rid: int) -> bool:
+        """Translate the ring (the descriptors' write-back) and read it; False on a fault."""
+        self.counters["descriptor_fetches"] += 1
+        try:
+            hpa = self.iommu.translate(rid, dq.ring_iova, 16, True)
+        except DmaFault:
+            return False
+        io = self.iommu
+        dom = io.context.get(rid)
+        ver = (self.memory.version, hpa, dom.did if dom is not None else -1, io.page_shift, dq.bsize, dq.size)
+        if ver != dq.kver:
+            dq.ring_hpa = hpa
+            bufs = dq.bufs = self.memory.rings.get(hpa, [])
+            tag = ver[2] << _DID_SHIFT
+            shift, psize, pmask, bsize = io.page_shift, io.page_size, io.page_size - 1, dq.bsize
+            addrs = [bufs[s] if s < len(bufs) else 0 for s in range(dq.size)]
+            dq.keys = [tag | a >> shift for a in addrs]
+            dq.lims = [min(bsize, psize - (a & pmask)) for a in addrs]
+            dq.kver = ver
+        return True
+
+    # -- RX: the NIC writes received frames into the guest's buffers ----------------------
+    def rx(self, batch: Batch) -> Batch:
+        """The frames of ``batch`` whose buffers translate (DMA writes); the rest dropped."""
+        if not batch:
+            return batch
+        fn = self.vf.fn
+        if not fn.bus_master:
+            self.drop_many(batch, "no_bus_master")
+            return []
+        return self._dma(batch, self.rxq, True, fn.rid)
+
+    # -- TX: the NIC reads the guest's frames from its buffers -------------------------------
+    def tx(self, batch: Batch) -> Batch:
+        """The frames of ``batch`` that fit the VF's TX queue 0 and whose buffers translate
+        (DMA reads); the rest dropped."""
+        if not batch:
+            return batch
+        fn = self.vf.fn
+        if not fn.bus_master:
+            self.drop_many(batch, "no_bus_master")
+            return []
+        room = self.vf.tx_room()
+        if room < len(batch):
+            self.drop_many(batch[max(room, 0):], "tx_ring_full")
+            batch = batch[:max(room, 0)]
+            if not batch:
+                return batch
+        return self._dma(batch, self.txq, False, fn.rid)
+
+    def _dma(self, batch: Batch, queues: list[DmaQueue], write: bool, rid: int) -> Batch:
+        """Translate each frame's buffer(s) in its ring's order; the frames that passed.
+
+        A batch is one queue's drain (what the NIC's ``pool<P>`` output emits, and what
+        `VirtualFunction.receive` hands over): its queue is the first frame's.  The common case
+        is written out inline (a domain-tagged IOTLB, a frame that fits its buffer without
+        crossing a page): each descriptor's IOTLB key and room are precomputed per ring
+        (`_fetch`); a frame on the same page as the one before is an IOTLB hit without a
+        lookup (that entry is the most recently used already); otherwise the IOTLB, else the
+        walk of the domain's table, counted as `Iommu.lookup_page` counts them.  Anything else
+        -- no domain, an untagged IOTLB, a frame over several buffers or across a page -- goes
+        through `Iommu.translate`."""
+        iommu = self.iommu
+        dom = iommu.context.get(rid)
+        dq = queues[self.qindex.get(batch[0].queue, 0)] if write else queues[0]
+        if not self._fetch(dq, rid):
+            self.drop_many(batch, "dma_fault")
+            return self._count([], write, len(batch))
+        if dom is None or not iommu.tagged:
+            return self._dma_slow(batch, dq, write, rid)
+        trace = iommu.trace
+        tlb = iommu.iotlb
+        table = dom.table
+        cap = iommu.iotlb_entries
+        tag = dom.did << _DID_SHIFT
+        need = _WRITE if write else _READ
+        keys, lims, head, size = dq.keys, dq.lims, dq.head, dq.size
+        misses = nslow = 0
+        last_key = -1
+        bad: list[Frame] | None = None
+        for f in batch:
+            if len(f.data) <= lims[head]:
+                key = keys[head]
+                head += 1
+                if head == size:
+                    head = 0
+                if key != last_key:
+                    e = tlb.pop(key, None)
+                    if e is None:
+                        misses += 1
+                        e = table.get(key ^ tag)
+                        if e is not None:
+                            if len(tlb) >= cap:
+                                del tlb[next(iter(tlb))]    # least recently used
+                            tlb[key] = e
+                    else:
+                        tlb[key] = e
+                    if e is None or not e & need:
+                        self._fault(dq, head - 1 if head else size - 1, rid, write, dom)
+                        bad = [f] if bad is None else bad + [f]
+                        last_key = -1
+                        continue
+                    last_key = key
+                    last_e = e
+                if trace is not None:
+                    self._trace(dq, head - 1 if head else size - 1, rid, dom, last_e, len(f.data), write)
+            else:
+                nslow += 1
+                dq.head = head
+                ok = self._buffers(dq, rid, len(f.data), write)
+                head = dq.head
+                last_key = -1                            # the IOTLB's order moved under us
+                if not ok:
+                    bad = [f] if bad is None else bad + [f]
+        dq.head = head
+        nfast = len(batch) - nslow
+        if nfast:
+            ic = iommu.counters
+            ic["translations"] += nfast
+            ic["iotlb_hits"] += nfast - misses
+            ic["iotlb_misses"] += misses
+            ic["page_walks"] += misses
+            ic["walk_reads"] += misses * iommu.walk_levels
+        if bad is None:
+            return self._count(batch, write, 0)
+        self.drop_many(bad, "dma_fault")
+        gone = set(map(id, bad))
+        return self._count([f for f in batch if id(f) not in gone], write, len(bad))
+
+    def _trace(self, dq: DmaQueue, slot: int, rid: int, dom: Domain, e: int, n: int, write: bool) -> None:
+        iova = dq.bufs[slot] if slot < len(dq.bufs) else 0
+        shift = self.iommu.page_shift
+        self.iommu.trace.append((rid, dom.name, iova, (e >> 2) << shift | (iova & (self.iommu.page_size - 1)),  # type: ignore[union-attr]
+                                 n, write))
+
+    def _count(self, out: Batch, write: bool, faults: int) -> Batch:
+        c = self.counters
+        if write:
+            c["rx_delivered"] += len(out)
+            c["rx_dma_faults"] += faults
+            if self.hide_vlan:                           # a port VLAN: the tag is not the guest's
+                for f in out:
+                    f.vlan = None
+                    f.pcp = 0
+        else:
+            c["tx_fetched"] += len(out)
+            c["tx_dma_faults"] += faults
+        return out
+
+    def _fault(self, dq: DmaQueue, slot: int, rid: int, write: bool, dom: Domain) -> None:
+        iova = dq.bufs[slot] if slot < len(dq.bufs) else 0
+        self.iommu.fault(rid, iova, write, 0x05 if write else 0x06, dom)
+
+    def _dma_slow(self, batch: Batch, dq: DmaQueue, write: bool, rid: int) -> Batch:
+        """Every buffer through `Iommu.translate` (no domain: each faults; an untagged IOTLB)."""
+        out: Batch = []
+        faults = 0
+        for f in batch:
+            if self._buffers(dq, rid, len(f.data), write):
+                out.append(f)
+            else:
+                faults += 1
+                self.drop(f, "dma_fault")
+        return self._count(out, write, faults)
+
+    def _translate(self, rid: int, iova: int, n: int, write: bool) -> bool:
+        try:
+            self.iommu.translate(rid, iova, n, write)
+        except DmaFault:
+            return False
+        return True
+
+    def _buffers(self, dq: DmaQueue, rid: int, n: int, write: bool) -> bool:
+        """A frame over as many descriptors as its length needs, each buffer translated."""
+        left = n
+        ok = True
+        while left > 0:
+            slot = dq.head
+            dq.head = slot + 1 if slot + 1 < dq.size else 0
+            iova = dq.bufs[slot] if slot < len(dq.bufs) else 0
+            part = min(left, dq.bsize)
+            if ok and not self._translate(rid, iova, part, write):
+                ok = False          # the rest of its descriptors are consumed all the same
+            left -= part
+        return ok
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = super().snapshot()
+        snap["rx_queues"] = [q.config() for q in self.rxq[:self.vf.num_queues]]
+        snap["tx_queues"] = [q.config() for q in self.txq[:self.vf.num_queues]]
+        return snap
