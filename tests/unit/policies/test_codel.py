@@ -155,3 +155,4 @@ def test_codel_tail_drops_at_its_limit():
     q = Queue("q", CoDel(limit=3))
     q.push("in", [ipv4(100) for _ in range(5)], 0)
     assert q.drops == {"codel_drop": 0, "queue_full": 2}
+    assert q.scheduler.counters["drop_overlimit"] == 2              # tc -s qdisc's word for it

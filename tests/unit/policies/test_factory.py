@@ -20,7 +20,7 @@ REQUIRED = {
     "tbf": {"rate": "10mbit", "burst": "10kb", "latency": "50ms"},
     "htb": {"classes": [{"name": "root", "rate": "100mbit"}, {"name": "a", "parent": "root", "rate": "10mbit"}],
             "default": "a"},
-    "red": {"limit": 400_000, "max": 90_000},
+    "red": {"limit": 400_000},
 }
 
 
@@ -82,14 +82,14 @@ def test_a_bad_parameter_is_refused_naming_the_kind_the_parameter_and_the_value(
 ALIAS: dict[tuple[str, str], str] = {}
 # Defaults of "none" that the policy resolves (and config shows resolved): prio's Linux priomap,
 # tbf's limit from latency, RED's min, burst and EWMA weight as tc derives them.
-RESOLVED = {("prio", "map"), ("tbf", "limit"), ("red", "min"), ("red", "burst"), ("red", "ewma_log")}
+RESOLVED = {("prio", "map"), ("tbf", "limit"), ("red", "min"), ("red", "max"), ("red", "burst"), ("red", "ewma_log")}
 
 
 def test_every_kind_builds_with_its_defaults_and_reports_them_in_its_config():
     """One declaration: what the spec says a default is, is what the built policy runs with."""
     for name, kind in KINDS.items():
         s = build_scheduler(name, **REQUIRED.get(name, {}))
-        assert isinstance(s, Scheduler) and s.KIND == name
+        assert isinstance(s, Scheduler) and name == s.KIND
         cfg = s.config()
         for p in kind.params:
             if p.name in REQUIRED.get(name, {}) or p.required or (name, p.name) in RESOLVED:

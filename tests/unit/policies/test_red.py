@@ -82,6 +82,13 @@ def test_red_average_decays_while_idle_as_if_small_frames_found_it_empty():
     assert s.avg == pytest.approx(avg * (1 - 1 / 8) ** 10 * (1 - 1 / 8))
 
 
+def test_red_thresholds_default_as_tc_computes_them():
+    """tc red: max = 3 * min, or limit / 4 when neither is given; min = max / 3."""
+    assert Red(limit=400_000).config()["max"] == 100_000 and Red(limit=400_000).config()["min"] == 33_333
+    assert Red(limit=400_000, min=20_000).config()["max"] == 60_000
+    assert Red(limit=400_000, max=90_000).config()["min"] == 30_000
+
+
 def test_red_hard_limit_in_bytes():
     q = Queue("q", Red(limit=5000, max=5000, min=4000, ewma_log=10))   # the average lags: only the limit bites
     q.push("in", [ipv4(1000) for _ in range(8)], 0)

@@ -26,8 +26,9 @@ mtu bytes" test uses the whole scheduler's backlog, as Linux's fq_codel does
 (the RFC says ``maxpacket``, the largest frame seen; Linux uses the device's
 MTU plus its header, 1514 by default: ``mtu`` here).
 
-Counters: ``ecn_mark``.  Drop reasons: ``codel_drop`` (the control law),
-``queue_full`` (codel: the packet limit, tc's drop_overlimit).  ``stats()``:
+Counters: ``ecn_mark``, and codel's ``drop_overlimit`` (as tc shows it).  Drop
+reasons: ``codel_drop`` (the control law), ``queue_full`` (codel: the packet
+limit, counted in ``drop_overlimit`` too).  ``stats()``:
 ``count``, ``lastcount``, ``ldelay_ns`` (the last sojourn), ``dropping``,
 ``drop_next_ns``, ``maxpacket``.
 """
@@ -171,6 +172,7 @@ class CoDel(CodelScheduler):
     """One CoDel queue with a packet limit (tail drop beyond it), as Linux's sch_codel."""
 
     KIND = "codel"
+    COUNTERS: ClassVar[tuple[str, ...]] = ("ecn_mark", "drop_overlimit")
     PARAMS: ClassVar[tuple[Param, ...]] = (
         Param("limit", "int", 1000, "packets the queue may hold (tail drop beyond)", unit="packets",
               range=(1, 1 << 30)),
@@ -196,6 +198,7 @@ class CoDel(CodelScheduler):
 
     def enqueue(self, frame: Frame, now_ns: int) -> bool:
         if self._backlog_packets >= self.limit:
+            self.counters["drop_overlimit"] += 1
             self.drop(frame, "queue_full")
             return False
         fl = self.flow

@@ -11,8 +11,8 @@ header checksum; the transport checksums do not cover these bits.
 
 from __future__ import annotations
 
-from zlib import crc32
 from typing import Final
+from zlib import crc32
 
 from vswitch.core.frame import Frame
 

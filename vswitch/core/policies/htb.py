@@ -386,5 +386,6 @@ class Htb(Policy):
         return {"classes": [{"name": c.name, "parent": c.parent.name if c.parent is not None else None,
                              "rate": c.rate, "ceil": c.ceil, "burst": c.burst, "cburst": c.cburst, "prio": c.prio,
                              "quantum": c.quantum, "limit": c.limit} for c in self.order],
-                "default": self.default, "classify": self.classifier.key, "map": dict(self.map) if self.map is not None else None, "r2q": self.r2q,
+                "default": self.default, "classify": self.classifier.key,
+                "map": dict(self.map) if self.map is not None else None, "r2q": self.r2q,
                 "direct_qlen": self.direct_qlen}

@@ -63,7 +63,8 @@ class Red(Policy):
     DROP_REASONS = ("prob_drop", "forced_drop", "queue_full")
     PARAMS: ClassVar[tuple[Param, ...]] = (
         Param("limit", "size", REQUIRED, "bytes the queue may hold (a hard limit)", range=(1, 1 << 40)),
-        Param("max", "size", REQUIRED, "average backlog at which every frame is marked", range=(1, 1 << 40)),
+        Param("max", "size", None, "average backlog at which every frame is marked (none: 3*min, or "
+              "limit/4 without min, as tc)", range=(1, 1 << 40)),
         Param("min", "size", None, "average backlog at which marking starts (none: max/3, as tc)",
               range=(1, 1 << 40)),
         Param("probability", "float", 0.02, "marking probability as the average reaches max",
@@ -80,9 +81,12 @@ class Red(Policy):
         Param("seed", "int", 0, "seed of the random numbers (a run is reproducible)", range=(0, 2**63 - 1)),
     )
 
-    def __init__(self, limit: int, max: int, min: int | None = None, probability: float = 0.02,
+    def __init__(self, limit: int, max: int | None = None, min: int | None = None, probability: float = 0.02,
                  avpkt: int = 1000, burst: int | None = None, ewma_log: int | None = None,
                  bandwidth: int = 10**7, ecn: bool = False, harddrop: bool = False, seed: int = 0) -> None:
+        # tc's defaults (Sally Floyd's recommendations, q_red.c): max = 3*min, or limit/4.
+        if max is None:
+            max = 3 * min if min is not None else limit // 4
         qmin = min if min is not None else max // 3
         if qmin < 1:
             raise ValueError(f"min {qmin}: must be >= 1 byte")
