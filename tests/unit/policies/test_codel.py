@@ -8,7 +8,10 @@ code under test: next_drop = previous next_drop + INTERVAL / sqrt(count)."""
 from __future__ import annotations
 
 import math
+from collections import deque
 
+from hypothesis import given, settings, target
+from hypothesis import strategies as st
 from policy_frames import MS, ipv4
 
 from vswitch.core.policies import CoDel
@@ -156,3 +159,128 @@ def test_codel_tail_drops_at_its_limit():
     q.push("in", [ipv4(100) for _ in range(5)], 0)
     assert q.drops == {"codel_drop": 0, "queue_full": 2}
     assert q.scheduler.counters["drop_overlimit"] == 2              # tc -s qdisc's word for it
+
+
+# -- RFC 8289 section 5's pseudocode, transcribed, against the implementation ------------------------
+
+class RfcCodel:
+    """codel_queue_t of RFC 8289 (sections 5.1-5.5) line by line: dodequeue(), dequeue() and
+    control_law(), with time_t as integer ns (the C assignment truncates) and MAXPACKET the MTU."""
+
+    def __init__(self, target: int, interval: int, maxpacket: int) -> None:
+        self.TARGET, self.INTERVAL, self.MAXPACKET = target, interval, maxpacket
+        self.q: deque[tuple[int, object, int]] = deque()     # (tstamp, packet, size)
+        self.bytes_ = 0
+        self.first_above_time_ = 0
+        self.drop_next_ = 0
+        self.count_ = 0
+        self.lastcount_ = 0
+        self.dropping_ = False
+        self.dropped: list[object] = []
+
+    def bytes(self) -> int:
+        return self.bytes_
+
+    def enqueue(self, p: object, size: int, now: int) -> None:
+        self.q.append((now, p, size))
+        self.bytes_ += size
+
+    def control_law(self, t: int, count: int) -> int:
+        return t + int(self.INTERVAL / math.sqrt(count))
+
+    def dodequeue(self, now: int) -> tuple[object | None, bool]:
+        if not self.q:
+            self.first_above_time_ = 0
+            return None, False
+        tstamp, p, size = self.q.popleft()
+        self.bytes_ -= size
+        ok_to_drop = False
+        sojourn_time = now - tstamp
+        if sojourn_time < self.TARGET or self.bytes() <= self.MAXPACKET:
+            self.first_above_time_ = 0
+        else:
+            if self.first_above_time_ == 0:
+                self.first_above_time_ = now + self.INTERVAL
+            elif now >= self.first_above_time_:
+                ok_to_drop = True
+        return p, ok_to_drop
+
+    def dequeue(self, now: int) -> object | None:
+        p, ok_to_drop = self.dodequeue(now)
+        if p is None:
+            self.dropping_ = False
+            return None
+        if self.dropping_:
+            if not ok_to_drop:
+                self.dropping_ = False
+            while now >= self.drop_next_ and self.dropping_:
+                self.dropped.append(p)
+                self.count_ += 1
+                p, ok_to_drop = self.dodequeue(now)
+                if not ok_to_drop:
+                    self.dropping_ = False
+                else:
+                    self.drop_next_ = self.control_law(self.drop_next_, self.count_)
+        elif ok_to_drop:
+            self.dropped.append(p)
+            p, ok_to_drop = self.dodequeue(now)
+            self.dropping_ = True
+            delta = self.count_ - self.lastcount_
+            self.count_ = 1
+            if delta > 1 and now - self.drop_next_ < 16 * self.INTERVAL:
+                self.count_ = delta
+            self.drop_next_ = self.control_law(now, self.count_)
+            self.lastcount_ = self.count_
+        return p
+
+
+# Phases of 1 ms ticks, each with its own arrival and dequeue rates: an overload long enough to
+# hold a standing queue (the dropping state), an underload that drains it, re-entries.
+phases = st.lists(st.tuples(st.integers(1, 400), st.integers(0, 4), st.integers(0, 4), st.integers(64, 1500)),
+                  min_size=1, max_size=8)
+
+
+@settings(max_examples=120, deadline=None)
+@given(script=phases, mtu=st.sampled_from([0, 1514, 6000]))
+def test_codel_makes_the_drop_decisions_of_rfc_8289s_pseudocode(script, mtu):
+    """Any arrivals and dequeues: the same frames dequeued, the same ones dropped, in the same order,
+    and the same state (count, lastcount, dropping, drop_next) after every tick."""
+    impl = Queue("q", CoDel(limit=1 << 30, target=TARGET, interval=INTERVAL, mtu=mtu))
+    ref = RfcCodel(TARGET, INTERVAL, mtu)
+    dropped: list[object] = []
+    impl.drop = lambda f, reason: dropped.append(f)          # type: ignore[method-assign]
+    now = 0
+    for ticks, arrivals, pulls, size in script:
+        for _ in range(ticks):
+            now += MS
+            batch = [ipv4(size) for _ in range(arrivals)]
+            for f in batch:
+                ref.enqueue(f, size, now)
+            impl.push("in", batch, now)
+            for _ in range(pulls):
+                want = ref.dequeue(now)
+                got = impl.pull(1, now)
+                assert (got[0] if got else None) is want
+            assert dropped == ref.dropped
+            s = impl.scheduler.flow
+            assert (s.count, s.lastcount, s.dropping, s.drop_next) == \
+                (ref.count_, ref.lastcount_, ref.dropping_, ref.drop_next_)
+    target(len(ref.dropped))                # steer the search to scripts that drop, and often
+
+
+def test_the_rfc_comparison_sees_drops_and_re_entries():
+    """The comparison above is not vacuous: a script of its kind enters the dropping state, drops
+    by the control law, leaves the state and enters it again."""
+    ref = RfcCodel(TARGET, INTERVAL, 1514)
+    now = 0
+    entries = 0
+    for ticks, arrivals, pulls in ((400, 3, 2), (200, 0, 4), (400, 3, 2)):
+        for _ in range(ticks):
+            now += MS
+            for _ in range(arrivals):
+                ref.enqueue(object(), 1000, now)
+            for _ in range(pulls):
+                was = ref.dropping_
+                ref.dequeue(now)
+                entries += not was and ref.dropping_
+    assert len(ref.dropped) > 10 and entries >= 2
