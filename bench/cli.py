@@ -9,6 +9,7 @@ Subcommands:
 ``switch``     frames/s of the learning switch (see bench/switch_bench.py).
 ``nic-sorter`` cost per frame of the NIC model's VMDq sorter + ring enqueue.
 ``sriov``      cost per frame of the SR-IOV VF RX/TX paths (IOMMU on) against VMDq's.
+``policies``   cost per frame of each queue policy (see bench/policies.py).
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
 ``replay-bench`` ``replay --live`` against Debian's tcpreplay on a veth (root; tcpreplay).
 
@@ -358,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("peers", help="vswitchd vs the Linux bridge and vde_switch (root)", add_help=False)
     sub.add_parser("replay-bench", help="replay --live vs Debian's tcpreplay on a veth: rate accuracy, top speed "
                    "(root)", add_help=False)
+    sub.add_parser("policies", help="cost per frame of each queue policy (enqueue + dequeue), the policer",
+                   description="Cost per frame of every queue policy through a core Queue under a standing "
+                   "backlog, and of the policer element (bench/policies.py)", add_help=False)
     sub.add_parser("live-path", help="Python cost per frame of vswitchd's data path, system calls stubbed",
                    add_help=False)
     sub.add_parser("compare-commits", help="this tree against another commit: the benchmarks, interleaved",
@@ -369,10 +373,20 @@ def main(argv: list[str] | None = None) -> int:
                    "topology and a JSON manifest (bench/gen.py)", add_help=False)
 
     # These subcommands own their argument parsing.
-    modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
-               "live-path": "bench.live_path", "compare-commits": "bench.compare_commits",
-               "nic-tx": "bench.nic_tx", "gen": "bench.gen", "replay-bench": "bench.replay_bench",
-               "sriov": "bench.sriov", "compare": "bench.compare", "calibrate": "bench.calibrate"}
+    modules = {
+        "switch": "bench.switch_bench",
+        "nic-sorter": "bench.nic_sorter",
+        "peers": "bench.peers",
+        "live-path": "bench.live_path",
+        "compare-commits": "bench.compare_commits",
+        "nic-tx": "bench.nic_tx",
+        "gen": "bench.gen",
+        "replay-bench": "bench.replay_bench",
+        "sriov": "bench.sriov",
+        "compare": "bench.compare",
+        "calibrate": "bench.calibrate",
+        "policies": "bench.policies",
+    }
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in modules:
         import importlib

@@ -103,11 +103,11 @@ class RxQueue(Scheduler):
         return self.taken_broadcast + sum([f.data[0:6] == BROADCAST for f in self.ring])
 
     # -- the Scheduler protocol ------------------------------------------------
-    @property
+    @property  # type: ignore[misc]  # read-only over the base's read-write property
     def backlog_packets(self) -> int:  # type: ignore[override]
         return len(self.ring)
 
-    @property
+    @property  # type: ignore[misc]
     def backlog_bytes(self) -> int:  # type: ignore[override]
         return sum([len(f.data) for f in self.ring])
 

@@ -22,6 +22,7 @@ from vswitch.control.client import Client
 from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
 from vswitch.graph_dot import collapse_idle, to_dot
 from vswitch.port_config import PORT_SETTINGS, RUNTIME_SETTINGS
+from vswitch.qdisc_view import tc_text
 from vswitch.render import fdb_table, make_console, port_counters_table, print_tables, switch_counters_table
 from vswitch.schema import Setting
 
@@ -80,6 +81,8 @@ def _flags_text(p: dict[str, Any]) -> str:
             continue
         if bool in s.types:
             flags.append(k if v else f"no-{k}")
+        elif isinstance(v, dict) and "kind" in v:       # a qdisc table: its kind
+            flags.append(f"{k} {v['kind']}")
         else:
             flags.append(f"{k} {v}")
     return ", ".join(flags)
@@ -173,12 +176,16 @@ def render_graph(r: dict[str, Any], all_elements: bool = False) -> list[Table]:
 JSON_HELP = "print the result as JSON (what the control socket returns) instead of tables"
 # The port settings `set-port` changes: those declared to change at run time (vswitch/port_config.py),
 # and state=up.
-SET_PORT_KEYS = (*RUNTIME_SETTINGS, "state")
+SET_PORT_KEYS = (*RUNTIME_SETTINGS, "qdisc.PARAM", "state")
 
 
 def _set_port_key_help(key: str) -> str:
     if key == "state":
         return "up: re-open a down port (an attach port attaches again)"
+    if key == "qdisc.PARAM":
+        return ("VALUE: one parameter of the qdisc, in tc's words and units (qdisc=tbf qdisc.rate=10mbit "
+                "qdisc.burst=10kb qdisc.latency=50ms); without qdisc=KIND it changes the port's qdisc; "
+                "none: back to its default; docs/policies.md lists each kind's")
     s = PORT_SETTINGS[key]
     kind = "true/false" if bool in s.types else "|".join(map(str, s.choices)) if s.choices else s.metavar or s.kind()
     return (f"{kind}: {s.help}" + ("" if s.default is None or "default" in s.help else f" (default {s.default_text()})")
@@ -294,6 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--all", action="store_true",
                     help="draw or list every element, idle queues too (--json always has every element)")
 
+    qd = _commands(command(sub, "qdisc", "the ports' egress qdiscs and ingress policing"), "qdisc_cmd")
+    q_show = command(qd, "show", "each port's qdisc with tc -s qdisc's statistics, and its ingress policing",
+                     "Each port's egress qdisc (set-port P qdisc=KIND ..., or [port.qdisc] in the config) as "
+                     "`tc -s qdisc show` prints one: kind and parameters, Sent bytes and packets, dropped, "
+                     "overlimits, requeues, backlog, the kind's own figures (fq_codel's maxpacket, "
+                     "drop_overlimit, new_flow_count, ecn_mark, new_flows_len, old_flows_len) and, for a "
+                     "class-based qdisc, each class's; then the port's ingress policer and storm control "
+                     "with their counts. A port without a qdisc is noqueue.", json=True)
+    q_show.add_argument("--port", help="only this port")
+
     nic = _commands(command(sub, "nic", "the emulated NIC ([nic] in the config)"), "nic_cmd")
     command(nic, "show", "pools, filters, rings and counters", json=True)
 
@@ -382,6 +399,8 @@ def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
             raise ControlError("give --dot or --json, not both")
         r = cl.call("graph/show")
         return r, render_graph(r, args.all)
+    if cmd == "qdisc":
+        return cl.call("qdisc/show", port=args.port), []
     if cmd == "nic":
         r = cl.call("nic/show")
         return r, render_nic(r)
@@ -411,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if getattr(args, "dot", False):
         print(to_dot(result, all_elements=args.all), end="")
+        return 0
+    if args.cmd == "qdisc":                  # tc's own layout, not tables
+        print(tc_text(result), end="")
         return 0
     if tables is None:                       # a change: silent on success, as ovs-vsctl
         if isinstance(result, dict) and result.get("state") not in (None, "up"):

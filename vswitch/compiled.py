@@ -31,12 +31,30 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 # The per-frame path: frames, the graph and its counters, the switch and its FDB, the
-# devices' read and write loops.  Everything else runs once per batch or less.
+# devices' read and write loops, the queue policies (schedulers and the policer; their
+# parameter declarations and factory are not per frame).  Everything else runs once per
+# batch or less.
 MODULES = (
     "vswitch.core.frame",
     "vswitch.core.element",
     "vswitch.core.counters",
     "vswitch.core.graph",
+    "vswitch.core.scheduler",
+    "vswitch.core.policies.base",
+    "vswitch.core.policies.headers",
+    "vswitch.core.policies.classify",
+    "vswitch.core.policies.classful",
+    "vswitch.core.policies.fifo",
+    "vswitch.core.policies.prio",
+    "vswitch.core.policies.rr",
+    "vswitch.core.policies.drr",
+    "vswitch.core.policies.wfq",
+    "vswitch.core.policies.tbf",
+    "vswitch.core.policies.htb",
+    "vswitch.core.policies.red",
+    "vswitch.core.policies.codel",
+    "vswitch.core.policies.fq_codel",
+    "vswitch.core.policies.policer",
     "vswitch.elements.fdb",
     "vswitch.elements.learning_switch",
     "vswitch.io.tap",

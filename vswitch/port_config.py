@@ -83,6 +83,56 @@ def _guest_mac(v: str) -> str:
 
 
 _FLAG = ("switch",)
+MAX_KBPS = 10**10              # 10 Tbit/s in kbit/s: any policing rate a port could carry
+OVS_DEFAULT_BURST_KB = 8000    # Open vSwitch: ingress_policing_burst 0 means 8000 kbit
+
+
+def qdisc_spec(v: str | dict[str, Any]) -> dict[str, Any]:
+    """A qdisc setting as a table: ``"fq_codel"`` is ``{"kind": "fq_codel"}``."""
+    return {"kind": v} if isinstance(v, str) else dict(v)
+
+
+def check_qdisc(v: str | dict[str, Any]) -> str | dict[str, Any]:
+    """An egress qdisc: a kind (``"fq_codel"``: its defaults) or a table with ``kind`` and the
+    kind's tc-style parameters; checked by building it (`build_scheduler`), kept as given (text
+    or numbers, so the saved file says what the user wrote)."""
+    from vswitch.core.policies import KINDS, build_scheduler
+    spec = qdisc_spec(v)
+    kind = spec.pop("kind", None)
+    if not isinstance(kind, str):
+        raise ValueError(f"a qdisc table needs a kind (one of {', '.join(KINDS)})")
+    build_scheduler(kind, **spec)          # ParamError (a ValueError) names the kind and parameter
+    return v if isinstance(v, str) else {"kind": kind, **spec}
+
+
+def fold_qdisc(current: str | dict[str, Any] | None, changes: Mapping[str, Any],
+               params: Mapping[str, Any]) -> dict[str, Any]:
+    """``set-port`` keys ``qdisc=KIND`` and ``qdisc.PARAM=VALUE`` as one ``qdisc`` change: with
+    ``qdisc=KIND`` a new qdisc of that kind with the given parameters; without it, the port's
+    ``current`` qdisc with those parameters changed (``qdisc.PARAM=none``: back to its default).
+    ValueError says what is wrong."""
+    out = dict(changes)
+    if not params:
+        return out
+    if "qdisc" in out:
+        base = out["qdisc"]
+        if base is None:
+            raise ValueError("qdisc=none takes no qdisc.PARAM settings")
+        spec = qdisc_spec(base)
+    elif current is not None:
+        spec = qdisc_spec(current)
+    else:
+        raise ValueError(f"{', '.join(f'qdisc.{k}' for k in params)}: the port has no qdisc; "
+                         "give qdisc=KIND too")
+    for k, v in params.items():
+        if k == "kind" or not k:
+            raise ValueError(f"qdisc.{k}: set the kind with qdisc=KIND")
+        if isinstance(v, str) and v.lower() == "none":
+            spec.pop(k, None)
+        else:
+            spec[k] = v
+    out["qdisc"] = spec
+    return out
 
 
 @declared
@@ -138,6 +188,27 @@ class PortConfig:
     mac: str | None = setting(
         default=None, check=_guest_mac, runtime=True, applies=("pool",), metavar="MAC", example="52:54:00:12:34:01",
         help="the guest's MAC, for its VMDq pool ([nic] mode = vmdq; default: learned from its frames)")
+    qdisc: str | dict | None = setting(  # type: ignore[type-arg]  # a kind, or a table of tc-style parameters
+        default=None, check=check_qdisc, runtime=True, applies=("qdisc",), metavar="KIND",
+        example="fq_codel",
+        help="the egress qdisc: a kind (fq_codel, tbf, drr, htb, ...; docs/policies.md) with its tc-style "
+             "parameters, a [port.qdisc] table (kind = \"tbf\", rate = \"10mbit\", ...) or set-port's "
+             "qdisc=KIND qdisc.PARAM=VALUE ...; frames the switch sends the port wait in it (default: none, "
+             "straight to the device)")
+    ingress_policing_rate: int = setting(
+        default=0, bounds=(0, MAX_KBPS), runtime=True, applies=("ingress",), metavar="KBPS", example=10000,
+        help="police frames received on the port to this many kbit/s (1000 bit/s), dropping the excess, as "
+             "Open vSwitch's ingress_policing_rate (0: off)")
+    ingress_policing_burst: int = setting(
+        default=0, bounds=(0, MAX_KBPS), runtime=True, applies=("ingress",), metavar="KB", example=1000,
+        help=f"the policer's bucket in kbit (1000 bits), as Open vSwitch's ingress_policing_burst "
+             f"(0: {OVS_DEFAULT_BURST_KB} kbit)")
+    storm_broadcast_pps: int | None = setting(
+        default=None, bounds=(0, 10**9), runtime=True, applies=("ingress",), metavar="N", example=100,
+        help="storm control: at most N broadcast frames received per second (default: no limit)")
+    storm_multicast_pps: int | None = setting(
+        default=None, bounds=(0, 10**9), runtime=True, applies=("ingress",), metavar="N", example=1000,
+        help="storm control: at most N multicast frames received per second (default: no limit)")
 
     def check(self) -> None:
         """The rules between settings (`vswitch.schema.load` calls this after each setting's own)."""
@@ -145,6 +216,17 @@ class PortConfig:
             raise ValueError(f"netns: only a tap port moves into a namespace (an {self.type} port uses an "
                              "interface in the daemon's namespace)")
         self.vlan()                    # vlan_mode with tag and trunks
+        if self.ingress_policing_burst and not self.ingress_policing_rate:
+            raise ValueError("ingress_policing_burst: only with ingress_policing_rate (the rate it bursts over)")
+
+    def policer_params(self) -> dict[str, Any] | None:
+        """The ingress policer's parameters (`build_policer`), None when policing is off: a
+        two-colour srTCM (cir, cbs, red frames dropped), as tc's police action OVS sets up."""
+        if not self.ingress_policing_rate:
+            return None
+        burst_kb = self.ingress_policing_burst or OVS_DEFAULT_BURST_KB
+        return {"mode": "srtcm", "cir": self.ingress_policing_rate * 1000, "cbs": burst_kb * 1000 // 8,
+                "ebs": 0, "red": "drop"}
 
     def vlan(self) -> PortVlan:
         return PortVlan.build(tag=self.tag, trunks=self.trunks, mode=self.vlan_mode)

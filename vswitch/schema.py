@@ -122,7 +122,7 @@ class Setting:
             else str(self.default)
 
 
-_TYPE_WORDS: dict[type, str] = {float: "a number"}
+_TYPE_WORDS: dict[type, str] = {float: "a number", dict: "a table"}
 
 
 def _is(v: Any, t: type) -> bool:

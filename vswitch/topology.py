@@ -23,6 +23,12 @@ from a `Topology`.  Example::
     # mtu = 1500; mac_limit = 100; mac_limit_policy = "stop" | "evict"
     # netns = "guest1"         # tap: move the interface into this namespace
     # persistent = false       # tap: keep the device when the daemon exits
+    # ingress_policing_rate = 10000; ingress_policing_burst = 1000   # kbit/s, kbit (as OVS)
+    # storm_broadcast_pps = 100; storm_multicast_pps = 1000
+
+    [port.qdisc]               # the port's egress qdisc (docs/policies.md)
+    kind = "fq_codel"          # or tbf, drr, htb, ... with tc's parameters
+    target = "5ms"
 
     [[fdb]]                    # static entries
     mac = "02:00:00:00:00:01"
@@ -43,12 +49,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vswitch.core.element import Element, PortId
 from vswitch.core.frame import parse_mac
 from vswitch.core.graph import Graph
+from vswitch.core.policies import build_policer, build_scheduler
+from vswitch.core.queues import Queue
 from vswitch.elements.fdb import NS, Fdb
 from vswitch.elements.from_port import FromPort
 from vswitch.elements.learning_switch import LearningSwitch
 from vswitch.elements.segment import Segmenter
+from vswitch.elements.storm_control import StormControl
 from vswitch.elements.vlan import check_vid
 from vswitch.port_config import (  # noqa: F401  (the port's declaration; re-exported, as before it moved)
     IFNAMSIZ,
@@ -60,6 +70,7 @@ from vswitch.port_config import (  # noqa: F401  (the port's declaration; re-exp
     check_ifname,
     check_netns_name,
     parse_port,
+    qdisc_spec,
 )
 from vswitch.schema import ConfigError
 
@@ -366,6 +377,9 @@ class Dataplane:
     numbers: dict[str, int]
     nic: Any = None                 # nicmodel.host.NicHost
     uplink: str | None = None
+    qdiscs: dict[str, Queue] = field(default_factory=dict)              # port -> its egress qdisc
+    ingress: dict[str, list[Element]] = field(default_factory=dict)     # port -> policer, storm control
+    entries: dict[str, tuple[Element, PortId]] = field(default_factory=dict)   # port -> where frames enter
 
     def name_of(self, number: int) -> str:
         return self.switch.ports[number].name
@@ -416,8 +430,70 @@ class Dataplane:
             g.add_port(number, cfg.name, sw, number)
             g.bind_egress(sw, number, number)
         self.numbers[cfg.name] = number
+        self.entries[cfg.name] = g.entry(number)
+        self.set_ingress(cfg)
+        self.set_qdisc(cfg.name, cfg.qdisc)
+
+    # -- a port's queue policies ---------------------------------------------------
+    def set_qdisc(self, name: str, setting: str | dict[str, Any] | None) -> None:
+        """Give port ``name`` the egress qdisc ``spec`` (``{"kind": ..., params}``, as
+        `PortConfig.qdisc`), or none: a core `Queue` with that scheduler between every element
+        output that feeds the port's transmit and the transmit, drained by whatever driver runs
+        the graph.  A replaced qdisc is dropped with what it held (as Linux's qdisc replace).
+        The scheduler is built first: a bad spec changes nothing (ValueError)."""
+        g = self.graph
+        number = self.numbers[name]
+        queue = None
+        if setting is not None:
+            spec = qdisc_spec(setting)
+            params = {k: v for k, v in spec.items() if k != "kind"}
+            queue = Queue(f"{name}.qdisc", build_scheduler(spec["kind"], **params))
+        old = self.qdiscs.pop(name, None)
+        if old is not None:
+            feeds = [(link.src, link.out) for link in g.links if link.dst is old]
+            g.remove(old)
+        else:
+            feeds = g.egress_feeds(number)
+        if queue is None:
+            for el, out in feeds:
+                g.bind_egress(el, out, number)
+            return
+        g.add(queue)
+        for el, out in feeds:
+            g.connect(el, out, queue, "in")
+        g.bind_egress(queue, "out", number)
+        self.qdiscs[name] = queue
+
+    def set_ingress(self, cfg: PortConfig) -> None:
+        """Put port ``cfg.name``'s ingress policer and storm control (each only if set) between
+        its graph entry and where its frames went before; a driver fetches the port's
+        ``graph.ingress`` again afterwards."""
+        g = self.graph
+        number = self.numbers[cfg.name]
+        chain: list[Element] = []
+        pol = cfg.policer_params()
+        if pol is not None:
+            chain.append(build_policer(f"{cfg.name}.policer", **pol))
+        if cfg.storm_broadcast_pps is not None or cfg.storm_multicast_pps is not None:
+            chain.append(StormControl(f"{cfg.name}.storm", cfg.storm_broadcast_pps, cfg.storm_multicast_pps))
+        for el in self.ingress.pop(cfg.name, []):
+            g.remove(el)
+        base, inp = self.entries[cfg.name]
+        for el in chain:
+            g.add(el)
+        for a, b in zip(chain, chain[1:], strict=False):
+            g.connect(a, "out", b, "in")
+        if chain:
+            g.connect(chain[-1], "out", base, inp)
+            g.set_entry(number, chain[0], "in")
+            self.ingress[cfg.name] = chain
+        else:
+            g.set_entry(number, base, inp)
 
     def remove_port(self, name: str) -> int:
+        for el in [*self.ingress.pop(name, []), *[q for q in [self.qdiscs.pop(name, None)] if q is not None]]:
+            self.graph.remove(el)
+        self.entries.pop(name, None)
         number = self.numbers.pop(name)
         self.graph.detach_port(number)
         self.switch.remove_port(number)
@@ -429,7 +505,12 @@ class Dataplane:
         """A port's settings changed at run time: the switch's copy, and (``repool``: its VLAN
         or MAC changed) a guest's pool follows."""
         self.switch.update_port(self.numbers[new.name], **new.switch_settings())
-        entry = self.graph._entry[self.numbers[new.name]][0]
+        if new.qdisc != old.qdisc:
+            self.set_qdisc(new.name, new.qdisc)
+        if new.policer_params() != old.policer_params() or (new.storm_broadcast_pps, new.storm_multicast_pps) \
+                != (old.storm_broadcast_pps, old.storm_multicast_pps):
+            self.set_ingress(new)
+        entry = self.entries[new.name][0]
         if isinstance(entry, Segmenter):             # the uplink's, or a guest's TSO: the new MTU
             entry.mtu = new.mtu
         host = self.nic

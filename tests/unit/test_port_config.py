@@ -31,7 +31,8 @@ from vswitch.topology import load_topology, parse_topology, save_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 # Settings an example needs beside it to be valid (vlan_mode native-tagged takes a native VLAN).
-COMPANIONS: dict[str, dict[str, Any]] = {"vlan_mode": {"tag": 10}}
+COMPANIONS: dict[str, dict[str, Any]] = {"vlan_mode": {"tag": 10},
+                                         "ingress_policing_burst": {"ingress_policing_rate": 10000}}
 
 
 def example(key: str) -> dict[str, Any]:
@@ -294,6 +295,11 @@ GOOD: dict[str, st.SearchStrategy] = {
     "mac_limit_policy": st.sampled_from(["stop", "evict"]), "netns": st.sampled_from(["g1", "ns-2", "é", "a" * 255]),
     "persistent": st.booleans(), "mac": st.sampled_from(["02:00:00:00:00:01", "52-54-00-12-34-56"]),
     **{k: st.booleans() for k in ("learning", "flood", "mcast_flood", "bcast_flood", "isolated", "hairpin")},
+    "qdisc": st.sampled_from(["fq_codel", "pfifo_fast", {"kind": "tbf", "rate": "10mbit", "burst": "10kb",
+                                                         "latency": "50ms"}, {"kind": "drr", "weights": [3, 1]}]),
+    "ingress_policing_rate": st.integers(0, 10**10), "ingress_policing_burst": st.integers(0, 10**10),
+    "storm_broadcast_pps": st.integers(0, 10**9),
+    "storm_multicast_pps": st.integers(0, 10**9),
 }
 JUNK = st.one_of(st.floats(), st.dates(), st.lists(st.text(max_size=2), max_size=2), st.dictionaries(
     st.text(max_size=2), st.integers(), max_size=1))
@@ -307,6 +313,11 @@ BAD: dict[str, st.SearchStrategy] = {
     "persistent": st.sampled_from([1, "true", "yes"]), "mac": st.sampled_from(["01:00:5e:00:00:01", "zz", "", 5]),
     **{k: st.sampled_from([0, 1, "on", "false"]) for k in ("learning", "flood", "mcast_flood", "bcast_flood",
                                                                "isolated", "hairpin")},
+    "qdisc": st.sampled_from(["fq", "", 5, {"rate": "1mbit"}, {"kind": "tbf", "rate": "1mbit"},
+                              {"kind": "fq_codel", "target": "5000"}]),
+    "ingress_policing_rate": st.sampled_from([-1, 10**11, "10", True]),
+    "ingress_policing_burst": st.sampled_from([-1, 10**11, "10", 1.5]),
+    "storm_broadcast_pps": st.sampled_from([-1, 10**10, "1"]), "storm_multicast_pps": st.sampled_from([-1, "x"]),
 }
 
 
@@ -321,6 +332,8 @@ def valid_ports(draw: st.DrawFn) -> dict[str, Any]:
                                       optional={k: v for k, v in GOOD.items() if k != "name"}))
     if port.get("type", "tap") != "tap":
         port.pop("netns", None)                  # only a tap port moves into a namespace
+    if port.get("ingress_policing_burst") and not port.get("ingress_policing_rate"):
+        port["ingress_policing_rate"] = 1000     # a burst needs the rate it bursts over
     port.update(draw(VLANS))
     return port
 
@@ -365,4 +378,6 @@ def test_generated_set_port_text_coerces_to_what_the_file_would_hold(port, data)
     for key, value in port.items():
         if key == "trunks" and isinstance(value, list):
             value = ",".join(map(str, value))
+        if isinstance(value, dict):
+            continue                  # a qdisc table is typed qdisc=KIND qdisc.PARAM=V (test_port_policies)
         assert coerce(key, as_text(value)) == value, key

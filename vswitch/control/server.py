@@ -26,7 +26,8 @@ from vswitch.control.protocol import MAX_LINE, ControlError, check_socket_path, 
 from vswitch.core.frame import parse_mac
 from vswitch.drivers.live import LiveError, LiveSwitch
 from vswitch.elements.vlan import check_vid
-from vswitch.port_config import PORT_SETTINGS, coerce_setting
+from vswitch.port_config import PORT_SETTINGS, coerce_setting, fold_qdisc
+from vswitch.qdisc_view import qdisc_view
 from vswitch.topology import ConfigError, StaticFdbConfig, parse_port
 from vswitch.views import fdb_stats_view, fdb_view, moves_view
 
@@ -50,7 +51,7 @@ _JSON_TYPE = {str: "string", int: "number", float: "number", bool: "boolean", li
               type(None): "null"}
 
 # A port's settings are declared in vswitch/port_config.py; `state` is set-port's action (state=up).
-_SETTABLE = (*PORT_SETTINGS, "state")
+_SETTABLE = (*PORT_SETTINGS, "qdisc.PARAM", "state")
 
 
 def command(name: str, /, **args: str) -> Callable[[Handler], Handler]:
@@ -121,9 +122,16 @@ async def _del_port(sw: LiveSwitch, a: dict[str, Any]) -> Any:
 
 @command("set-port", name="str", changes="object")
 async def _set_port(sw: LiveSwitch, a: dict[str, Any]) -> Any:
-    changes = {k: coerce(k, v) for k, v in a.get("changes", {}).items()}
-    if not changes:
+    raw = a.get("changes", {})
+    if not raw:
         raise ControlError("set-port needs at least one key=value")
+    changes = {k: coerce(k, v) for k, v in raw.items() if not k.startswith("qdisc.")}
+    params = {k[len("qdisc."):]: v for k, v in raw.items() if k.startswith("qdisc.")}
+    if params:
+        try:
+            changes = fold_qdisc(sw._port(a["name"]).cfg.qdisc, changes, params)
+        except ValueError as e:
+            raise ControlError(f"port {a['name']!r}: {e}") from None
     lp = await sw.set_port(a["name"], changes)
     return lp.describe()
 
@@ -192,6 +200,13 @@ async def _fdb_del(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     sw.topo.fdb = [s for s in sw.topo.fdb if not (parse_mac(s.mac) == mac and s.vlan == vlan)]
     sw._persist()
     return {"deleted": mac.hex(":"), "vlan": vlan}
+
+
+@command("qdisc/show", port="str?")
+async def _qdisc_show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
+    if a.get("port"):
+        sw._port(a["port"])
+    return qdisc_view(sw.dp, a.get("port"))
 
 
 @command("counters", port="str?")

@@ -255,6 +255,26 @@ class Graph:
         self._tx[number] = Transmit(_untransmitted(counters), True)
         return counters
 
+    def entry(self, number: int) -> tuple[Element, PortId]:
+        """The element input frames received on port ``number`` enter."""
+        return self._entry[number]
+
+    def set_entry(self, number: int, element: Element, inp: PortId) -> None:
+        """Frames received on port ``number`` enter ``element`` at ``inp`` from now on (an ingress
+        policer put in front of the switch).  A driver holding the port's `ingress` closure
+        fetches it again."""
+        if number not in self.ports:
+            raise GraphError(f"no port number {number}")
+        self._check(element, inp, "input")
+        self._entry[number] = (element, inp)
+        self._ingress.pop(number, None)
+
+    def egress_feeds(self, number: int) -> list[tuple[Element, PortId]]:
+        """The element outputs bound to port ``number``'s transmit (`bind_egress`)."""
+        counters = self.ports[number]
+        return [(el, out) for el in self.elements.values() for out, send in el._out.items()
+                if getattr(send, "port", None) is counters]
+
     def bind_egress(self, element: Element, out: PortId, port: int) -> None:
         """Frames ``element`` emits on ``out`` leave by graph port ``port`` (counted as its tx).
         Several outputs may feed one port; the driver gives the port one `set_transmit`."""

@@ -13,7 +13,8 @@ Config: ``scheduler`` (or ``capacity`` packets for a tail-drop FIFO), ``gate``.
 Counters, as ``tc -s qdisc`` words them: ``enqueued``, ``sent_packets``,
 ``sent_bytes``, ``requeues``, ``overlimits`` (a dequeue the scheduler held
 back though it had frames: a shaper's throttle), ``max_depth``; the snapshot
-adds ``backlog_packets``/``backlog_bytes`` and the scheduler's own counters.
+adds ``backlog_packets``/``backlog_bytes`` and the scheduler's own counters and
+``stats()`` (per-class figures).
 Drop reasons: the scheduler's (``queue_full`` for a FIFO).
 
 Readiness.  A queue in a graph tells the graph when it has something a
@@ -162,5 +163,5 @@ class Queue(Element):
         snap["backlog_packets"] = self.backlog_packets
         snap["backlog_bytes"] = self.backlog_bytes
         snap["scheduler"] = {"kind": self.scheduler.KIND, **self.scheduler.config(),
-                             **self.scheduler.counters}
+                             **self.scheduler.counters, **self.scheduler.stats()}
         return snap

@@ -25,6 +25,9 @@ class in one file, plugged into any queue without touching the drivers:
     The queue asks the graph to wake it then.
 ``backlog_packets`` / ``backlog_bytes``
     what it holds now.
+``stats() -> dict``
+    figures that are not counters (per-class sent/dropped/backlog, a flow
+    list's length, CoDel's state), computed when the queue's snapshot asks.
 
 A scheduler declares ``COUNTERS`` and ``DROP_REASONS`` like an element; its
 queue adopts them, so they appear in the queue's snapshot and in the drop
@@ -40,6 +43,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, ClassVar
 
+from mypy_extensions import mypyc_attr
+
 from vswitch.core.frame import Frame
 
 if TYPE_CHECKING:
@@ -50,6 +55,9 @@ __all__ = ["Scheduler", "Fifo", "DROP_MODES"]
 DROP_MODES = ("tail", "head")
 
 
+# Compiled with mypyc (vswitch/compiled.py), as the policies in vswitch/core/policies are;
+# interpreted subclasses (the NIC model's rings, tests) are allowed.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Scheduler:
     """Base class of queue policies; see the module docstring for the protocol."""
 
@@ -57,13 +65,31 @@ class Scheduler:
     DROP_REASONS: ClassVar[tuple[str, ...]] = ()
     KIND: ClassVar[str] = "scheduler"       # the name `qdisc show` prints (tc's kind)
 
-    # What it holds now; a subclass keeps them as attributes or computes them (properties).
-    backlog_packets: int = 0
-    backlog_bytes: int = 0
-
     def __init__(self) -> None:
         self.queue: Queue | None = None
         self.counters: dict[str, int] = dict.fromkeys(self.COUNTERS, 0)
+        self._backlog_packets = 0
+        self._backlog_bytes = 0
+
+    # What it holds now: kept in these attributes, or computed by a subclass that overrides
+    # the properties.  Properties rather than plain attributes because this class is
+    # compiled: compiled code reads a plain attribute from its slot, past an interpreted
+    # subclass's property (a NIC ring computes its backlog from the ring).
+    @property
+    def backlog_packets(self) -> int:
+        return self._backlog_packets
+
+    @backlog_packets.setter
+    def backlog_packets(self, n: int) -> None:
+        self._backlog_packets = n
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog_bytes
+
+    @backlog_bytes.setter
+    def backlog_bytes(self, n: int) -> None:
+        self._backlog_bytes = n
 
     def bind(self, queue: Queue) -> None:
         """Called once by the queue that owns this scheduler."""
@@ -106,6 +132,10 @@ class Scheduler:
 
     def config(self) -> dict[str, object]:
         """The policy's parameters, as `qdisc show` prints them."""
+        return {}
+
+    def stats(self) -> dict[str, object]:
+        """Figures beyond the counters (per class, per flow list), for the queue's snapshot."""
         return {}
 
 

@@ -208,6 +208,8 @@ class LiveSwitch:
         if lp.state == "up" and new.type == "tap" and "device" in touched:
             await self.devices.retune_tap(lp, old, new)
         self.dp.update_port(old, new, repool="pool" in touched)
+        if "ingress" in touched:             # a policer or storm control now stands in front
+            lp.push = self.dp.graph.ingress(lp.number)
         lp.cfg = new
         self.topo.ports = [new if p.name == name else p for p in self.topo.ports]
         if reopen == "up" and lp.state != "up":
