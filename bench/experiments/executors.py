@@ -79,7 +79,7 @@ def run_dask(kind: str, points: Sequence[Point], scheduler: str, done: Done, fai
         run = uuid.uuid4().hex[:8]           # this sweep's task keys (a rerun never reuses another's)
         futures = {client.submit(run_point, kind, p.params, p.seed, key=f"vsw-point-{p.key}-{run}",
                                  pure=False): p for p in points}
-        for fut in as_completed(list(futures)):
+        for fut in as_completed(list(futures), loop=client.loop):
             p = futures[fut]
             if fut.status == "finished":
                 done(p, fut.result())
