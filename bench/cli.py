@@ -12,6 +12,7 @@ Subcommands:
 ``policies``   cost per frame of each queue policy (see bench/policies.py).
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
 ``replay-bench`` ``replay --live`` against Debian's tcpreplay on a veth (root; tcpreplay).
+``experiment`` run an experiment file's sweep (locally or on Dask): tables, plots (bench/experiments/).
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
 2 bad arguments or configuration, or a replay output that cannot be written.
@@ -368,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                    description="Check REV out into a temporary worktree and run the same benchmarks for both "
                    "trees, interleaved, each run a fresh process; a table of medians, ratios and verdicts "
                    "(ok within +5 %).", add_help=False)
+    sub.add_parser("experiment", help="run an experiment TOML's sweep: CSV/Parquet/JSON tables and plots",
+                   description="Run every point of an experiment's sweep (bench/experiments/cli.py)", add_help=False)
     sub.add_parser("gen", help="generate a trace: guests, east-west and north-south flows, rates, bursts",
                    description="Generate a pcap/pcapng trace of N guests and hosts on the wire, with a vswitch "
                    "topology and a JSON manifest (bench/gen.py)", add_help=False)
@@ -386,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "compare": "bench.compare",
         "calibrate": "bench.calibrate",
         "policies": "bench.policies",
+        "experiment": "bench.experiments.cli",
     }
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in modules:

@@ -683,7 +683,10 @@ class Nic(Element):
         self.irq.note_poll(qi, n, budget)
         self._after(now_ns)
         if n >= budget:
-            queue.wake(now_ns)  # NAPI keeps polling while the budget runs out
+            if queue.backlog_packets:
+                queue.wake(now_ns)  # NAPI keeps polling while the budget runs out
+            else:                   # it polls again, finds the ring empty and completes: re-armed
+                self.irq.note_poll(qi, 0, budget)
 
     # -- signals ---------------------------------------------------------------
     def _signal(self, now_ns: int) -> list[int]:

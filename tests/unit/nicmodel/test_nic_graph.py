@@ -80,6 +80,23 @@ def test_napi_budget_leaves_the_queue_ready_until_it_is_empty():
     assert irq["budget_exhausted"] == 1 and irq["interrupts"] == 1
 
 
+def test_a_poll_that_empties_the_ring_with_its_whole_budget_still_re_arms_the_vector():
+    # NAPI polls again after a full-budget poll; finding the ring empty it completes and the
+    # interrupt is re-armed.  Before, a ring emptied by exactly `budget` frames stayed masked
+    # and nothing that arrived later was ever delivered.
+    dp, got = vmdq({"rx_usecs": 50})
+    g = dp.graph
+    g.push(dp.numbers["up"], [Frame(eth(G1, WIRE_MAC), 0) for _ in range(64)], 0)
+    g.run_until(100_000)
+    assert len(got["g1"]) == 64
+    g.push(dp.numbers["up"], [Frame(eth(G1, WIRE_MAC), 200_000) for _ in range(10)], 200_000)
+    g.run_until(300_000)
+    assert len(got["g1"]) == 74                  # the second burst, 50 us after it came
+    assert [t for t, _ in got["g1"][64:]] == [250_000] * 10
+    irq = g.elements["nic0.irq"].counters
+    assert irq["interrupts"] == 2 and irq["budget_exhausted"] == 1
+
+
 def test_nic_drops_count_on_the_uplink_port_as_the_kernel_counts_them():
     # A 64-descriptor ring with drop enable: the overflow is rx_dropped (qprdc).
     dp, got = vmdq({"rx_ring": 64})
