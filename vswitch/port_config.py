@@ -11,7 +11,8 @@ saved config (`PortConfig.to_dict`), the switch element's `SwitchPort`
 ``applies`` says what a run-time change touches: ``switch`` (the `SwitchPort`
 field of the same name), ``vlan`` (the switch's `PortVlan`, built from
 vlan_mode, tag and trunks), ``device`` (the open interface: namespace, MTU),
-``pool`` (the guest's VMDq pool: its VLAN and MAC).  A setting with no
+``pool`` (the guest's VMDq pool: its VLAN and MAC), ``vf`` (the guest's VF: its
+``ip link set PF vf N`` admin settings).  A setting with no
 ``applies`` takes effect later (``persistent``: when the daemon exits).
 """
 
@@ -136,8 +137,29 @@ class PortConfig:
     persistent: bool = setting(default=False, runtime=True, example=True,
                                help="tap: keep the device when the daemon stops")
     mac: str | None = setting(
-        default=None, check=_guest_mac, runtime=True, applies=("pool",), metavar="MAC", example="52:54:00:12:34:01",
-        help="the guest's MAC, for its VMDq pool ([nic] mode = vmdq; default: learned from its frames)")
+        default=None, check=_guest_mac, runtime=True, applies=("pool", "vf"), metavar="MAC",
+        example="52:54:00:12:34:01",
+        help="the guest's MAC: its VMDq pool's filter ([nic] mode = vmdq), or its VF's admin MAC (mode = sriov: "
+             "`ip link set PF vf N mac`; a tap port's interface takes it); default: learned from its frames")
+    vf: int | None = setting(
+        default=None, bounds=(0, 63), runtime=False, metavar="N", example=0,
+        help="the guest's VF ([nic] mode = sriov): the port's frames are VF N's DMA, the NIC switches them")
+    vf_vlan: int = setting(default=0, bounds=(0, 4095), runtime=True, applies=("vf",), metavar="VID", example=10,
+                           help="the VF's port VLAN (`ip link set PF vf N vlan V`): inserted on TX, stripped on RX, "
+                                "0 for none")
+    vf_qos: int = setting(default=0, bounds=(0, 7), runtime=True, applies=("vf",), metavar="PCP", example=3,
+                          help="the port VLAN's priority (`vlan V qos Q`)")
+    vf_spoofchk: bool = setting(default=True, runtime=True, applies=("vf",), example=False,
+                                help="MAC and VLAN anti-spoof on the VF's TX (`spoofchk on|off`)")
+    vf_trust: bool = setting(default=False, runtime=True, applies=("vf",), example=True,
+                             help="the VF may change its admin MAC and go allmulti (`trust on|off`)")
+    vf_max_tx_rate: int = setting(default=0, bounds=(0, 100_000), runtime=True, applies=("vf",), metavar="MBPS",
+                                  example=500, help="the VF's TX rate limit in Mb/s, 0 for none (`max_tx_rate`)")
+    vf_min_tx_rate: int = setting(default=0, bounds=(0, 100_000), runtime=True, applies=("vf",), metavar="MBPS",
+                                  example=100, help="the VF's guaranteed TX rate in Mb/s (`min_tx_rate`; ixgbe: 0)")
+    vf_state: str = setting(default="auto", choices=("auto", "enable", "disable"), runtime=True, applies=("vf",),
+                            example="disable", help="the VF's link state (`state auto|enable|disable`): disable "
+                                                    "carries nothing")
 
     def check(self) -> None:
         """The rules between settings (`vswitch.schema.load` calls this after each setting's own)."""
@@ -145,6 +167,16 @@ class PortConfig:
             raise ValueError(f"netns: only a tap port moves into a namespace (an {self.type} port uses an "
                              "interface in the daemon's namespace)")
         self.vlan()                    # vlan_mode with tag and trunks
+        if self.vf is None:
+            set_vf = [k for k in VF_SETTINGS if getattr(self, k) != PORT_SETTINGS[k].default]
+            if set_vf:
+                raise ValueError(f"{set_vf[0]}: only a port on a VF (vf = N, [nic] mode = sriov) has VF settings")
+        else:
+            on_switch = [s.name for s in SWITCH_SETTINGS if s.name != "mtu" and getattr(self, s.name) != s.default]
+            on_switch += [k for k in ("tag", "trunks", "vlan_mode") if getattr(self, k) is not None]
+            if on_switch:
+                raise ValueError(f"{on_switch[0]}: a port on a VF is not on the software switch (its VLAN is "
+                                 "vf_vlan, the NIC's port VLAN)")
 
     def vlan(self) -> PortVlan:
         return PortVlan.build(tag=self.tag, trunks=self.trunks, mode=self.vlan_mode)
@@ -152,6 +184,10 @@ class PortConfig:
     def switch_settings(self) -> dict[str, Any]:
         """What the switch element holds of this port (`SwitchPort`'s fields but number and name)."""
         return {"vlan": self.vlan(), **{s.name: getattr(self, s.name) for s in SWITCH_SETTINGS}}
+
+    def vf_settings(self) -> dict[str, Any]:
+        """The VF's admin settings (``ip link set PF vf N ...``): its MAC and the ``vf_*`` keys."""
+        return {"mac": self.mac, **{k: getattr(self, k) for k in VF_SETTINGS}}
 
     def switch_port(self, number: int) -> SwitchPort:
         # Imported here: vswitchctl reads this module for its options and needs no dataplane.
@@ -176,6 +212,8 @@ PORT_SETTINGS: dict[str, Setting] = settings_of(PortConfig)
 RUNTIME_SETTINGS: tuple[str, ...] = tuple(k for k, s in PORT_SETTINGS.items() if s.runtime)
 SWITCH_SETTINGS: tuple[Setting, ...] = tuple(s for s in PORT_SETTINGS.values() if "switch" in s.applies)
 PORT_FLAGS = tuple(s.name for s in SWITCH_SETTINGS if bool in s.types)
+# A VF's admin settings (its MAC is the port's ``mac``, which a VMDq guest has too).
+VF_SETTINGS: tuple[str, ...] = tuple(k for k in PORT_SETTINGS if k.startswith("vf_"))
 
 
 def parse_port(data: Mapping[str, Any], where: str) -> PortConfig:
