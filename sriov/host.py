@@ -236,6 +236,13 @@ class SriovHost:
                              errno.EPROTONOSUPPORT)
         if "query_rss" in opts:
             raise SriovError(f"vf {n}: query_rss is not a vswitchd port setting (the VF's guest is emulated)")
+        # The PF's own checks first, so a value the port's declaration also refuses gets the
+        # driver's words (as `ip link` would print them).
+        if "mac" in opts and opts["mac"][0] & 1:
+            raise SriovError(f"vf {n}: {mac_str(opts['mac'])} is a multicast address")
+        if not 0 <= opts.get("vlan", 0) <= 4095 or not 0 <= opts.get("qos", 0) <= 7:
+            raise SriovError(f"vf {n}: vlan {opts.get('vlan', 0)} qos {opts.get('qos', 0)}: vlan must be 0-4095 "
+                             "and qos 0-7")
         b = next((b for b in self.bindings.values() if b.vf == n), None)
         if b is None:
             raise SriovError(f"vf {n}: no guest port is on it (a port with vf = {n} holds its settings)")

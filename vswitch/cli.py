@@ -159,16 +159,19 @@ def render_nic(r: dict[str, Any]) -> list[Table]:
 def render_vfs(r: dict[str, Any]) -> list[Table]:
     pf = r["pf"]
     vfs = _table(f"PF {pf['bdf']} ({pf['profile']}, {pf['driver']}), {pf['num_vfs']} of {pf['totalvfs']} VFs, "
-                 f"uplink {r.get('uplink')}, ssvpc {r.get('ssvpc', 0)}",
-                 ["vf", "port", "bdf", "MAC", "vlan", "qos", "spoofchk", "trust", "state", "max rate", "rx pkts",
-                  "rx bytes", "rx drop", "tx pkts", "tx bytes", "tx drop"],
+                 f"uplink {r.get('uplink')}: admin settings (ip link set PF vf N ...)",
+                 ["vf", "port", "bdf", "MAC", "vlan", "qos", "spoofchk", "trust", "state", "max_tx_rate", "api",
+                  "rx/tx on"],
                  [[v["vf"], v.get("port"), v["bdf"], v["mac"], v["vlan"], v["qos"], _on(v["spoofchk"]),
-                   _on(v["trust"]), v["link_state"], v["max_tx_rate"] or "",
-                   *(v["stats"][k] for k in ("rx_packets", "rx_bytes", "rx_dropped", "tx_packets", "tx_bytes",
-                                             "tx_dropped"))] for v in r["vfs"]])
+                   _on(v["trust"]), v["link_state"], v["max_tx_rate"] or "", v["api"],
+                   f"{_on(v['rx_enabled'])}/{_on(v['tx_enabled'])}"] for v in r["vfs"]])
+    keys = ("rx_packets", "rx_bytes", "multicast", "broadcast", "rx_dropped", "tx_packets", "tx_bytes", "tx_dropped")
+    stats = _table(f"VF counters (ip -s link show; anti-spoof drops are tx_dropped, all VFs' in ssvpc "
+                   f"{r.get('ssvpc', 0)})", ["vf", "port", *keys],
+                   [[v["vf"], v.get("port"), *(v["stats"][k] for k in keys)] for v in r["vfs"]])
     io = r.get("iommu", {}).get("counters", {})
     iommu = _table("IOMMU (every VF DMA)", ["counter", "value"], [[k, v] for k, v in io.items()])
-    return [vfs, iommu]
+    return [vfs, stats, iommu]
 
 
 def _on(v: bool) -> str:
