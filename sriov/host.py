@@ -148,18 +148,28 @@ class SriovHost:
         a refusal leaves the VF as it was."""
         b = self.bindings[port]
         want = {**DEFAULTS, **settings}
-        self._apply(b.vf, want, b.settings)
-        old, b.settings = b.settings, want
+        old, old_mtu = b.settings, b.mtu
+        self._apply(b.vf, want, old)
+        b.settings = want
         guest = self.pf.vf(b.vf).guest
-        if guest is not None:
-            drv = guest.driver
-            if mtu is not None and mtu != b.mtu:
-                b.mtu = mtu
-                drv._open_args["mtu"] = mtu
-                drv.reset_requested = True
-            if want["mac"] != old["mac"]:
-                drv.reset_requested = True        # the guest reloads its driver for the new MAC
-            drv.service()                          # its watchdog: resets after trust/state/MAC changes
+        if guest is None:
+            return b
+        drv = guest.driver
+        if mtu is not None and mtu != b.mtu:
+            b.mtu = mtu
+            drv._open_args["mtu"] = mtu
+            drv.reset_requested = True            # the guest's new MTU: its driver sends SET_LPE again
+        if want["mac"] != old["mac"]:
+            drv.reset_requested = True            # the guest reloads its driver for the new MAC
+        try:
+            drv.service()                         # its watchdog: resets after trust/state/MAC changes
+        except VfRequestRefused as e:             # the PF refused the guest (SET_LPE): all back
+            b.settings, b.mtu = old, old_mtu
+            drv._open_args["mtu"] = old_mtu
+            self._apply(b.vf, old, want)
+            drv.reset_requested = True
+            drv.service()
+            raise SriovError(f"vf {b.vf}: the guest's driver failed: {e.message}", e.errno) from None
         return b
 
     def _apply(self, n: int, want: dict[str, Any], old: dict[str, Any]) -> None:

@@ -423,7 +423,9 @@ class Dataplane:
     uplink: str | None = None
 
     def name_of(self, number: int) -> str:
-        return self.switch.ports[number].name
+        if number in self.switch.ports:
+            return self.switch.ports[number].name
+        return next(n for n, k in self.numbers.items() if k == number)     # a guest on a VF
 
     def on_vf(self, name: str) -> bool:
         """The port is a guest on a VF (sriov mode): not a switch port."""

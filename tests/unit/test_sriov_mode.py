@@ -259,3 +259,13 @@ def test_vswitchctl_vf_parses_the_ip_link_words():
         parse_args(["vf", "set", "nic0", "x", "vlan", "1"])
     with pytest.raises(SystemExit):
         parse_args(["vf"])
+
+
+def test_a_jumbo_mtu_on_a_vf_port_is_refused_by_the_pf_and_changes_nothing(running):
+    before = (running.config.read_bytes(), running.pf.vf(0).show()["max_frame"])
+    r = running.call("set-port", name=running.g[0], changes={"mtu": "9000"})
+    assert r["ok"] is False and "vf 0: the guest's driver failed: set MTU 9000" in r["error"], r
+    assert (running.config.read_bytes(), running.pf.vf(0).show()["max_frame"]) == before
+    assert running.pf.vf(0).info.clear_to_send            # the guest is back, with its old MTU
+    running.ok("set-port", name=running.g[0], changes={"mtu": "1400"})
+    assert running.pf.vf(0).show()["max_frame"] == 1418

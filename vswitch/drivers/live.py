@@ -207,7 +207,7 @@ class LiveSwitch:
         if new.netns is not None and new.netns != old.netns:
             self._check_netns(name, new.netns)
         on_vf = self.dp.on_vf(name)
-        if on_vf and "vf" in touched:       # the PF may refuse (its errno): before the device
+        if on_vf:                    # the PF may refuse (its errno, nothing changed): before the device
             try:
                 self.dp.update_port(old, new)
             except ValueError as e:
@@ -216,10 +216,10 @@ class LiveSwitch:
             try:
                 await self.devices.retune_tap(lp, old, new)
             except LiveError:
-                if on_vf and "vf" in touched:
+                if on_vf:
                     self.dp.update_port(new, old)
                 raise
-        if not (on_vf and "vf" in touched):
+        if not on_vf:
             self.dp.update_port(old, new, repool="pool" in touched)
         lp.cfg = new
         if on_vf and new.mac != old.mac:
