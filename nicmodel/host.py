@@ -79,6 +79,15 @@ class NicHost:
     def vmdq(self) -> bool:
         return self.mode == "vmdq"
 
+    def attach(self, graph: Any) -> None:
+        """The NIC into ``graph`` (the topology wires its ports)."""
+        graph.add(self.nic)
+
+    @property
+    def default_pool(self) -> int:
+        """The hypervisor's pool (the topology wires the uplink's switch port to it)."""
+        return 0
+
     # -- guests ------------------------------------------------------------------
     def bind(self, port: str, vlan: int | None, mac: str | None) -> Binding:
         """Give a guest port the lowest free pool (vmdq mode)."""

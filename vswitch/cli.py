@@ -130,6 +130,16 @@ def render_perf(r: dict[str, Any]) -> list[Table]:
                           "does without the host's CPU",
                           ["NIC model ms", "NIC model ns per received frame"],
                           [[f"{n['nic_model_ns'] / 1e6:.1f}", f"{n['nic_model_ns_per_frame']:.0f}"]]))
+        sv = n.get("sriov")
+        if sv:
+            out.append(_table("SR-IOV: what a real hypervisor would spend (its switch) against the emulation's "
+                              "own cost (NIC model, VF DMA, the guests' taps)",
+                              ["hypervisor ms", "hypervisor ns/frame", "switch frames", "emulation ms",
+                               "emulation ns/frame", "VF DMA I/O ms", "VF frames in"],
+                              [[f"{sv['hypervisor_ns'] / 1e6:.1f}", f"{sv['hypervisor_ns_per_frame']:.0f}",
+                                sv["switch_frames"], f"{sv['emulation_ns'] / 1e6:.1f}",
+                                f"{sv['emulation_ns_per_frame']:.0f}", f"{sv['vf_dma_io_ns'] / 1e6:.1f}",
+                                sv["vf_frames_in"]]]))
     return out
 
 
@@ -147,6 +157,28 @@ def render_nic(r: dict[str, Any]) -> list[Table]:
     qt = _table("queue counters (non-zero)", ["counter", "value"],
                 [[k, v] for k, v in c.get("queues", {}).items() if v])
     return [binds, pt, qt]
+
+
+def render_vfs(r: dict[str, Any]) -> list[Table]:
+    pf = r["pf"]
+    vfs = _table(f"PF {pf['bdf']} ({pf['profile']}, {pf['driver']}), {pf['num_vfs']} of {pf['totalvfs']} VFs, "
+                 f"uplink {r.get('uplink')}: admin settings (ip link set PF vf N ...)",
+                 ["vf", "port", "bdf", "MAC", "vlan", "qos", "spoofchk", "trust", "state", "max_tx_rate", "api",
+                  "rx/tx on"],
+                 [[v["vf"], v.get("port"), v["bdf"], v["mac"], v["vlan"], v["qos"], _on(v["spoofchk"]),
+                   _on(v["trust"]), v["link_state"], v["max_tx_rate"] or "", v["api"],
+                   f"{_on(v['rx_enabled'])}/{_on(v['tx_enabled'])}"] for v in r["vfs"]])
+    keys = ("rx_packets", "rx_bytes", "multicast", "broadcast", "rx_dropped", "tx_packets", "tx_bytes", "tx_dropped")
+    stats = _table(f"VF counters (ip -s link show; anti-spoof drops are tx_dropped, all VFs' in ssvpc "
+                   f"{r.get('ssvpc', 0)})", ["vf", "port", *keys],
+                   [[v["vf"], v.get("port"), *(v["stats"][k] for k in keys)] for v in r["vfs"]])
+    io = r.get("iommu", {}).get("counters", {})
+    iommu = _table("IOMMU (every VF DMA)", ["counter", "value"], [[k, v] for k, v in io.items()])
+    return [vfs, stats, iommu]
+
+
+def _on(v: bool) -> str:
+    return "on" if v else "off"
 
 
 def render_graph(r: dict[str, Any], all_elements: bool = False) -> list[Table]:
@@ -314,6 +346,22 @@ def build_parser() -> argparse.ArgumentParser:
     nic = _commands(command(sub, "nic", "the emulated NIC ([nic] in the config)"), "nic_cmd")
     command(nic, "show", "pools, filters, rings and counters", json=True)
 
+    vf = _commands(command(sub, "vf", "SR-IOV virtual functions ([nic] mode = sriov): show, set, mailbox"),
+                   "vf_cmd")
+    command(vf, "show", "the VFs: guest port, admin settings (ip link's), counters; the IOMMU", json=True)
+    v_set = command(vf, "set", "change a VF's admin settings: the words of `ip link set PF vf N ...`",
+                    "Change VF N's admin settings with the words of `ip link set PF vf N ...`: mac MAC, vlan "
+                    "VID [qos PCP], max_tx_rate MBPS, min_tx_rate MBPS, spoofchk on|off, trust on|off, state "
+                    "auto|enable|disable. The PF driver checks each as ixgbe does and a refusal (with the "
+                    "kernel's error) changes nothing; the settings are the guest port's (vf_vlan, ...) and "
+                    "are saved in the config file.")
+    v_set.add_argument("pf", help="the PF: the NIC's name (nic0) or its uplink port")
+    v_set.add_argument("n", type=int, metavar="N", help="the VF (0-based, as ip link)")
+    v_set.add_argument("words", nargs="+", metavar="WORD", help="mac|vlan|qos|max_tx_rate|min_tx_rate|spoofchk|"
+                                                               "trust|state and their values")
+    v_mbx = command(vf, "mailbox", "the last PF-VF mailbox messages of a VF, decoded", json=True)
+    v_mbx.add_argument("n", type=int, metavar="N", help="the VF (0-based)")
+
     mir = _commands(command(sub, "mirror", "port mirroring (SPAN) to a port or a pcap file"), "mirror_cmd")
     m_add = command(mir, "add", "add a mirror: copies of the selected frames to a port or a pcap file",
                     "Add a mirror: copies of the frames received on (--select-src-port) or sent to "
@@ -404,6 +452,15 @@ def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
     if cmd == "nic":
         r = cl.call("nic/show")
         return r, render_nic(r)
+    if cmd == "vf":
+        sc = args.vf_cmd
+        if sc == "show":
+            r = cl.call("vf/show")
+            return r, render_vfs(r)
+        if sc == "set":
+            return cl.call("vf/set", pf=args.pf, vf=args.n, words=args.words), None
+        r = cl.call("vf/mailbox", vf=args.n)
+        return r, [_table(f"VF {r['vf']} mailbox (oldest first)", ["message"], [[m] for m in r["messages"]])]
     if cmd == "mirror":
         sc = args.mirror_cmd
         if sc == "add":

@@ -11,7 +11,8 @@ saved config (`PortConfig.to_dict`), the switch element's `SwitchPort`
 ``applies`` says what a run-time change touches: ``switch`` (the `SwitchPort`
 field of the same name), ``vlan`` (the switch's `PortVlan`, built from
 vlan_mode, tag and trunks), ``device`` (the open interface: namespace, MTU),
-``pool`` (the guest's VMDq pool: its VLAN and MAC).  A setting with no
+``pool`` (the guest's VMDq pool: its VLAN and MAC), ``vf`` (the guest's VF: its
+``ip link set PF vf N`` admin settings).  A setting with no
 ``applies`` takes effect later (``persistent``: when the daemon exits).
 """
 
@@ -186,8 +187,10 @@ class PortConfig:
     persistent: bool = setting(default=False, runtime=True, example=True,
                                help="tap: keep the device when the daemon stops")
     mac: str | None = setting(
-        default=None, check=_guest_mac, runtime=True, applies=("pool",), metavar="MAC", example="52:54:00:12:34:01",
-        help="the guest's MAC, for its VMDq pool ([nic] mode = vmdq; default: learned from its frames)")
+        default=None, check=_guest_mac, runtime=True, applies=("pool", "vf"), metavar="MAC",
+        example="52:54:00:12:34:01",
+        help="the guest's MAC: its VMDq pool's filter ([nic] mode = vmdq), or its VF's admin MAC (mode = sriov: "
+             "`ip link set PF vf N mac`; a tap port's interface takes it); default: learned from its frames")
     qdisc: str | dict | None = setting(  # type: ignore[type-arg]  # a kind, or a table of tc-style parameters
         default=None, check=check_qdisc, runtime=True, applies=("qdisc",), metavar="KIND",
         example="fq_codel",
@@ -209,6 +212,25 @@ class PortConfig:
     storm_multicast_pps: int | None = setting(
         default=None, bounds=(0, 10**9), runtime=True, applies=("ingress",), metavar="N", example=1000,
         help="storm control: at most N multicast frames received per second (default: no limit)")
+    vf: int | None = setting(
+        default=None, bounds=(0, 63), runtime=False, metavar="N", example=0,
+        help="the guest's VF ([nic] mode = sriov): the port's frames are VF N's DMA, the NIC switches them")
+    vf_vlan: int = setting(default=0, bounds=(0, 4095), runtime=True, applies=("vf",), metavar="VID", example=10,
+                           help="the VF's port VLAN (`ip link set PF vf N vlan V`): inserted on TX, stripped on RX, "
+                                "0 for none")
+    vf_qos: int = setting(default=0, bounds=(0, 7), runtime=True, applies=("vf",), metavar="PCP", example=3,
+                          help="the port VLAN's priority (`vlan V qos Q`)")
+    vf_spoofchk: bool = setting(default=True, runtime=True, applies=("vf",), example=False,
+                                help="MAC and VLAN anti-spoof on the VF's TX (`spoofchk on|off`)")
+    vf_trust: bool = setting(default=False, runtime=True, applies=("vf",), example=True,
+                             help="the VF may change its admin MAC and go allmulti (`trust on|off`)")
+    vf_max_tx_rate: int = setting(default=0, bounds=(0, 100_000), runtime=True, applies=("vf",), metavar="MBPS",
+                                  example=500, help="the VF's TX rate limit in Mb/s, 0 for none (`max_tx_rate`)")
+    vf_min_tx_rate: int = setting(default=0, bounds=(0, 100_000), runtime=True, applies=("vf",), metavar="MBPS",
+                                  example=100, help="the VF's guaranteed TX rate in Mb/s (`min_tx_rate`; ixgbe: 0)")
+    vf_state: str = setting(default="auto", choices=("auto", "enable", "disable"), runtime=True, applies=("vf",),
+                            example="disable", help="the VF's link state (`state auto|enable|disable`): disable "
+                                                    "carries nothing")
 
     def check(self) -> None:
         """The rules between settings (`vswitch.schema.load` calls this after each setting's own)."""
@@ -218,6 +240,19 @@ class PortConfig:
         self.vlan()                    # vlan_mode with tag and trunks
         if self.ingress_policing_burst and not self.ingress_policing_rate:
             raise ValueError("ingress_policing_burst: only with ingress_policing_rate (the rate it bursts over)")
+        if self.vf is None:
+            set_vf = [k for k in VF_SETTINGS if getattr(self, k) != PORT_SETTINGS[k].default]
+            if set_vf:
+                raise ValueError(f"{set_vf[0]}: only a port on a VF (vf = N, [nic] mode = sriov) has VF settings")
+        else:
+            on_switch = [s.name for s in SWITCH_SETTINGS if s.name != "mtu" and getattr(self, s.name) != s.default]
+            on_switch += [k for k in ("tag", "trunks", "vlan_mode") if getattr(self, k) is not None]
+            on_switch += [k for k in ("qdisc", "ingress_policing_rate", "ingress_policing_burst",
+                                      "storm_broadcast_pps", "storm_multicast_pps")
+                          if getattr(self, k) != PORT_SETTINGS[k].default]
+            if on_switch:
+                raise ValueError(f"{on_switch[0]}: a port on a VF is not on the software switch (its own "
+                                 "settings are the vf_* keys: its VLAN is vf_vlan, its rate vf_max_tx_rate)")
 
     def policer_params(self) -> dict[str, Any] | None:
         """The ingress policer's parameters (`build_policer`), None when policing is off: a
@@ -234,6 +269,10 @@ class PortConfig:
     def switch_settings(self) -> dict[str, Any]:
         """What the switch element holds of this port (`SwitchPort`'s fields but number and name)."""
         return {"vlan": self.vlan(), **{s.name: getattr(self, s.name) for s in SWITCH_SETTINGS}}
+
+    def vf_settings(self) -> dict[str, Any]:
+        """The VF's admin settings (``ip link set PF vf N ...``): its MAC and the ``vf_*`` keys."""
+        return {"mac": self.mac, **{k: getattr(self, k) for k in VF_SETTINGS}}
 
     def switch_port(self, number: int) -> SwitchPort:
         # Imported here: vswitchctl reads this module for its options and needs no dataplane.
@@ -258,6 +297,8 @@ PORT_SETTINGS: dict[str, Setting] = settings_of(PortConfig)
 RUNTIME_SETTINGS: tuple[str, ...] = tuple(k for k, s in PORT_SETTINGS.items() if s.runtime)
 SWITCH_SETTINGS: tuple[Setting, ...] = tuple(s for s in PORT_SETTINGS.values() if "switch" in s.applies)
 PORT_FLAGS = tuple(s.name for s in SWITCH_SETTINGS if bool in s.types)
+# A VF's admin settings (its MAC is the port's ``mac``, which a VMDq guest has too).
+VF_SETTINGS: tuple[str, ...] = tuple(k for k in PORT_SETTINGS if k.startswith("vf_"))
 
 
 def parse_port(data: Mapping[str, Any], where: str) -> PortConfig:

@@ -89,7 +89,7 @@ class BridgeConfig:
     damp_hold: float = 30.0
 
 
-NIC_MODES = ("software", "vmdq")
+NIC_MODES = ("software", "vmdq", "sriov")
 
 
 @dataclass
@@ -103,6 +103,7 @@ class NicConfig:
     tx_ring: int = 512
     rx_usecs: int = 0
     rx_frames: int = 0
+    numvfs: int = 0                 # mode = "sriov": the VFs the PF driver enables (sriov_numvfs)
 
 
 @dataclass
@@ -227,11 +228,44 @@ def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
         topo.fdb.append(StaticFdbConfig(mac, port_name, vlan))
     if "nic" in doc:
         topo.nic = parse_nic(doc["nic"], f"{source}: [nic]", seen)
+    _check_vf_ports(topo, source)
     return topo
 
 
+def _check_vf_ports(topo: Topology, source: str) -> None:
+    """mode = "sriov": every guest port names its own VF, and the PF accepts each one's settings
+    (a scratch PF is programmed as the daemon will program its own: the driver's errors)."""
+    nic = topo.nic
+    labels = {p.name: f"{source}: port[{i}] ({p.name!r})" for i, p in enumerate(topo.ports)}
+    if nic is None or nic.mode != "sriov":
+        for p in topo.ports:
+            if p.vf is not None:
+                raise ConfigError(f"{labels[p.name]}: vf: a port on a VF needs [nic] mode = \"sriov\"")
+        return
+    owner: dict[int, str] = {}
+    vf_ports = []
+    for p in topo.ports:
+        if p.name == nic.uplink:
+            if p.vf is not None:
+                raise ConfigError(f"{labels[p.name]}: vf: the uplink is the NIC's wire, not a VF")
+            continue
+        if p.vf is None:
+            raise ConfigError(f"{labels[p.name]}: vf: in [nic] mode = \"sriov\" every guest port names its VF "
+                              f"(vf = 0-{nic.numvfs - 1})")
+        if p.vf >= nic.numvfs:
+            raise ConfigError(f"{labels[p.name]}: vf {p.vf}: the PF has {nic.numvfs} VFs ([nic] numvfs)")
+        if p.vf in owner:
+            raise ConfigError(f"{labels[p.name]}: vf {p.vf}: already the VF of port {owner[p.vf]!r}")
+        owner[p.vf] = p.name
+        vf_ports.append((labels[p.name], p.name, p.vf, p.vf_settings(), p.mtu))
+    try:
+        _nic_plugin("check_ports", "sriov")("nic0", nic_settings(nic), vf_ports)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 _NIC_KEYS: dict[str, Any] = {"profile": str, "mode": str, "uplink": str, "rx_ring": int, "tx_ring": int,
-                             "rx_usecs": int, "rx_frames": int}
+                             "rx_usecs": int, "rx_frames": int, "numvfs": int}
 
 
 def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
@@ -256,6 +290,15 @@ def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
             raise ConfigError(f"{where}: {k} {getattr(cfg, k)}: descriptors 64-4096 (as ethtool -G)")
     if cfg.rx_usecs < 0 or cfg.rx_frames < 0:
         raise ConfigError(f"{where}: rx_usecs and rx_frames must be >= 0")
+    if cfg.mode == "sriov":
+        total = _nic_plugin("max_vfs", "sriov")(cfg.profile)
+        if "numvfs" not in data:
+            raise ConfigError(f"{where}: numvfs: mode = \"sriov\" needs the number of VFs (1-{total}, "
+                              "what `echo N > sriov_numvfs` enables)")
+        if not 1 <= cfg.numvfs <= total:
+            raise ConfigError(f"{where}: numvfs {cfg.numvfs}: {cfg.profile} has 1-{total} VFs (sriov_totalvfs)")
+    elif "numvfs" in data:
+        raise ConfigError(f"{where}: numvfs: only mode = \"sriov\" has VFs (mode is {cfg.mode!r})")
     return cfg
 
 
@@ -293,7 +336,8 @@ def topology_to_dict(topo: Topology) -> dict[str, Any]:
     if topo.nic is not None:
         default_nic = NicConfig()
         doc["nic"] = {k: getattr(topo.nic, k) for k in _NIC_KEYS
-                      if getattr(topo.nic, k) != getattr(default_nic, k) or k in ("mode", "uplink")}
+                      if getattr(topo.nic, k) != getattr(default_nic, k) or k in ("mode", "uplink")
+                      or (k == "numvfs" and topo.nic.mode == "sriov")}
     return doc
 
 
@@ -347,18 +391,29 @@ def assign_numbers(topo: Topology) -> dict[str, int]:
 
 # The emulated NIC is a plug-in the topology loads by name, so the switch's package never
 # imports the NIC model's (which builds on this package's core): no import cycle.
-# It names its profiles (``PROFILES``) and builds the host object (``build``).
+# It names its profiles (``PROFILES``) and builds the host object (``build``).  SR-IOV mode's
+# host (the PF driver, VFs, guests on them) is its own plug-in, next to the SR-IOV model; it
+# also says how many VFs a profile has (``max_vfs``) and checks the VF ports (``check_ports``).
 NIC_PLUGIN = "nicmodel.host"
+NIC_PLUGINS = {"software": NIC_PLUGIN, "vmdq": NIC_PLUGIN, "sriov": "sriov.host"}
 
 
-def _nic_plugin(attr: str) -> Any:
-    return getattr(importlib.import_module(NIC_PLUGIN), attr)
+def _nic_plugin(attr: str, mode: str = "vmdq") -> Any:
+    return getattr(importlib.import_module(NIC_PLUGINS[mode]), attr)
+
+
+def nic_settings(cfg: NicConfig) -> dict[str, Any]:
+    """What the plug-in's host is built with."""
+    s: dict[str, Any] = {"profile": cfg.profile, "mode": cfg.mode, "rx_ring": cfg.rx_ring, "tx_ring": cfg.tx_ring,
+                         "rx_usecs": cfg.rx_usecs, "rx_frames": cfg.rx_frames}
+    if cfg.mode == "sriov":
+        s["numvfs"] = cfg.numvfs
+    return s
 
 
 def load_nic_host(cfg: NicConfig, name: str = "nic0") -> Any:
-    """The NIC plug-in's host object (`nicmodel.host.NicHost`) for a ``[nic]`` section."""
-    return _nic_plugin("build")(name, profile=cfg.profile, mode=cfg.mode, rx_ring=cfg.rx_ring,
-                                tx_ring=cfg.tx_ring, rx_usecs=cfg.rx_usecs, rx_frames=cfg.rx_frames)
+    """The NIC plug-in's host object (`nicmodel.host.NicHost`, `sriov.host.SriovHost`) for a ``[nic]``."""
+    return _nic_plugin("build", cfg.mode)(name, **nic_settings(cfg))
 
 
 @dataclass
@@ -382,11 +437,21 @@ class Dataplane:
     entries: dict[str, tuple[Element, PortId]] = field(default_factory=dict)   # port -> where frames enter
 
     def name_of(self, number: int) -> str:
-        return self.switch.ports[number].name
+        if number in self.switch.ports:
+            return self.switch.ports[number].name
+        return next(n for n, k in self.numbers.items() if k == number)     # a guest on a VF
+
+    def on_vf(self, name: str) -> bool:
+        """The port is a guest on a VF (sriov mode): not a switch port."""
+        return self.nic is not None and not self.nic.vmdq and name in self.nic.bindings
 
     def add_port(self, cfg: PortConfig, number: int) -> None:
-        """Add a port (switch, graph and, in vmdq mode, a pool); nothing is changed if it fails."""
+        """Add a port (switch, graph and, in vmdq mode, a pool; in sriov mode a guest port on its
+        VF is not a switch port); nothing is changed if it fails."""
         g, sw, host = self.graph, self.switch, self.nic
+        if host is not None and host.mode == "sriov" and cfg.name != self.uplink:
+            self._add_vf_port(cfg, number)
+            return
         binding = None
         if host is not None and host.vmdq and cfg.name != self.uplink:
             vlan = cfg.vlan()
@@ -406,13 +471,14 @@ class Dataplane:
             g.add_port(number, cfg.name, seg, "in")
             g.bind_egress(nic, "wire", number)
             # The default pool to the switch as the uplink's frames; guests' VEB copies set aside.
-            host = g.elements.get(f"{nic.name}.pool0")
+            pool = f"pool{self.nic.default_pool}"
+            host = g.elements.get(f"{nic.name}.{pool}")
             if not isinstance(host, FromPort):
-                host = g.add(FromPort(f"{nic.name}.pool0", number))
-                g.connect(nic, "pool0", host, "in")
+                host = g.add(FromPort(f"{nic.name}.{pool}", number))
+                g.connect(nic, pool, host, "in")
             host.port = number
             g.connect(host, "out", sw, number)
-            g.connect(sw, number, nic, "pool0")
+            g.connect(sw, number, nic, pool)
         elif binding is not None:
             # The guest's frames enter its pool's TX queue as the NIC's TSO and checksum offload
             # leave them: MTU-sized, complete (a 64 KB super-frame fits no pool's VEB copy).
@@ -490,20 +556,48 @@ class Dataplane:
         else:
             g.set_entry(number, base, inp)
 
+    def _add_vf_port(self, cfg: PortConfig, number: int) -> None:
+        """A guest on a VF: its frames are the VF's TX DMA (after the NIC's TSO: MTU-sized), and
+        what the VF receives leaves by the port; the software switch never sees them."""
+        if cfg.vf is None:
+            raise ConfigError(f"port {cfg.name!r}: vf: in [nic] mode = \"sriov\" every guest port names its VF")
+        if number in self.numbers.values():
+            raise ConfigError(f"port {cfg.name!r}: number {number} is taken")
+        g, host = self.graph, self.nic
+        b = host.bind(cfg.name, cfg.vf, cfg.vf_settings(), cfg.mtu)
+        vf = host.pf.vf(b.vf)
+        tso = g.elements.get(f"{host.nic.name}.tso{b.pool}")
+        if not isinstance(tso, Segmenter):
+            tso = g.add(Segmenter(f"{host.nic.name}.tso{b.pool}", cfg.mtu))
+            g.connect(tso, "out", vf.dma, "guest")
+        tso.mtu = cfg.mtu
+        g.add_port(number, cfg.name, tso, "in")
+        g.bind_egress(vf.dma, "guest", number)
+        self.numbers[cfg.name] = number
+
     def remove_port(self, name: str) -> int:
+        on_vf = self.on_vf(name)
         for el in [*self.ingress.pop(name, []), *[q for q in [self.qdiscs.pop(name, None)] if q is not None]]:
             self.graph.remove(el)
         self.entries.pop(name, None)
         number = self.numbers.pop(name)
         self.graph.detach_port(number)
-        self.switch.remove_port(number)
+        if not on_vf:
+            self.switch.remove_port(number)
         if self.nic is not None:
             self.nic.unbind(name)
         return number
 
     def update_port(self, old: PortConfig, new: PortConfig, repool: bool = True) -> None:
         """A port's settings changed at run time: the switch's copy, and (``repool``: its VLAN
-        or MAC changed) a guest's pool follows."""
+        or MAC changed) a guest's pool follows; a guest's VF takes its new admin settings (the
+        PF's errors refuse it and change nothing)."""
+        if self.on_vf(new.name):
+            self.nic.program(new.name, new.vf_settings(), new.mtu)
+            entry = self.graph._entry[self.numbers[new.name]][0]
+            if isinstance(entry, Segmenter):
+                entry.mtu = new.mtu
+            return
         self.switch.update_port(self.numbers[new.name], **new.switch_settings())
         if new.qdisc != old.qdisc:
             self.set_qdisc(new.name, new.qdisc)
@@ -520,17 +614,22 @@ class Dataplane:
             host.reprogram(new.name, v.tag if v.mode == "access" else None, new.mac)
 
     def role(self, name: str) -> str | None:
-        """``uplink``, ``pool N`` (a vmdq guest) or None (a switch port)."""
+        """``uplink``, ``pool N`` (a vmdq guest), ``vf N`` (a guest on a VF) or None (a switch port)."""
         if self.nic is None:
             return None
         if name == self.uplink:
             return "uplink"
         b = self.nic.bindings.get(name)
-        return f"pool {b.pool}" if b is not None else None
+        if b is None:
+            return None
+        return f"vf {b.vf}" if self.on_vf(name) else f"pool {b.pool}"
+
+    def taken(self, number: int) -> bool:
+        return number in self.switch.ports or number in self.numbers.values()
 
     def next_number(self) -> int:
         n = 1
-        while n in self.switch.ports:
+        while self.taken(n):
             n += 1
         return n
 
@@ -545,7 +644,7 @@ def build_dataplane(topo: Topology, graph: Graph | None = None) -> Dataplane:
     if topo.nic is not None:
         dp.nic = load_nic_host(topo.nic)
         dp.uplink = topo.nic.uplink
-        graph.add(dp.nic.nic)
+        dp.nic.attach(graph)
     numbers = assign_numbers(topo)
     for p in topo.ports:
         dp.add_port(p, numbers[p.name])

@@ -25,18 +25,31 @@ from rich.console import Console
 from vswitch.control.protocol import ControlError, encode
 from vswitch.control.server import ControlServer, coerce
 from vswitch.elements.learning_switch import SwitchPort
-from vswitch.port_config import PORT_SETTINGS, RUNTIME_SETTINGS, PortConfig
+from vswitch.port_config import PORT_SETTINGS, RUNTIME_SETTINGS, VF_SETTINGS, PortConfig
 from vswitch.schema import ConfigError, declared, setting
 from vswitch.topology import load_topology, parse_topology, save_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 # Settings an example needs beside it to be valid (vlan_mode native-tagged takes a native VLAN).
+# A VF's settings belong to a port on a VF, in an SR-IOV topology.
 COMPANIONS: dict[str, dict[str, Any]] = {"vlan_mode": {"tag": 10},
-                                         "ingress_policing_burst": {"ingress_policing_rate": 10000}}
+                                         "ingress_policing_burst": {"ingress_policing_rate": 10000},
+                                         **{k: {"vf": 0} for k in VF_SETTINGS}}
+SRIOV_NIC = {"mode": "sriov", "numvfs": 4, "uplink": "up0"}
+UPLINK = {"name": "up0", "type": "attach"}
+# No driver of the model takes a minimum TX rate (ixgbe, igb: "must be 0"): its example is refused.
+REFUSED_BY_THE_PF = {"vf_min_tx_rate": "min_tx_rate 100 Mb/s: not supported by ixgbe, must be 0"}
 
 
 def example(key: str) -> dict[str, Any]:
     return {**COMPANIONS.get(key, {}), key: PORT_SETTINGS[key].example}
+
+
+def doc_with(port: dict[str, Any]) -> dict[str, Any]:
+    """A topology holding ``port`` first: with an SR-IOV NIC and its uplink if it is on a VF."""
+    if "vf" in port:
+        return {"nic": SRIOV_NIC, "port": [port, UPLINK]}
+    return {"port": [port]}
 
 
 def as_text(v: Any) -> str:
@@ -53,7 +66,7 @@ def test_every_field_of_portconfig_is_a_declared_setting_with_help_and_an_exampl
         assert s.help.strip(), key
         if not s.required:
             assert s.example is not None and s.example != s.default, f"{key}: declare an example value"
-    assert set(RUNTIME_SETTINGS) == set(PORT_SETTINGS) - {"name", "type", "number"}
+    assert set(RUNTIME_SETTINGS) == set(PORT_SETTINGS) - {"name", "type", "number", "vf"}
 
 
 def test_a_field_without_a_declaration_cannot_be_defined():
@@ -97,7 +110,11 @@ def test_every_setting_round_trips_through_the_file(tmp_path, key):
     import tomli_w
     port = {"name": "vm1", **example(key)}
     path = tmp_path / "in.toml"
-    path.write_text(tomli_w.dumps({"port": [port]}))
+    path.write_text(tomli_w.dumps(doc_with(port)))
+    if key in REFUSED_BY_THE_PF:
+        with pytest.raises(ConfigError, match=re.escape(f"port[0] ('vm1'): vf 0: {REFUSED_BY_THE_PF[key]}")):
+            load_topology(path)
+        return
     topo = load_topology(path)
     assert getattr(topo.ports[0], key) == PORT_SETTINGS[key].example
     save_topology(topo, tmp_path / "saved.toml")
@@ -144,11 +161,15 @@ class Running:
     """A LiveSwitch with attach ports (interfaces that do not exist: they wait, pending) and its
     control dispatcher, saving its config as vswitchd does."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, sriov: bool = False) -> None:
         from vswitch.drivers.live import LiveSwitch
         self.prefix = "vsu" + secrets.token_hex(3)
         self.config = tmp_path / "sw.toml"
         self.config.write_text(f'[[port]]\nname = "{self.prefix}a"\ntype = "attach"\n')
+        if sriov:        # the port is a guest on VF 0; the uplink is port 2
+            self.config.write_text(f'[nic]\nmode = "sriov"\nnumvfs = 4\nuplink = "{self.prefix}u"\n\n'
+                                   f'[[port]]\nname = "{self.prefix}a"\ntype = "attach"\nvf = 0\n\n'
+                                   f'[[port]]\nname = "{self.prefix}u"\ntype = "attach"\n')
         self.loop = asyncio.new_event_loop()
         self.sw = LiveSwitch(load_topology(self.config))
         self.server = ControlServer(self.sw, str(tmp_path / "unused.sock"))
@@ -174,6 +195,13 @@ def running(tmp_path):
     r.close()
 
 
+@pytest.fixture
+def running_sriov(tmp_path):
+    r = Running(tmp_path, sriov=True)
+    yield r
+    r.close()
+
+
 def test_show_lists_every_declared_setting_with_its_value(running):
     p = running.port(running.prefix + "a")
     for key, s in PORT_SETTINGS.items():
@@ -181,11 +209,13 @@ def test_show_lists_every_declared_setting_with_its_value(running):
     assert p["mtu"] == 1500 and p["learning"] is True and p["tag"] is None and p["type"] == "attach"
 
 
-@pytest.mark.parametrize("key", [k for k in RUNTIME_SETTINGS if k != "netns"])
-def test_every_run_time_setting_changes_through_set_port_text_shows_and_is_saved(running, key):
+@pytest.mark.parametrize("key", [k for k in RUNTIME_SETTINGS if k != "netns" and k not in REFUSED_BY_THE_PF])
+def test_every_run_time_setting_changes_through_set_port_text_shows_and_is_saved(request, key):
     """vswitchctl set-port NAME key=value (the text as typed): show has it, the switch element has
-    it (where it applies there), the saved file has it, and a restart from that file has it."""
+    it (where it applies there), a VF has it (a VF's setting, on a port on a VF), the saved file
+    has it, and a restart from that file has it."""
     from vswitch.cli import render_show
+    running = request.getfixturevalue("running_sriov" if key in VF_SETTINGS else "running")
     name = running.prefix + "a"
     want = PORT_SETTINGS[key].example
     changes = {k: as_text(v) for k, v in example(key).items()}
@@ -196,6 +226,10 @@ def test_every_run_time_setting_changes_through_set_port_text_shows_and_is_saved
         assert getattr(running.sw.dp.switch.ports[1], key) == want
     if "vlan" in PORT_SETTINGS[key].applies:
         assert running.sw.dp.switch.ports[1].vlan == PortConfig(name=name, **example(key)).vlan()
+    if key in VF_SETTINGS:
+        info = running.sw.dp.nic.pf.vf(0).vf_info()
+        word = {"vf_state": "link_state", "vf_trust": "trust"}.get(key, key[3:])
+        assert info[word] == want, info
     assert getattr(load_topology(running.config).ports[0], key) == want
     console = Console(width=400, record=True, file=io.StringIO())
     console.print(*render_show(running.call("show")["result"]))
@@ -300,7 +334,13 @@ GOOD: dict[str, st.SearchStrategy] = {
     "ingress_policing_rate": st.integers(0, 10**10), "ingress_policing_burst": st.integers(0, 10**10),
     "storm_broadcast_pps": st.integers(0, 10**9),
     "storm_multicast_pps": st.integers(0, 10**9),
+    # a port on a VF (the PF accepts these: ixgbe's max rate is 0 or 11-10000, its min rate 0)
+    "vf": st.integers(0, 3), "vf_vlan": st.integers(0, 4095), "vf_qos": st.integers(0, 7),
+    "vf_spoofchk": st.booleans(), "vf_trust": st.booleans(), "vf_max_tx_rate": st.sampled_from([0, 11, 500, 10000]),
+    "vf_min_tx_rate": st.just(0), "vf_state": st.sampled_from(["auto", "enable", "disable"]),
 }
+# What a port on a VF may hold besides its VF settings (not the switch's).
+VF_PORT_KEYS = ("type", "number", "mtu", "netns", "persistent", "mac", "vf", *VF_SETTINGS)
 JUNK = st.one_of(st.floats(), st.dates(), st.lists(st.text(max_size=2), max_size=2), st.dictionaries(
     st.text(max_size=2), st.integers(), max_size=1))
 BAD: dict[str, st.SearchStrategy] = {
@@ -318,6 +358,10 @@ BAD: dict[str, st.SearchStrategy] = {
     "ingress_policing_rate": st.sampled_from([-1, 10**11, "10", True]),
     "ingress_policing_burst": st.sampled_from([-1, 10**11, "10", 1.5]),
     "storm_broadcast_pps": st.sampled_from([-1, 10**10, "1"]), "storm_multicast_pps": st.sampled_from([-1, "x"]),
+    "vf": st.sampled_from([-1, 64, "0", True]), "vf_vlan": st.sampled_from([-1, 4096, "10", True]),
+    "vf_qos": st.sampled_from([8, -1, "3"]), "vf_spoofchk": st.sampled_from([1, "on"]),
+    "vf_trust": st.sampled_from([0, "off"]), "vf_max_tx_rate": st.sampled_from([-1, 100_001, "5", True]),
+    "vf_min_tx_rate": st.sampled_from([-1, 100_001, "0"]), "vf_state": st.sampled_from(["up", "", 0]),
 }
 
 
@@ -328,25 +372,33 @@ def test_the_generators_cover_every_declared_setting():
 
 @st.composite
 def valid_ports(draw: st.DrawFn) -> dict[str, Any]:
-    port = draw(st.fixed_dictionaries({"name": GOOD["name"]},
-                                      optional={k: v for k, v in GOOD.items() if k != "name"}))
+    """A switch port, or (one in four) a port on a VF with its VF's settings."""
+    on_vf = draw(st.integers(0, 3)) == 0
+    keys = [k for k in GOOD if k != "name" and (k in VF_PORT_KEYS if on_vf else k != "vf" and k not in VF_SETTINGS)]
+    port = draw(st.fixed_dictionaries({"name": GOOD["name"].filter(lambda n: n != "up0")},
+                                      optional={k: GOOD[k] for k in keys}))
     if port.get("type", "tap") != "tap":
         port.pop("netns", None)                  # only a tap port moves into a namespace
-    if port.get("ingress_policing_burst") and not port.get("ingress_policing_rate"):
-        port["ingress_policing_rate"] = 1000     # a burst needs the rate it bursts over
-    port.update(draw(VLANS))
+    if on_vf:
+        port["vf"] = draw(GOOD["vf"])
+        if "mtu" in port:            # the 82599 takes no jumbo VF beside a standard PF (ixgbe_set_vf_lpe)
+            port["mtu"] = draw(st.integers(68, 1500))
+    else:
+        if port.get("ingress_policing_burst") and not port.get("ingress_policing_rate"):
+            port["ingress_policing_rate"] = 1000     # a burst needs the rate it bursts over
+        port.update(draw(VLANS))
     return port
 
 
 @settings(max_examples=300, deadline=None)
 @given(port=valid_ports())
 def test_generated_valid_settings_load_and_round_trip(port):
-    cfg = parse_topology({"port": [port]}, "gen.toml").ports[0]
+    cfg = parse_topology(doc_with(port), "gen.toml").ports[0]
     for key, value in port.items():
         want = ",".join(map(str, value)) if key == "trunks" and isinstance(value, list) else value
         assert getattr(cfg, key) == want, key
-    assert parse_topology({"port": [cfg.to_dict()]}).ports[0] == cfg
-    assert parse_topology({"port": [{k: v for k, v in cfg.view().items() if v is not None}]}).ports[0] == cfg
+    assert parse_topology(doc_with(cfg.to_dict())).ports[0] == cfg
+    assert parse_topology(doc_with({k: v for k, v in cfg.view().items() if v is not None})).ports[0] == cfg
     cfg.switch_port(1)                           # and the switch takes it
 
 
@@ -357,7 +409,7 @@ def test_generated_settings_with_one_bad_value_give_a_config_error_naming_the_ke
     port[key] = data.draw(BAD[key], label="bad value")
     label = f"gen.toml: port[0] ({port['name']!r})"      # the port as parse_topology names it
     with pytest.raises(ConfigError) as ei:
-        parse_topology({"port": [port]}, "gen.toml")
+        parse_topology(doc_with(port), "gen.toml")
     msg = str(ei.value)
     assert "\n" not in msg
     assert msg.startswith(f"{label}: {key}") and msg[len(label) + 2 + len(key)] in " :", msg
@@ -368,7 +420,7 @@ def test_generated_settings_with_one_bad_value_give_a_config_error_naming_the_ke
 def test_an_undeclared_key_is_refused_by_name(port, key):
     port[key] = 1
     with pytest.raises(ConfigError, match=re.escape(f"unknown key(s) {key!r}")):
-        parse_topology({"port": [port]}, "gen.toml")
+        parse_topology(doc_with(port), "gen.toml")
 
 
 @settings(max_examples=200, deadline=None)

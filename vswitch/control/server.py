@@ -172,6 +172,8 @@ async def _fdb_moves(sw: LiveSwitch, a: dict[str, Any]) -> Any:
 @command("fdb/add", mac="str", port="str", vlan="int?")
 async def _fdb_add(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     lp = sw._port(a["port"])
+    if sw.dp.on_vf(lp.cfg.name):
+        raise ControlError(f"port {lp.cfg.name!r} is on a VF: the NIC switches its frames, not the FDB")
     vlan = _vlan_arg(a) or 0
     try:
         mac = parse_mac(a["mac"])
@@ -222,6 +224,21 @@ async def _perf(sw: LiveSwitch, a: dict[str, Any]) -> Any:
 @command("nic/show")
 async def _nic_show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     return sw.nic_show()
+
+
+@command("vf/show")
+async def _vf_show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
+    return sw.vf_show()
+
+
+@command("vf/set", pf="str", vf="int", words="[str]")
+async def _vf_set(sw: LiveSwitch, a: dict[str, Any]) -> Any:
+    return await sw.vf_set(a["pf"], a["vf"], a["words"])
+
+
+@command("vf/mailbox", vf="int")
+async def _vf_mailbox(sw: LiveSwitch, a: dict[str, Any]) -> Any:
+    return {"vf": a["vf"], "messages": sw.vf_mailbox(a["vf"])}
 
 
 @command("graph/show")

@@ -152,7 +152,7 @@ class LiveSwitch:
         if persist and cfg.netns:
             self._check_netns(cfg.name, cfg.netns)
         number = cfg.number if cfg.number is not None else self.dp.next_number()
-        if number in self.dp.switch.ports:
+        if self.dp.taken(number):
             raise LiveError(f"port {cfg.name!r}: number {number} is taken")
         try:
             self.dp.add_port(cfg, number)          # changes nothing if it fails (no free pool)
@@ -160,6 +160,7 @@ class LiveSwitch:
             raise LiveError(str(e)) from None
         cfg.number = number
         lp = LivePort(cfg, number, since_ns=self.clock(), role=self.dp.role(cfg.name))
+        lp.address = self._guest_mac(cfg.name)
         lp.push = self.dp.graph.ingress(number)
         self.dp.graph.set_transmit(number, self.io.transmit(lp), counts_bytes=True)
         self.ports[cfg.name] = lp
@@ -205,18 +206,83 @@ class LiveSwitch:
         touched = new.touched_by(old)        # what the changed settings apply to (port_config.py)
         if new.netns is not None and new.netns != old.netns:
             self._check_netns(name, new.netns)
+        on_vf = self.dp.on_vf(name)
+        if on_vf:                    # the PF may refuse (its errno, nothing changed): before the device
+            try:
+                self.dp.update_port(old, new)
+            except ValueError as e:
+                raise LiveError(f"port {name!r}: {e}") from None
         if lp.state == "up" and new.type == "tap" and "device" in touched:
-            await self.devices.retune_tap(lp, old, new)
-        self.dp.update_port(old, new, repool="pool" in touched)
+            try:
+                await self.devices.retune_tap(lp, old, new)
+            except LiveError:
+                if on_vf:
+                    self.dp.update_port(new, old)
+                raise
+        if not on_vf:
+            self.dp.update_port(old, new, repool="pool" in touched)
         if "ingress" in touched:             # a policer or storm control now stands in front
             lp.push = self.dp.graph.ingress(lp.number)
         lp.cfg = new
+        if on_vf and new.mac != old.mac:
+            await self._readdress(lp)
         self.topo.ports = [new if p.name == name else p for p in self.topo.ports]
         if reopen == "up" and lp.state != "up":
             await self.devices.open(lp)
         log.info("port_changed", extra={"kv": {"port": name, **{k: v for k, v in changes.items()}}})
         self._persist()
         return lp
+
+    def _guest_mac(self, name: str) -> str | None:
+        """A tap guest on a VF carries its VF's admin MAC (as a VF's netdev takes its PF-given MAC)."""
+        host = self.dp.nic
+        if host is None or not self.dp.on_vf(name):
+            return None
+        mac: str | None = host.guest_mac(name)
+        return mac
+
+    async def _readdress(self, lp: LivePort) -> None:
+        """The VF's admin MAC changed: the guest's tap takes the new one (its driver was reloaded)."""
+        lp.address = self._guest_mac(lp.cfg.name)
+        if lp.cfg.type != "tap" or lp.state != "up" or lp.address is None:
+            return
+        try:
+            await netlink.aconfigure(lp.cfg.name, netns=lp.cfg.netns, mac=lp.address)
+        except Exception as e:          # pyroute2's own types: the port keeps working, with its old MAC
+            log.warning("port_mac_failed", extra={"kv": {"port": lp.cfg.name, "error": str(e)}})
+
+    # -- SR-IOV ------------------------------------------------------------------
+    def _sriov(self) -> Any:
+        host = self.dp.nic
+        if host is None or host.mode != "sriov":
+            raise LiveError('no SR-IOV NIC: the config needs [nic] mode = "sriov" with numvfs = N')
+        return host
+
+    def vf_show(self) -> dict[str, Any]:
+        return live_views.vf_show(self)
+
+    def vf_mailbox(self, n: int) -> list[str]:
+        host = self._sriov()
+        try:
+            lines: list[str] = host.mailbox(n)
+        except ValueError as e:
+            raise LiveError(str(e)) from None
+        return lines
+
+    async def vf_set(self, pf: str, n: int, words: list[str]) -> dict[str, Any]:
+        """``ip link set PF vf N WORDS``: the words become the settings of the port on VF n, changed
+        as set-port changes them (checked, applied by the PF driver, saved); a refusal changes
+        nothing."""
+        host = self._sriov()
+        if pf not in (host.nic.name, self.dp.uplink):
+            raise LiveError(f"unknown PF {pf!r} (the PF is {host.nic.name}, on uplink {self.dp.uplink})")
+        try:
+            port, changes = host.vf_words(n, words)
+        except ValueError as e:
+            raise LiveError(str(e)) from None
+        lp = await self.set_port(port, changes)
+        return {"vf": n, "name": port, "changed": changes, "vf_info": host.pf.vf(n).vf_info(),
+                "state": lp.state, "error": lp.error}
 
     @staticmethod
     def _check_netns(port: str, netns: str) -> None:

@@ -146,7 +146,7 @@ class Devices:
     async def configure_tap(self, lp: LivePort) -> None:
         cfg = lp.cfg
         try:
-            await netlink.aconfigure(cfg.name, netns=cfg.netns, mtu=cfg.mtu, up=True)
+            await netlink.aconfigure(cfg.name, netns=cfg.netns, mtu=cfg.mtu, up=True, mac=lp.address)
         except Exception as e:          # pyroute2 raises NetlinkError, OSError, or its own types
             where = f" in netns {cfg.netns!r}" if cfg.netns else ""
             raise OSError(f"cannot configure tap {cfg.name}{where}: {e}") from e

@@ -53,7 +53,8 @@ class LivePort:
     since_ns: int = 0
     attaches: int = 0
     perf: PortPerf = field(default_factory=PortPerf)
-    role: str | None = None              # the emulated NIC's "uplink", or "pool N" (vmdq guest)
+    role: str | None = None              # the emulated NIC's "uplink", "pool N" (vmdq guest) or "vf N"
+    address: str | None = None           # a tap's MAC to set (a guest on a VF with an admin MAC)
     push: Callable[[Batch, int, int], None] | None = None    # the port's graph ingress
     # An attach port's interface as netlink last reported it (None: not there, or a tap port).
     admin_up: bool | None = None         # IFF_UP

@@ -73,6 +73,17 @@ def perf_show(sw: LiveSwitch) -> dict[str, Any]:
         frames = tot.frames or 1
         nic = {"mode": host.mode, "nic_model_ns": nic_ns, "nic_model_ns_per_frame": nic_ns / frames,
                "elements": {n: perf[n] for n in names}}
+        if host.mode == "sriov":
+            # With SR-IOV a real hypervisor spends nothing per VF frame: the NIC switches them and
+            # the guests' DMA is hardware.  Here the emulation also reads and writes the guests'
+            # taps (their VFs' DMA); the hypervisor's own work is its switch's (the PF pool).
+            vf_io = sum(sw.ports[n].perf.rx_ns + sw.ports[n].perf.tx_ns for n in sw.ports if sw.dp.on_vf(n))
+            hyp = sum(e["self_ns"] for n, e in perf.items() if n not in names)
+            vf_frames = sum(sw.ports[n].perf.frames for n in sw.ports if sw.dp.on_vf(n))
+            nic["sriov"] = {"emulation_ns": nic_ns + vf_io, "vf_dma_io_ns": vf_io, "vf_frames_in": vf_frames,
+                            "emulation_ns_per_frame": (nic_ns + vf_io) / frames,
+                            "hypervisor_ns": hyp, "hypervisor_ns_per_frame": hyp / frames,
+                            "switch_frames": _switch_frames(snap["elements"][sw.dp.switch.name])}
     io = sw.io
     return {"total": perf_dict(tot), "ports": ports, "nic": nic,
             "elements": perf,
@@ -82,10 +93,23 @@ def perf_show(sw: LiveSwitch) -> dict[str, Any]:
                      "uptime_s": (sw.clock() - sw.started_ns) / 1e9}}
 
 
+def _switch_frames(c: dict[str, Any]) -> int:
+    """Frames the software switch handled: forwarded, flooded or dropped."""
+    return int(c["forwarded"] + c["flooded"] + sum(c["drops"].values()))
+
+
 def nic_show(sw: LiveSwitch) -> dict[str, Any]:
     host = sw.dp.nic
     if host is None:
         raise LiveError("no emulated NIC: add a [nic] section (profile, mode, uplink) to the config")
     s = host.show()
+    s["uplink"] = sw.dp.uplink
+    return s
+
+
+def vf_show(sw: LiveSwitch) -> dict[str, Any]:
+    """``vf show``: the PF, its VFs (admin state, counters, the guest port on each), the IOMMU."""
+    host = sw._sriov()
+    s: dict[str, Any] = host.vf_show()
     s["uplink"] = sw.dp.uplink
     return s

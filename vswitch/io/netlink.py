@@ -132,8 +132,8 @@ def add_address(name: str, cidr: str, netns: str | None = None) -> None:
 
 
 def configure(name: str, *, netns: str | None = None, mtu: int | None = None, up: bool = True,
-              addresses: tuple[str, ...] | list[str] = ()) -> None:
-    """Set up ``name`` in ``netns`` (None: here): MTU, addresses, then up (or down).
+              addresses: tuple[str, ...] | list[str] = (), mac: str | None = None) -> None:
+    """Set up ``name`` in ``netns`` (None: here): MAC, MTU, addresses, then up (or down).
 
     An interface still in this namespace is moved into ``netns`` first, so
     the same call serves a fresh TAP and one already moved (a restart).
@@ -142,6 +142,8 @@ def configure(name: str, *, netns: str | None = None, mtu: int | None = None, up
         move_to_netns(name, netns)
     with _ipr(netns) as ipr:
         idx = _lookup(ipr, name, netns)
+        if mac is not None:
+            ipr.link("set", index=idx, address=mac)
         if mtu is not None:
             ipr.link("set", index=idx, mtu=mtu)
         for cidr in addresses:
