@@ -299,6 +299,8 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{trace}: no such file")
     manifest = Path(args.map_from) if args.map_from else trace.with_suffix(".json")
     port_map = load_port_map(manifest) if (args.map_from or manifest.is_file()) else None
+    if args.json and port_map is not None and Path(args.json).resolve() == manifest.resolve():
+        raise ValueError(f"--json {args.json}: that is the trace's manifest; write the result elsewhere")
     config = args.config or (str(port_map.topology) if port_map and port_map.topology else None)
     if config is None:
         raise ValueError(f"{trace}: no topology: give --config, or --map-from the trace's manifest")
