@@ -318,11 +318,12 @@ def replay_once(d: Vswitchd, lt: LiveTopo, pre: Preloaded, sender: RoutingSender
     out_bytes = sum(p["bytes"] for p in per_port.values())
     st = sender.stats
     perf = {k: p1[k] - p0[k] for k in p1}
-    drops = {"elements": _drops_in(delta),
+    elements = _drops_in(delta)
+    drops: dict[str, Any] = {"elements": elements,
              # frames vswitchd never read: the queue of the interface they were sent on overflowed
              "entry": sum(p["kernel_tx_dropped"] for p in per_port.values()),
              "egress": sum(p["tx_dropped"] for p in per_port.values())}
-    drops["switch_total"] = sum(sum(v.values()) for v in drops["elements"].values())
+    drops["switch_total"] = sum(sum(v.values()) for v in elements.values())
     return Run(offered={"frames": st.sent, "bytes": st.bytes, "failed": st.failed, "elapsed_ns": elapsed,
                         "pps": st.sent * 1e9 / elapsed},
                delivered={"frames": out_frames, "bytes": out_bytes, "span_ns": span,
