@@ -239,7 +239,8 @@ def plot(results: list[dict[str, Any]], out: Path) -> list[Path]:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vswitch-bench compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("trace", help="the trace (pcap/pcapng), e.g. one vswitch-bench gen wrote")
-    ap.add_argument("--modes", default="software,vmdq,sriov", help="designs, comma-separated (default all three)")
+    ap.add_argument("--modes", help="designs, comma-separated (default all three; with --live, those vswitchd "
+                    "runs)")
     ap.add_argument("--guests", type=int, metavar="N",
                     help="guests the trace's topology must have (a check: the topology decides)")
     ap.add_argument("--cores", type=int, default=1, metavar="C", help="hypervisor cores (default 1)")
@@ -256,15 +257,39 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     ap.add_argument("--plot", metavar="DIR", help="write PNG charts into DIR")
     ap.add_argument("-q", "--quiet", action="store_true", help="no table, no progress bar")
+    lv = ap.add_argument_group("against vswitchd (--live; root)", "Replay the trace into a vswitchd started in "
+                               "each mode (guests on TAPs in namespaces, the uplink on a veth), and set its "
+                               "counters and perf-show next to the model's prediction, calibrated from that "
+                               "daemon's own perf-show and CPU time unless --costs (bench/live_compare.py)")
+    lv.add_argument("--live", action="store_true", help="measure vswitchd too (one core: --cores 1)")
+    lv.add_argument("--reps", type=int, default=1, metavar="N", help="with --live: replays per mode, the "
+                    "best kept (default 1)")
     return ap
 
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
     """Checked arguments -> run_point's keyword arguments and what else the run needs."""
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    from bench.live_compare import LIVE_MODES
+    live = bool(getattr(args, "live", False))
+    text = args.modes if args.modes is not None else ",".join(LIVE_MODES if live else MODES)
+    modes = [m.strip() for m in text.split(",") if m.strip()]
     for m in modes:
         if m not in MODES:
             raise ValueError(f"--modes: {m!r} is not a design (use {', '.join(MODES)})")
+        if live and m not in LIVE_MODES:
+            raise ValueError(f"--modes {m}: vswitchd does not run this design (its [nic] mode takes "
+                             f"{', '.join(LIVE_MODES)}); leave it out of --live")
+    if live:
+        for flag, given in (("--cores", args.cores != 1), ("--zero-host", args.zero_host),
+                            ("--plot", args.plot is not None)):
+            if given:
+                raise ValueError(f"{flag}: not with --live (vswitchd forwards on one core"
+                                 + (", with its own costs)" if flag == "--zero-host" else ")"
+                                    if flag == "--cores" else "; --plot draws the model's runs)"))
+        if not 1 <= args.reps <= 100:
+            raise ValueError(f"--reps {args.reps}: must be 1-100")
+    elif args.reps != 1:
+        raise ValueError("--reps: only with --live")
     if not modes or len(set(modes)) != len(modes):
         raise ValueError(f"--modes {args.modes!r}: name each design once")
     if args.cores < 1 or args.cores > 256:
@@ -274,6 +299,8 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{trace}: no such file")
     manifest = Path(args.map_from) if args.map_from else trace.with_suffix(".json")
     port_map = load_port_map(manifest) if (args.map_from or manifest.is_file()) else None
+    if args.json and port_map is not None and Path(args.json).resolve() == manifest.resolve():
+        raise ValueError(f"--json {args.json}: that is the trace's manifest; write the result elsewhere")
     config = args.config or (str(port_map.topology) if port_map and port_map.topology else None)
     if config is None:
         raise ValueError(f"{trace}: no topology: give --config, or --map-from the trace's manifest")
@@ -311,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ConfigError) as e:
         print(f"vswitch-bench compare: {e}", file=sys.stderr)
         return 2
+    if args.live:
+        return _main_live(args, o)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     console = Console(stderr=True)
@@ -354,6 +383,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vswitch-bench compare: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 1
     return status
+
+
+def _main_live(args: argparse.Namespace, o: dict[str, Any]) -> int:
+    from rich.console import Console
+
+    from bench.live_compare import LiveError, check_environment, render, run_live_compare, summary_lines
+    from bench.live_replay import TargetError
+    from bench.replay_pacing import Speed
+    kw = o["kw"]
+    mode = kw.get("time_mode", "recorded")
+    speed = (Speed("multiplier", kw.get("multiplier", 1.0)) if mode == "recorded" else
+             Speed("topspeed", 0.0) if mode == "topspeed" else Speed(mode, kw[mode]))
+    try:
+        check_environment()
+        results = run_live_compare(o["topology"], o["trace"], kw["port_map"], o["modes"], speed,
+                                   o["costs"] if args.costs else None, reps=args.reps, log=sys.stderr)
+    except (LiveError, TargetError, ValueError, ConfigError) as e:
+        print(f"vswitch-bench compare: {e}", file=sys.stderr)
+        return 2
+    except CaptureError as e:
+        print(f"vswitch-bench compare: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vswitch-bench compare: interrupted (everything it created is removed)", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        Console(width=max(160, 40 + 36 * len(results))).print(render(results))
+    for line in summary_lines(results):
+        print(line)
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps({"trace": str(o["trace"]), "live": True, "results": results},
+                                                  indent=1, default=str))
+        except OSError as e:
+            print(f"vswitch-bench compare: {args.json}: {e.strerror or e}", file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def plan_for(mode: str, topo: Topology, dp: Dataplane, costs: CostTable, cores: 
                               QueueSpec(f"{g}.virtio_rx", Q.virtio_ring, "ring_full", guest_rx[g])]
             # vhost takes the guest's frame (a copy) and the switch classifies it, on vhost's core.
             plan.entry[n] = QueueSpec(f"{g}.virtio_tx", Q.virtio_ring, "ring_full",
-                                      Cost(core, H.vhost_frame_ns + H.switch_frame_ns,
+                                      Cost(core, H.vhost_tx_frame_ns + H.switch_frame_ns,
                                            H.copy_byte_ns + H.switch_byte_ns))
         elif mode == "vmdq":
             b = dp.nic.bindings[g]
