@@ -239,7 +239,6 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
     link, qdisc, qparams = _link_table(params)
     srcs = _sources(params)
     end = _duration(params)
-    rng = random.Random(seed)
     names = list(srcs)
     ports = [{"name": f"s{i}", "type": "replay"} for i in range(1, len(names) + 1)] + \
             [{"name": "out", "type": "replay"}]
@@ -337,7 +336,8 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
         from vswitch.core.policies.factory import build_scheduler
         tb = build_scheduler(qdisc, **qparams).config()
         m["burst_bytes"] = tb.get("burst", 0)
-        m["envelope_max_bytes"] = _envelope(departures, float(tb.get("rate", rate)))
+        tb_rate = tb.get("rate", rate)
+        m["envelope_max_bytes"] = _envelope(departures, float(tb_rate) if isinstance(tb_rate, int | float) else rate)
     hists = {"sojourn": hdr.encode(soj_all), "latency": hdr.encode(lat_all)}
     for n, (a, b) in hs.items():
         hists[f"flow_{n}_sojourn"] = hdr.encode(a)
