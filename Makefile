@@ -15,7 +15,7 @@ PYTHON ?= python3
 SYSTEM_PACKAGES := python3-venv gcc libc6-dev python3-dev iproute2 iputils-ping iperf3 tcpdump \
                    vde2 openvswitch-switch qemu-system-x86 tcpreplay tshark
 
-.PHONY: demo test test-compiled test-pure compile pure lint bench clean system-deps docs-graphs
+.PHONY: demo test test-compiled test-pure compile pure lint bench clean system-deps docs-graphs docs-experiments
 
 # One dpkg-query when everything is installed (no apt-get update).  Not root, or no apt-get
 # (or no dpkg): says what is missing and goes on; a test whose tool is missing skips, saying why.
@@ -95,3 +95,14 @@ docs-graphs: $(VENV)/.installed
 
 clean: pure
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The built-in experiments' PNGs in docs/experiments/ (each built-in run as shipped; a few minutes
+# on two shared cores): `make docs-experiments`.
+BUILTIN_EXPERIMENTS = linerate cpu-ceiling vmdq-scaling sriov-scaling latency-order coalescing ring-overflow \
+	isolation shaping bufferbloat
+docs-experiments: $(VENV)/.installed
+	@mkdir -p docs/experiments
+	@for n in $(BUILTIN_EXPERIMENTS); do \
+	    VSWITCH_PURE=1 $(VENV)/bin/vswitch-bench experiment $$n --out build/experiments/$$n -q || exit 1; \
+	    cp build/experiments/$$n/*.png docs/experiments/; \
+	done

@@ -35,7 +35,8 @@ def _gbps(nbytes: float, span_ns: float) -> float:
 
 def run_point(topology: Topology, trace: str | Path, costs: CostTable, mode: str, *, cores: int = 1,
               port_map: PortMap | None = None, time_mode: str = "recorded", multiplier: float = 1.0,
-              pps: float = 0.0, mbps: float = 0.0, progress: Any = None) -> dict[str, Any]:
+              pps: float = 0.0, mbps: float = 0.0, progress: Any = None,
+              histograms: dict[str, HdrHistogram] | None = None) -> dict[str, Any]:
     """Run ``trace`` through ``mode`` (software, vmdq, sriov) of ``topology`` in the discrete
     driver with ``costs`` on ``cores`` hypervisor cores, and return the result as plain data:
     ``offered``, ``delivered`` (pps, L2/L1 Gb/s), ``ports`` (frames, latency mean/p50/p99/p999
@@ -43,7 +44,8 @@ def run_point(topology: Topology, trace: str | Path, costs: CostTable, mode: str
     busy_ns, frames, polls), ``bottleneck``, ``host_cpu_cores``, ``assumed`` and
     ``latency_cdf`` (guest-bound frames).  Frames enter by source MAC (``port_map``: a
     generated trace's manifest; without one, round robin by first appearance).  Raises
-    ValueError / ConfigError on bad input, CaptureError if the trace cannot be read."""
+    ValueError / ConfigError on bad input, CaptureError if the trace cannot be read.
+    ``histograms``, if given, gets each port's latency histogram (port name -> HDR histogram)."""
     dp, pf = build_mode(topology, mode)
     plan = plan_for(mode, topology, dp, costs, cores, pf)
     ports = sorted(dp.numbers.values())
@@ -73,6 +75,8 @@ def run_point(topology: Topology, trace: str | Path, costs: CostTable, mode: str
     port_view = {}
     for name, d in res.delivered.items():
         port_view[name] = d.view()
+        if histograms is not None:
+            histograms[name] = d.hist
         if name != uplink and d.frames:
             cdf.add(d.hist)
     resources = {n: {"kind": r.kind, "utilisation": util[n], "busy_ns": r.busy_ns, "frames": r.frames,

@@ -39,6 +39,8 @@ from typing import Any
 
 KINDS: dict[str, str] = {
     "replay": "bench.experiments.replay_kind:KIND",
+    "discrete": "bench.experiments.discrete_kind:KIND",
+    "queue": "bench.experiments.queue_kind:KIND",
 }
 
 

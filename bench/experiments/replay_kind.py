@@ -48,6 +48,16 @@ def check(params: dict[str, Any]) -> None:
         raise FieldError(("policy", name), "kind \"replay\" applies no queue policies yet (it runs the switch "
                          "and NIC as they are); leave [policy] out, or use a kind that has them")
     topo, traffic, _ = spec_from_params(params)
+    if topo.nic is not None and topo.nic.mode == "sriov":
+        raise FieldError(("topology", "nic", "mode"), "kind \"replay\" has no SR-IOV design; use kind "
+                         "\"discrete\"")
+    for key, unset in (("cores", topo.cores == 1), ("costs", not topo.costs)):
+        if not unset:
+            raise FieldError(("topology", key), "kind \"replay\" charges no costs (zero processing time); "
+                             "use kind \"discrete\"")
+    if traffic.sources:
+        raise FieldError(("traffic", "sources"), "kind \"replay\" replays a trace or the generator's traffic; "
+                         "simple sources are kind \"queue\"'s")
     if traffic.trace is not None and traffic.manifest is None and topo.file is None:
         raise FieldError(("traffic", "trace"), "a trace needs its manifest (traffic.manifest) or a topology "
                          "(topology.file) to say which port each frame enters by")

@@ -33,7 +33,7 @@ from vswitch.schema import ConfigError
 SECTIONS = ("experiment", "topology", "traffic", "policy", "measure", "sweep", "plot")
 SWEEPABLE = ("topology", "traffic", "policy")
 PLOT_TYPES = ("line", "cdf", "bar", "heatmap")
-NIC_MODES = ("none", "software", "vmdq")
+NIC_MODES = ("none", "software", "vmdq", "sriov")
 DEFAULT_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 MAX_POINTS = 100_000
 
@@ -75,6 +75,8 @@ class TopologySpec:
     tagged_guests: bool = False
     wire_hosts: int = 2
     nic: NicSpec | None = None
+    cores: int = 1                 # hypervisor cores (the discrete kind; docs/costmodel.md)
+    costs: dict[str, Any] = field(default_factory=dict)   # a cost table's tables, as its TOML has them
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class TrafficSpec:
     bcast_pps: str = "0"
     announce: bool = True
     batch: int = 64
+    sources: dict[str, Any] = field(default_factory=dict)   # name -> a simple source's table (kind "queue")
 
 
 @dataclass(frozen=True)
@@ -207,11 +210,12 @@ def _path_of(base: Path, v: str | None) -> str | None:
 _NIC_KEYS = {"mode": "str", "profile": "str", "rx_ring": "int", "tx_ring": "int", "rx_usecs": "int",
              "rx_frames": "int"}
 _TOPO_KEYS = {"file": "str", "guests": "int", "vlans": "list", "tagged_guests": "bool", "wire_hosts": "int",
-              "nic": "table"}
+              "nic": "table", "cores": "int", "costs": "table"}
 _TRAFFIC_KEYS = {"trace": "str", "manifest": "str", "pps": "numstr", "mbps": "numstr", "gbps": "numstr",
                  "count": "str", "size": "numstr", "duration": "numstr", "frames": "int", "pattern": "str",
                  "on": "numstr", "off": "numstr", "flows": "int", "east_west": "num", "inbound": "num",
-                 "tcp": "num", "arp_pps": "numstr", "bcast_pps": "numstr", "announce": "bool", "batch": "int"}
+                 "tcp": "num", "arp_pps": "numstr", "bcast_pps": "numstr", "announce": "bool", "batch": "int",
+                 "sources": "table"}
 _MEASURE_KEYS = {"latency": "bool", "percentiles": "list", "latency_max_ns": "int", "digits": "int",
                  "per_port": "bool"}
 _PLOT_KEYS = {"type": "str", "file": "str", "title": "str", "x": "str", "y": "list|str",
@@ -224,7 +228,8 @@ def parse_topology_section(d: Any, base: Path) -> TopologySpec:
     if not isinstance(d, dict):
         raise FieldError(path, "must be a table")
     _take(d, path, _TOPO_KEYS)
-    g = {k: _typed(d, path, k, t, getattr(TopologySpec, k, None)) for k, t in _TOPO_KEYS.items() if k != "nic"}
+    g = {k: _typed(d, path, k, t, getattr(TopologySpec, k, None)) for k, t in _TOPO_KEYS.items()
+         if k not in ("nic", "costs")}
     vlans = tuple(g["vlans"] or ())
     for i, v in enumerate(vlans):
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 4094:
@@ -251,8 +256,11 @@ def parse_topology_section(d: Any, base: Path) -> TopologySpec:
         raise FieldError((*path, "guests"), f"{g['guests']}: need at least 1 guest")
     if g["wire_hosts"] < 0:
         raise FieldError((*path, "wire_hosts"), f"{g['wire_hosts']}: must be >= 0")
+    if not 1 <= g["cores"] <= 256:
+        raise FieldError((*path, "cores"), f"{g['cores']}: hypervisor cores, 1-256")
+    costs = copy.deepcopy(_typed(d, path, "costs", "table", {}))
     return TopologySpec(file=file, guests=g["guests"], vlans=vlans, tagged_guests=g["tagged_guests"],
-                        wire_hosts=g["wire_hosts"], nic=nic)
+                        wire_hosts=g["wire_hosts"], nic=nic, cores=g["cores"], costs=costs)
 
 
 def parse_traffic_section(d: Any, base: Path) -> TrafficSpec:
@@ -260,7 +268,11 @@ def parse_traffic_section(d: Any, base: Path) -> TrafficSpec:
     if not isinstance(d, dict):
         raise FieldError(path, "must be a table")
     _take(d, path, _TRAFFIC_KEYS)
-    v = {k: _typed(d, path, k, t, getattr(TrafficSpec, k)) for k, t in _TRAFFIC_KEYS.items()}
+    v = {k: _typed(d, path, k, t, getattr(TrafficSpec, k, None)) for k, t in _TRAFFIC_KEYS.items()}
+    v["sources"] = copy.deepcopy(v["sources"] or {})
+    for name, src in v["sources"].items():
+        if not isinstance(src, dict):
+            raise FieldError((*path, "sources", name), f"a source is a table (rate, size, ...), got {src!r}")
     rates = [k for k in ("pps", "mbps", "gbps") if v[k] is not None]
     if len(rates) > 1:
         raise FieldError((*path, rates[1]), f"give one rate: {' and '.join(rates)} are both set")

@@ -1,0 +1,199 @@
+"""Kind ``discrete``: a trace through one design (software, VMDq, SR-IOV) in the discrete-time driver.
+
+The point runner of the bottleneck comparison (issue 12): the same run as one
+mode of ``vswitch-bench compare`` (`bench.compare.run_point`), with the
+design, the costs and the rings taken from the point's parameters.
+
+Parameters
+----------
+``[topology]``: ``guests`` (the generator's g1..gN behind an uplink) or
+``file``; ``[topology.nic]``: ``mode`` (``software``, ``vmdq`` or ``sriov``:
+required), ``rx_ring``, ``tx_ring``, ``rx_usecs``, ``rx_frames`` (the NIC's
+rings and interrupt moderation); ``cores`` (hypervisor cores); ``[topology.costs]``:
+a cost table's tables (``[topology.costs.host]``, ``.guest``, ``.link``,
+``.queues``: the virtio ring and the backlog), as docs/costmodel.md has them,
+every key checked; ``zero_host = true`` makes every host and guest cost zero
+(line-rate runs).  ``[traffic]``: the generator's parameters (or a trace with
+its manifest), in recorded time.
+
+Metrics
+-------
+``offered_frames``, ``offered_pps``; ``delivered_frames``, ``delivered_pps``,
+``delivered_mpps``, ``gbps_l2`` (caplen + FCS), ``gbps_l1`` (on the wire);
+``host_cpu_cores`` (the hypervisor cores' utilisations summed) and
+``host_cpu_pct`` (of the ``cores`` given), ``host_cpu_per_gbps`` (cores per delivered
+L2 Gb/s), ``guest_cpu_cores``;
+``host_polls_per_s`` and ``guest_polls_per_s`` (interrupts taken, NAPI polls);
+``util_<resource>`` for the wire, PCIe, NIC and each hypervisor core,
+``vcpu_util_max``; ``dropped`` and ``drops_<reason>`` (summed over elements);
+``bottleneck`` (the resource named), ``bottleneck_util``,
+``bottleneck_saturated``.  Histograms: ``latency`` (every guest-bound frame,
+from its first bit on the ingress link to the end of its last stage) and, with
+``measure.per_port``, ``latency_<guest>`` per guest; ``ports``: each port's
+frames and latency percentiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.experiments import hdr
+from bench.experiments.kinds import Kind
+from bench.experiments.spec import FieldError, gen_spec, spec_from_params
+
+DESIGNS = ("software", "vmdq", "sriov")
+
+
+def costs_of(params: dict[str, Any]) -> Any:
+    """The point's cost table (`bench.costmodel.CostTable`); FieldError at the key it refuses."""
+    from bench.costmodel import parse_costs
+    from vswitch.schema import ConfigError
+    doc = dict(params["topology"].get("costs") or {})
+    zero = doc.pop("zero_host", False)
+    if not isinstance(zero, bool):
+        raise FieldError(("topology", "costs", "zero_host"), f"expected true or false, got {zero!r}")
+    try:
+        table = parse_costs(doc, "topology.costs")
+    except ConfigError as e:
+        msg = str(e).removeprefix("topology.costs: ")
+        raise FieldError(("topology", "costs"), msg) from None
+    return table.zero_host() if zero else table
+
+
+def check(params: dict[str, Any]) -> None:
+    if params["policy"]:
+        name = next(iter(params["policy"]))
+        raise FieldError(("policy", name), "kind \"discrete\" runs the designs as they are (no qdiscs); "
+                         "use kind \"queue\" for queue policies")
+    topo, traffic, _ = spec_from_params(params)
+    if topo.nic is None or topo.nic.mode not in DESIGNS:
+        raise FieldError(("topology", "nic", "mode"), f"kind \"discrete\" runs one design: set "
+                         f"topology.nic.mode to one of {', '.join(DESIGNS)}")
+    if traffic.sources:
+        raise FieldError(("traffic", "sources"), "simple sources are kind \"queue\"'s; give the generator's "
+                         "parameters or a trace")
+    if traffic.trace is not None and traffic.manifest is None:
+        raise FieldError(("traffic", "trace"), "a trace needs its manifest (traffic.manifest): it says which "
+                         "port each frame enters by and names the topology")
+    costs_of(params)
+
+
+def _topology(params: dict[str, Any], spec: Any) -> Any:
+    from bench.gen_sidecar import load_port_map, topology_doc
+    from vswitch.topology import load_topology, parse_topology
+    topo, traffic, _ = spec_from_params(params)
+    nic = topo.nic
+    assert nic is not None
+    base_mode = "vmdq" if nic.mode == "sriov" else nic.mode     # the topology has no SR-IOV mode: modes.py builds it
+    if topo.file is not None:
+        t = load_topology(topo.file)
+    elif traffic.trace is not None:
+        pm = load_port_map(traffic.manifest or "")
+        if pm.topology is None:
+            raise ValueError(f"{traffic.manifest}: the manifest names no topology; give topology.file")
+        t = load_topology(pm.topology)
+    else:
+        t = parse_topology(topology_doc(spec, base_mode), "generated topology")
+    if t.nic is not None:
+        t.nic = dataclasses.replace(t.nic, mode=base_mode, profile=nic.profile, rx_ring=nic.rx_ring,
+                                    tx_ring=nic.tx_ring, rx_usecs=nic.rx_usecs, rx_frames=nic.rx_frames)
+    return t
+
+
+def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    from bench.compare import run_point
+    from bench.gen_sidecar import PortMap, load_port_map
+    from bench.tracegen import UPLINK, generate
+
+    topo_spec, traffic, measure = spec_from_params(params)
+    nic = topo_spec.nic
+    assert nic is not None
+    costs = costs_of(params)
+    spec = gen_spec(topo_spec, traffic, seed) if traffic.trace is None else None
+    tmp = None
+    hists: dict[str, Any] = {}
+    try:
+        if spec is not None:
+            tmp = Path(tempfile.mkdtemp(prefix="vsw-exp-"))
+            trace = tmp / "trace.pcap"
+            gres = generate(spec, trace)
+            port_map = PortMap({g.mac: g.port for g in gres.guests}, UPLINK, None)
+        else:
+            trace = Path(traffic.trace or "")
+            port_map = load_port_map(traffic.manifest or "")
+        topology = _topology(params, spec)
+        r = run_point(topology, trace, costs, nic.mode, cores=topo_spec.cores, port_map=port_map,
+                      histograms=hists)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if r["error"]:
+        raise ValueError(f"{trace}: {r['error']}")
+    from bench.modes import uplink_of
+    return result_of(r, hists, topo_spec.cores, measure, uplink_of(topology))
+
+
+def result_of(r: dict[str, Any], hists: dict[str, Any], cores: int, measure: Any, uplink: str) -> dict[str, Any]:
+    """A `run_point` result as the runner's metrics, histograms and port rows."""
+    span_s = r["delivered"]["span_ns"] / 1e9
+    res = r["resources"]
+    reasons: dict[str, int] = {}
+    for by_reason in r["drops"].values():
+        for why, n in by_reason.items():
+            reasons[why] = reasons.get(why, 0) + n
+    host = [n for n, v in res.items() if v["kind"] == "core"]
+    vcpus = [n for n, v in res.items() if v["kind"] == "vcpu"]
+    b = r["bottleneck"]
+    metrics: dict[str, Any] = {
+        "offered_frames": r["offered"]["frames"], "offered_pps": r["offered"]["pps"],
+        "delivered_frames": r["delivered"]["frames"], "delivered_pps": r["delivered"]["pps"],
+        "delivered_mpps": r["delivered"]["pps"] / 1e6,
+        "gbps_l2": r["delivered"]["gbps_l2"], "gbps_l1": r["delivered"]["gbps_l1"],
+        "host_cpu_cores": r["host_cpu_cores"], "host_cpu_pct": 100 * r["host_cpu_cores"] / cores,
+        "guest_cpu_cores": r["guest_cpu_cores"],
+        "host_cpu_per_gbps": r["host_cpu_cores"] / r["delivered"]["gbps_l2"] if r["delivered"]["gbps_l2"] else 0.0,
+        "host_polls_per_s": sum(res[n]["polls"] for n in host) / span_s if span_s else 0.0,
+        "guest_polls_per_s": sum(res[n]["polls"] for n in vcpus) / span_s if span_s else 0.0,
+        "vcpu_util_max": max((res[n]["utilisation"] for n in vcpus), default=0.0),
+        "dropped": r["drops_total"],
+        "bottleneck": b["resource"] or "", "bottleneck_util": b["utilisation"],
+        "bottleneck_saturated": bool(b["saturated"]),
+    }
+    metrics.update({f"util_{n.replace('.', '_')}": v["utilisation"] for n, v in res.items() if v["kind"] != "vcpu"})
+    metrics.update({f"drops_{why}": n for why, n in sorted(reasons.items()) if n})
+    out: dict[str, Any] = {"metrics": metrics}
+    guests = [p for p in r["ports"] if p != uplink]
+    if measure.latency:
+        total = hdr.new(measure.latency_max_ns, measure.digits)
+        encoded: dict[str, str] = {}
+        for g in guests:
+            h = hdr.new(measure.latency_max_ns, measure.digits)
+            if hists.get(g) is not None and r["ports"][g]["frames"]:
+                h.add(hists[g])
+                total.add(h)
+            if measure.per_port:
+                encoded[f"latency_{g}"] = hdr.encode(h)
+        encoded["latency"] = hdr.encode(total)
+        out["histograms"] = encoded
+    if measure.per_port:
+        ports: dict[str, dict[str, Any]] = {}
+        for name, pv in r["ports"].items():
+            row: dict[str, Any] = {"frames": pv["frames"], "bytes": pv["bytes"]}
+            row.update({f"latency_{k}_ns": v for k, v in pv["latency_ns"].items()})
+            ports[name] = row
+        out["ports"] = ports
+    return out
+
+
+KIND = Kind(
+    name="discrete", run=run, check=check,
+    metrics=("offered_frames", "offered_pps", "delivered_frames", "delivered_pps", "delivered_mpps", "gbps_l2",
+             "gbps_l1", "host_cpu_cores", "host_cpu_pct", "guest_cpu_cores", "host_cpu_per_gbps", "host_polls_per_s",
+             "guest_polls_per_s", "vcpu_util_max", "dropped", "bottleneck", "bottleneck_util",
+             "bottleneck_saturated"),
+    metric_prefixes=("drops_", "util_", "latency_g"), histograms=("latency",),
+    doc="a trace through one design (software, vmdq, sriov) in the discrete-time driver with a cost table")
