@@ -133,6 +133,23 @@ def live_topology(topo: Topology, mode: str, lab: CompareLab) -> LiveTopo:
         s["port"] = live[s["port"]]
     nic = dict(doc.get("nic") or {})
     nic.update(mode=mode, uplink=live[uplink])
+    if mode == "sriov":
+        # Each guest owns a VF (in port order, as bench.modes builds the model's PF); an access
+        # VLAN becomes the VF's port VLAN, and the switch's own settings (and static FDB entries
+        # on guests) do not apply to a port that is not on the switch.
+        guests = [p for p in doc["port"] if p["name"] != live[uplink]]
+        for k, port in enumerate(guests):
+            tag = port.pop("tag", None)
+            for key in ("trunks", "vlan_mode"):
+                port.pop(key, None)
+            port["vf"] = k
+            if tag:
+                port["vf_vlan"] = tag
+        nic["numvfs"] = max(1, len(guests))
+        vf_ports = {p["name"] for p in guests}
+        doc["fdb"] = [s for s in doc.get("fdb", []) if s["port"] not in vf_ports]
+        if not doc["fdb"]:
+            doc.pop("fdb")
     doc["nic"] = nic
     import tomli_w
     return LiveTopo(tomli_w.dumps(doc), live, netns, uplink, far)
