@@ -19,8 +19,14 @@ the queue's buffer size, SRRCTL.BSIZEPACKET, takes several), in ring order:
 * per batch, one descriptor fetch: the ring's base is translated (DMA write: the
   write-back of done descriptors) and the ring read from host memory;
 * per buffer, the IOMMU translates the buffer (RX: a DMA write, TX: a DMA read),
-  through the domain-tagged IOTLB (the common case is inlined here: one page, an IOTLB
-  hit; everything else goes through `Iommu.translate`).
+  through the domain-tagged IOTLB.  The common case is inlined here, by runs: the
+  descriptors from the head on whose buffers share a page (worked out once per ring,
+  again when a descriptor, the ring's translation, the domain or the sizes change) are
+  one IOTLB lookup, the rest of the run hits the entry it made the most recently used
+  -- the counts, the IOTLB's order and the faults are those of the frames taken one by
+  one (`tests/unit/sriov/test_sriov_dma_paths.py` holds the two paths equal); a frame
+  over several buffers or across a page, an untagged IOTLB or a trace go frame by frame
+  or through `Iommu.translate`.
 
 A frame whose descriptor or buffer does not translate is dropped ``dma_fault`` (the
 IOMMU counts and logs the fault with the VF and the address); it never reaches
