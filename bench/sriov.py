@@ -22,7 +22,7 @@ one runs; each RX pass and each ``1/--rounds`` of a TX run is a sample, and a fi
 the best sample of its kind (a total the best sample's sum).
 
     python -m bench.sriov [--vfs 63] [--batch 64] [--frames 65536] [--rounds 4] [--repeat 3]
-                          [--page-size 4096] [--iotlb 64] [--json FILE]
+                          [--page-size 4096] [--iotlb 64] [--clock cpu|wall] [--json FILE]
 """
 
 from __future__ import annotations
