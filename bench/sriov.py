@@ -16,27 +16,36 @@ hand-over to its queue and the TX service (arbitration, VMVIR, anti-spoof -- on 
 every VF, as ixgbe -- VEB lookup, the wire); against the same NIC work without SR-IOV
 (VMDq pools with the same MACs and anti-spoof).
 
+Measurement: every NIC is built and warmed up once; ``--repeat`` runs, each of the five
+kinds in turn (the order rotated from run to run), with the garbage collector off while
+one runs; each RX pass and each ``1/--rounds`` of a TX run is a sample, and a figure is
+the best sample of its kind (a total the best sample's sum).
+
     python -m bench.sriov [--vfs 63] [--batch 64] [--frames 65536] [--rounds 4] [--repeat 3]
-                          [--page-size 4096] [--iotlb 64] [--json FILE]
+                          [--page-size 4096] [--iotlb 64] [--clock cpu|wall] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import nic_sorter
 from nicmodel.nic import Nic
 from sriov import Iommu, SriovPf
+from sriov.dma import VfDma
 from vswitch import compiled
 from vswitch.core.frame import Frame
 
 OUTSIDE = bytes.fromhex("02ffffff0001")
-clock = time.perf_counter_ns
+Clock = Callable[[], int]
+CLOCKS: dict[str, Clock] = {"cpu": time.thread_time_ns, "wall": time.perf_counter_ns}
 
 
 def vf_mac(k: int) -> bytes:
@@ -62,73 +71,102 @@ def build_pf(vfs: int, page_size: int, iotlb: int) -> SriovPf:
     return pf
 
 
-def rx_sriov(pf: SriovPf, frames: list[Frame], batch: int, rounds: int) -> dict[str, float]:
-    nic = pf.nic
-    batches = [frames[i:i + batch] for i in range(0, len(frames), batch)]
-    room = min(nic.rings.queues[q].size for vf in pf.vfs for q in vf.nic_queues)
-    drain_every = max(1, room * len(pf.vfs) // (2 * batch))
+def rx_pass(nic: Nic, batches: list[list[Frame]], drain_every: int, queues: list[int],
+            dmas: list[VfDma] | None, clock: Clock) -> dict[str, Any]:
+    """One pass over ``batches`` through ``Nic.rx``, the rings drained every ``drain_every``
+    batches by a poll of ``queues`` (and, for SR-IOV, the DMA of what each poll got through
+    ``dmas``, the queue's VF).  Each kind of work is timed in one stretch per drain cycle (the
+    clock read a few times per ten thousand frames, so its own cost does not count)."""
     rx_ns = poll_ns = dma_ns = n = delivered = 0
-    for _ in range(rounds):
-        for k, b in enumerate(batches):
-            for f in b:
+    for k0 in range(0, len(batches), drain_every):
+        cycle = batches[k0:k0 + drain_every]
+        for b in cycle:
+            for f in b:                 # frames are reused: reset what the NIC annotated
                 f.pool = f.queue = -1
-            t0 = clock()
-            nic.rx(b, 0)
-            rx_ns += clock() - t0
-            n += len(b)
-            if (k + 1) % drain_every == 0 or k == len(batches) - 1:
-                for vf in pf.vfs:
-                    dma = vf.dma
-                    for q in vf.nic_queues:
-                        t0 = clock()
-                        got = nic.poll(q, 4096, 0)
-                        t1 = clock()
-                        if got:
-                            delivered += len(dma.rx(got))
-                        t2 = clock()
-                        poll_ns += t1 - t0
-                        dma_ns += t2 - t1
+        rx = nic.rx
+        t0 = clock()
+        for b in cycle:
+            rx(b, 0)
+        t1 = clock()
+        poll = nic.poll
+        got = [poll(q, 4096, 0) for q in queues]
+        t2 = clock()
+        if dmas is not None:
+            delivered += sum([len(d.rx(g)) for d, g in zip(dmas, got, strict=True) if g])
+        t3 = clock()
+        rx_ns, poll_ns, dma_ns = rx_ns + t1 - t0, poll_ns + t2 - t1, dma_ns + t3 - t2
+        n += sum(map(len, cycle))
+        if dmas is None:
+            delivered += sum(map(len, got))
+        if any(len(g) == 4096 for g in got):
+            raise SystemExit("sriov: a ring held more than a poll takes: the setup is wrong")
     if delivered != n:
         raise SystemExit(f"sriov: {n - delivered} of {n} frames not delivered: the setup is wrong")
     return {"frames": n, "rx_us": rx_ns / n / 1000, "dma_us": dma_ns / n / 1000, "poll_us": poll_ns / n / 1000}
+
+
+def rx_sriov(pf: SriovPf, frames: list[Frame], batch: int, rounds: int,
+             clock: Clock = time.thread_time_ns) -> list[dict[str, Any]]:
+    """The VF RX path, one sample per pass over ``frames`` (each ends with every ring drained)."""
+    nic = pf.nic
+    batches = [frames[i:i + batch] for i in range(0, len(frames), batch)]
+    queues = [q for vf in pf.vfs for q in vf.nic_queues]
+    dmas = [vf.dma for vf in pf.vfs for _ in vf.nic_queues]
+    room = min(nic.rings.queues[q].size for q in queues)
+    drain_every = max(1, room * len(pf.vfs) // (2 * batch))
+    return [rx_pass(nic, batches, drain_every, queues, dmas, clock) for _ in range(rounds)]
+
+
+def vmdq_rx(nic: Nic, frames: list[Frame], batch: int, rounds: int,
+            clock: Clock = time.thread_time_ns) -> list[dict[str, Any]]:
+    """The VMDq sorter path as nic-sorter measures it (``Nic.rx``; the drain apart), one
+    sample per pass over ``frames``."""
+    batches = [frames[i:i + batch] for i in range(0, len(frames), batch)]
+    room = min(q.size for q in nic.rings.queues)
+    drain_every = max(1, room * nic.state.num_pools // (2 * batch))      # as nic_sorter.run
+    queues = list(range(nic.profile.num_queues))
+    return [rx_pass(nic, batches, drain_every, queues, None, clock) for _ in range(rounds)]
 
 
 def tx_round_ns(nframes: int, speed_bps: int, size: int = 60) -> int:
     return nframes * -(-(size + 24) * 8 * 10**9 // speed_bps) + 1000
 
 
-def tx_sriov(pf: SriovPf, batch: int, frames: int) -> dict[str, float]:
+def tx_sriov(pf: SriovPf, batch: int, frames: int, samples: int,
+             clock: Clock = time.thread_time_ns) -> list[dict[str, Any]]:
+    """``samples`` samples of about ``frames / samples`` frames each, after two rounds of warm-up."""
     nic = pf.nic
     vfs = pf.vfs
     per = {vf.index: [Frame(OUTSIDE + vf_mac(vf.index) + b"\x08\x00" + bytes(46)) for _ in range(batch)]
            for vf in vfs}
     per_round = batch * len(vfs)
     step = tx_round_ns(per_round, nic.state.link_speed_bps)
-    rounds = max(1, frames // per_round)
+    rounds = max(1, frames // per_round // samples)
     t = max(nic.txa.run_ns, nic.txa.wire_free_ns)      # a later run goes on where the engine stands
-    dma_ns = tx_ns = svc_ns = sent = 0
-    for r in range(rounds + 2):
-        d = h = 0
-        for vf in vfs:
+    out = []
+    for k in range(samples):
+        dma_ns = tx_ns = svc_ns = sent = 0
+        for r in range(rounds + (2 if k == 0 else 0)):
             t0 = clock()
-            ok = vf.dma.tx(per[vf.index])
+            oks = [vf.dma.tx(per[vf.index]) for vf in vfs]
             t1 = clock()
-            nic.tx(vf.pool, ok, t)
+            for vf, ok in zip(vfs, oks, strict=True):
+                nic.tx(vf.pool, ok, t)
             t2 = clock()
-            d += t1 - t0
-            h += t2 - t1
-        t += step
-        before = nic.txa.counters["served_packets"]
-        t0 = clock()
-        nic.tx_service(t)
-        s = clock() - t0
-        served = nic.txa.counters["served_packets"] - before
-        if served != per_round:
-            raise SystemExit(f"sriov: {served} of {per_round} TX frames sent in a round: the setup is wrong")
-        if r >= 2:
-            dma_ns, tx_ns, svc_ns, sent = dma_ns + d, tx_ns + h, svc_ns + s, sent + served
-    return {"frames": sent, "dma_us": dma_ns / sent / 1000, "tx_us": tx_ns / sent / 1000,
-            "service_us": svc_ns / sent / 1000}
+            d, h = t1 - t0, t2 - t1
+            t += step
+            before = nic.txa.counters["served_packets"]
+            t0 = clock()
+            nic.tx_service(t)
+            s = clock() - t0
+            served = nic.txa.counters["served_packets"] - before
+            if served != per_round:
+                raise SystemExit(f"sriov: {served} of {per_round} TX frames sent in a round: the setup is wrong")
+            if k or r >= 2:
+                dma_ns, tx_ns, svc_ns, sent = dma_ns + d, tx_ns + h, svc_ns + s, sent + served
+        out.append({"frames": sent, "dma_us": dma_ns / sent / 1000, "tx_us": tx_ns / sent / 1000,
+                    "service_us": svc_ns / sent / 1000})
+    return out
 
 
 def build_vmdq_tx(pools: int) -> Nic:
@@ -141,35 +179,46 @@ def build_vmdq_tx(pools: int) -> Nic:
     return nic
 
 
-def tx_vmdq(nic: Nic, pools: int, batch: int, frames: int) -> dict[str, float]:
+def tx_vmdq(nic: Nic, pools: int, batch: int, frames: int, samples: int,
+            clock: Clock = time.thread_time_ns) -> list[dict[str, Any]]:
     per = {p: [Frame(OUTSIDE + vf_mac(p) + b"\x08\x00" + bytes(46)) for _ in range(batch)] for p in range(pools)}
     per_round = batch * pools
     step = tx_round_ns(per_round, nic.state.link_speed_bps)
-    rounds = max(1, frames // per_round)
+    rounds = max(1, frames // per_round // samples)
     t = max(nic.txa.run_ns, nic.txa.wire_free_ns)
-    tx_ns = svc_ns = sent = 0
-    for r in range(rounds + 2):
-        t0 = clock()
-        for p in range(pools):
-            nic.tx(p, per[p], t)
-        t1 = clock()
-        t += step
-        before = nic.txa.counters["served_packets"]
-        nic.tx_service(t)
-        t2 = clock()
-        served = nic.txa.counters["served_packets"] - before
-        if served != per_round:
-            raise SystemExit(f"sriov: VMDq sent {served} of {per_round} frames in a round: the setup is wrong")
-        if r >= 2:
-            tx_ns, svc_ns, sent = tx_ns + t1 - t0, svc_ns + t2 - t1, sent + served
-    return {"frames": sent, "tx_us": tx_ns / sent / 1000, "service_us": svc_ns / sent / 1000}
+    out = []
+    for k in range(samples):
+        tx_ns = svc_ns = sent = 0
+        for r in range(rounds + (2 if k == 0 else 0)):
+            t0 = clock()
+            for p in range(pools):
+                nic.tx(p, per[p], t)
+            t1 = clock()
+            t += step
+            before = nic.txa.counters["served_packets"]
+            nic.tx_service(t)
+            t2 = clock()
+            served = nic.txa.counters["served_packets"] - before
+            if served != per_round:
+                raise SystemExit(f"sriov: VMDq sent {served} of {per_round} frames in a round: the setup is wrong")
+            if k or r >= 2:
+                tx_ns, svc_ns, sent = tx_ns + t1 - t0, svc_ns + t2 - t1, sent + served
+        out.append({"frames": sent, "tx_us": tx_ns / sent / 1000, "service_us": svc_ns / sent / 1000})
+    return out
 
 
-def vmdq_rx(mrqc: int, pools: int, nframes: int, batch: int, rounds: int) -> dict[str, float]:
-    nic, frames = nic_sorter.build("82599", mrqc, pools, nframes)
-    nic_sorter.run(nic, frames[: batch * 16], batch, 1)
-    n, rx_ns, poll_ns = nic_sorter.run(nic, frames, batch, rounds)
-    return {"frames": n, "rx_us": rx_ns / n / 1000, "poll_us": poll_ns / n / 1000}
+def quiet(run: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``run()`` with the cyclic garbage collector off (as timeit does): a collection of the
+    generation holding the frame sets (hundreds of thousands of objects) would otherwise land
+    in whichever timed region happens to allocate at the time."""
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        return run()
+    finally:
+        if was:
+            gc.enable()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,10 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vfs", type=int, default=63, help="VFs, each with a guest (default 63, the 82599's limit)")
     ap.add_argument("--batch", type=int, default=64, help="frames per Nic.rx call / per VF per TX round (default 64)")
     ap.add_argument("--frames", type=int, default=65536, help="frames in the RX set and per TX run (default 65536)")
-    ap.add_argument("--rounds", type=int, default=4, help="passes over the RX set per run (default 4)")
-    ap.add_argument("--repeat", type=int, default=3, help="interleaved runs; the best of each is kept (default 3)")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="samples per run: passes over the RX set, parts of the TX run (default 4)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="interleaved runs; the best sample of each kind is kept (default 3)")
     ap.add_argument("--page-size", type=int, default=4096, help="IOMMU page size: 4096, 2097152 (default 4096)")
     ap.add_argument("--iotlb", type=int, default=64, help="IOTLB entries (default 64)")
+    ap.add_argument("--clock", choices=tuple(CLOCKS), default="cpu",
+                    help="cpu: the thread's CPU time (a shared machine's other work does not count), "
+                         "wall: perf_counter (default cpu)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = ap.parse_args(argv)
     if not 1 <= args.vfs <= 63 or args.batch < 1 or args.frames < args.batch or args.repeat < 1:
@@ -191,17 +245,42 @@ def main(argv: list[str] | None = None) -> int:
     frames = frames_to(macs, args.frames)
     rx_sriov(pf, frames[: args.batch * 16], args.batch, 1)              # warm-up: plan cache, IOTLB
     vm_nic = build_vmdq_tx(args.vfs)
+    # The VMDq NICs are built once, like the SR-IOV one, and warmed up the same way.
+    vmdq = {m: nic_sorter.build("82599", m, 64, args.frames) for m in (0x8, mrqc)}
+    for nic, fr in vmdq.values():
+        vmdq_rx(nic, fr[: args.batch * 16], args.batch, 1)
     io = pf.iommu
-    runs: dict[str, list[dict[str, Any]]] = {"base": [], "vf_rx": [], "same": [], "vf_tx": [], "vm_tx": []}
     tx_batch = min(args.batch, 32)
-    for _ in range(args.repeat):    # interleaved, so every figure sees the same machine; best of each kept
-        runs["base"].append(vmdq_rx(0x8, 64, args.frames, args.batch, args.rounds))
+    clock = CLOCKS[args.clock]
+
+    def vf_rx() -> list[dict[str, Any]]:
         io.counters.update(dict.fromkeys(io.counters, 0))
-        runs["vf_rx"].append(rx_sriov(pf, frames, args.batch, args.rounds) | {"iotlb": io.snapshot()})
-        runs["same"].append(vmdq_rx(mrqc, 64, args.frames, args.batch, args.rounds))
+        out = rx_sriov(pf, frames, args.batch, args.rounds, clock)
+        out[-1]["iotlb"] = io.snapshot()
+        return out
+
+    def vf_tx() -> list[dict[str, Any]]:
         io.counters.update(dict.fromkeys(io.counters, 0))
-        runs["vf_tx"].append(tx_sriov(pf, tx_batch, args.frames) | {"iotlb": io.snapshot()})
-        runs["vm_tx"].append(tx_vmdq(vm_nic, args.vfs, tx_batch, args.frames))
+        out = tx_sriov(pf, tx_batch, args.frames, args.rounds, clock)
+        out[-1]["iotlb"] = io.snapshot()
+        return out
+
+    kinds: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "base": lambda: vmdq_rx(vmdq[0x8][0], vmdq[0x8][1], args.batch, args.rounds, clock),
+        "vf_rx": vf_rx,
+        "same": lambda: vmdq_rx(vmdq[mrqc][0], vmdq[mrqc][1], args.batch, args.rounds, clock),
+        "vf_tx": vf_tx,
+        "vm_tx": lambda: tx_vmdq(vm_nic, args.vfs, tx_batch, args.frames, args.rounds, clock),
+    }
+    order = list(kinds)
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in order}
+    # Interleaved, so every figure sees the same machine, and rotated, so none always runs first
+    # or after the same neighbour; every pass (RX) or 1/--rounds of the TX frames (TX) is a
+    # sample, and the best sample of each kind is kept: on a shared machine the short samples
+    # are the ones least often preempted.
+    for r in range(args.repeat):
+        for kind in order[r % len(order):] + order[:r % len(order)]:
+            runs[kind].extend(quiet(kinds[kind]))
 
     def best(kind: str, key: str) -> float:
         return min(r[key] for r in runs[kind])
@@ -217,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     lay = pf.nic.state.layout
     print(f"sriov: 82599, {args.vfs} VFs (MRQC {mrqc:#x}: {lay.pools} pools x {lay.queues_per_pool}), IOMMU "
           f"{args.page_size // 1024} KiB pages, {args.iotlb}-entry IOTLB, batch {args.batch} (TX {tx_batch}), "
-          f"{runs['vf_rx'][0]['frames']} RX frames of 60 B per run, best of {args.repeat} interleaved runs, "
+          f"{runs['vf_rx'][0]['frames']} RX frames of 60 B per sample, best of {args.repeat} x {args.rounds} "
+          f"samples in rotated interleaved runs (GC off, {args.clock} clock), "
           f"dataplane {compiled.status()}")
     print(f"VMDq sorter path (nic-sorter: MRQC 0x8, 64 pools): {base:.3f} us/frame "
           f"(poll apart {best('base', 'poll_us'):.3f})")
@@ -227,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
           f"together {rx_total:.3f} us/frame (poll apart {best('vf_rx', 'poll_us'):.3f}): "
           f"{rx_total / base:.2f}x the VMDq sorter path, {rx_total / same:.2f}x in the same layout")
     print(f"  IOTLB: hit rate {rx_hits['iotlb_hit_rate']:.3f}, "
-          f"{rx_hits['page_walks'] / runs['vf_rx'][-1]['frames']:.2f} page walks/frame")
+          f"{rx_hits['page_walks'] / (runs['vf_rx'][-1]['frames'] * args.rounds):.2f} page walks/frame")
     print(f"VF TX path: DMA/IOMMU {best('vf_tx', 'dma_us'):.3f} + hand-over {best('vf_tx', 'tx_us'):.3f} + "
           f"TX service {best('vf_tx', 'service_us'):.3f}, together {tx_total:.3f} us/frame; VMDq TX (same "
           f"pools, anti-spoof, VEB): {vm_total:.3f} us/frame: {tx_total / vm_total:.2f}x")
@@ -235,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "sriov", "dataplane": compiled.status(),
         "settings": {"vfs": args.vfs, "mrqc": mrqc, "batch": args.batch, "frames": args.frames,
-                     "rounds": args.rounds, "repeat": args.repeat, "page_size": args.page_size,
+                     "rounds": args.rounds, "repeat": args.repeat, "page_size": args.page_size, "clock": args.clock,
                      "iotlb_entries": args.iotlb},
         "vmdq_sorter_us": base, "vmdq_sorter_same_layout_us": same,
         "vf_rx_us": rx_total, "vf_rx_ratio": rx_total / base, "vf_rx_ratio_same_layout": rx_total / same,

@@ -353,7 +353,9 @@ class VfFunction:
 
     @property
     def bus_master(self) -> bool:
-        return self.alive and bool(self.pci.read(0x04, 2) & 0x4)
+        # Command register bit 2, read straight from the config bytes (the VF DMA path asks
+        # once per batch; a config cycle through `read` costs as much as the batch's lookups)
+        return self.alive and bool(self.pci.data[0x04] & 0x4)
 
     def bar_address(self, bar: int) -> int:
         size = self.cap.vf_bar_size(bar)

@@ -19,8 +19,14 @@ the queue's buffer size, SRRCTL.BSIZEPACKET, takes several), in ring order:
 * per batch, one descriptor fetch: the ring's base is translated (DMA write: the
   write-back of done descriptors) and the ring read from host memory;
 * per buffer, the IOMMU translates the buffer (RX: a DMA write, TX: a DMA read),
-  through the domain-tagged IOTLB (the common case is inlined here: one page, an IOTLB
-  hit; everything else goes through `Iommu.translate`).
+  through the domain-tagged IOTLB.  The common case is inlined here, by runs: the
+  descriptors from the head on whose buffers share a page (worked out once per ring,
+  again when a descriptor, the ring's translation, the domain or the sizes change) are
+  one IOTLB lookup, the rest of the run hits the entry it made the most recently used
+  -- the counts, the IOTLB's order and the faults are those of the frames taken one by
+  one (`tests/unit/sriov/test_sriov_dma_paths.py` holds the two paths equal); a frame
+  over several buffers or across a page, an untagged IOTLB or a trace go frame by frame
+  or through `Iommu.translate`.
 
 A frame whose descriptor or buffer does not translate is dropped ``dma_fault`` (the
 IOMMU counts and logs the fault with the VF and the address); it never reaches
@@ -42,6 +48,7 @@ Drop reasons: ``dma_fault``, ``no_bus_master``, ``tx_ring_full``.
 from __future__ import annotations
 
 import errno
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sriov.errors import SriovError
@@ -58,12 +65,14 @@ BUFFER_DEFAULT = 2048          # SRRCTL.BSIZEPACKET = 2 (KiB): what ixgbevf uses
 MAX_VF_QUEUES = 8              # VF register map: queues 0..7
 _DID_SHIFT = 52
 _READ, _WRITE = 1, 2
+_DATA = attrgetter("data")
 
 
 class DmaQueue:
     """One VF queue's descriptor ring as the DMA engine sees it."""
 
-    __slots__ = ("index", "ring_iova", "size", "bsize", "head", "bufs", "ring_hpa", "keys", "lims", "kver")
+    __slots__ = ("index", "ring_iova", "size", "bsize", "head", "bufs", "ring_hpa", "keys", "lims", "kver",
+                 "runs", "pfns", "minlim")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -77,6 +86,11 @@ class DmaQueue:
         # the buffer without crossing the page; rebuilt when the ring, the domain or the sizes change
         self.keys: list[int] = []
         self.lims: list[int] = []
+        # per descriptor: the end (exclusive, at most ``size``) of the run of descriptors from it
+        # whose buffers share its page -- a run is one IOTLB lookup; and the smallest room of all
+        self.runs: list[int] = []
+        self.pfns: list[int] = []          # and its buffer's page frame number (the walk's index)
+        self.minlim = 0
         self.kver: tuple[int, ...] = ()
 
     def reset(self) -> None:
@@ -163,19 +177,35 @@ class VfDma(Element):
             hpa = self.iommu.translate(rid, dq.ring_iova, 16, True)
         except DmaFault:
             return False
-        io = self.iommu
-        dom = io.context.get(rid)
-        ver = (self.memory.version, hpa, dom.did if dom is not None else -1, io.page_shift, dq.bsize, dq.size)
-        if ver != dq.kver:
-            dq.ring_hpa = hpa
-            bufs = dq.bufs = self.memory.rings.get(hpa, [])
-            tag = ver[2] << _DID_SHIFT
-            shift, psize, pmask, bsize = io.page_shift, io.page_size, io.page_size - 1, dq.bsize
-            addrs = [bufs[s] if s < len(bufs) else 0 for s in range(dq.size)]
-            dq.keys = [tag | a >> shift for a in addrs]
-            dq.lims = [min(bsize, psize - (a & pmask)) for a in addrs]
-            dq.kver = ver
+        dom = self.iommu.context.get(rid)
+        self._read_ring(dq, hpa, dom.did if dom is not None else -1)
         return True
+
+    def _read_ring(self, dq: DmaQueue, hpa: int, did: int) -> None:
+        """The ring at host address ``hpa`` as read: its buffers' IOTLB keys, rooms and page runs,
+        worked out again only when a descriptor was written, or the ring's translation, the
+        domain or the sizes changed."""
+        io = self.iommu
+        ver = (self.memory.version, hpa, did, io.page_shift, dq.bsize, dq.size)
+        if ver == dq.kver:
+            return
+        dq.ring_hpa = hpa
+        bufs = dq.bufs = self.memory.rings.get(hpa, [])
+        tag = did << _DID_SHIFT
+        shift, psize, pmask, bsize, size = io.page_shift, io.page_size, io.page_size - 1, dq.bsize, dq.size
+        addrs = [bufs[s] if s < len(bufs) else 0 for s in range(size)]
+        pfns = dq.pfns = [a >> shift for a in addrs]
+        keys = dq.keys = [tag | p for p in pfns]
+        dq.lims = [min(bsize, psize - (a & pmask)) for a in addrs]
+        dq.minlim = min(dq.lims, default=0)
+        runs = [size] * size
+        for s in range(size - 2, -1, -1):
+            if keys[s] == keys[s + 1]:
+                runs[s] = runs[s + 1]
+            else:
+                runs[s] = s + 1
+        dq.runs = runs
+        dq.kver = ver
 
     # -- RX: the NIC writes received frames into the guest's buffers ----------------------
     def rx(self, batch: Batch) -> Batch:
@@ -211,21 +241,119 @@ class VfDma(Element):
 
         A batch is one queue's drain (what the NIC's ``pool<P>`` output emits, and what
         `VirtualFunction.receive` hands over): its queue is the first frame's.  The common case
-        is written out inline (a domain-tagged IOTLB, a frame that fits its buffer without
-        crossing a page): each descriptor's IOTLB key and room are precomputed per ring
-        (`_fetch`); a frame on the same page as the one before is an IOTLB hit without a
-        lookup (that entry is the most recently used already); otherwise the IOTLB, else the
-        walk of the domain's table, counted as `Iommu.lookup_page` counts them.  Anything else
-        -- no domain, an untagged IOTLB, a frame over several buffers or across a page -- goes
-        through `Iommu.translate`."""
+        is written out inline: a domain-tagged IOTLB, no trace, a ring base that sits in one
+        page, every frame of the batch fitting the smallest room of the ring's buffers (no
+        frame over several buffers or across a page).  Then the descriptor fetch is one IOTLB
+        lookup, and the buffers are translated by runs: the descriptors from the head on
+        whose buffers share a page (`DmaQueue.runs`, worked out per ring) are one lookup --
+        the IOTLB, else the walk of the domain's table -- and the frames after the first of a
+        run hit the entry the first one made the most recently used.  A frame's fault is its
+        own (faults are not cached: each frame of a faulting run looks the page up again).
+        The counts are what `Iommu.lookup_page` counts for the same frames one by one.
+        Anything else goes frame by frame (`_frames`) or through `Iommu.translate`."""
         iommu = self.iommu
         dom = iommu.context.get(rid)
         dq = queues[self.qindex.get(batch[0].queue, 0)] if write else queues[0]
-        if not self._fetch(dq, rid):
+        ring = dq.ring_iova
+        psize = iommu.page_size
+        if (dom is None or not iommu.tagged or iommu.trace is not None
+                or ring & (psize - 1) > psize - 16 or ring + 16 > 1 << iommu.address_width):
+            if not self._fetch(dq, rid):
+                self.drop_many(batch, "dma_fault")
+                return self._count([], write, len(batch))
+            if dom is None or not iommu.tagged:
+                return self._dma_slow(batch, dq, write, rid)
+            return self._frames(batch, dq, write, rid, dom)
+        # the descriptor fetch: the ring's page through the IOTLB (a DMA write: the write-back)
+        self.counters["descriptor_fetches"] += 1
+        ic = iommu.counters
+        tlb = iommu.iotlb
+        table = dom.table
+        cap = iommu.iotlb_entries
+        shift = iommu.page_shift
+        tag = dom.did << _DID_SHIFT
+        key = tag | ring >> shift
+        e = tlb.pop(key, None)
+        if e is None:
+            misses = 1
+            e = table.get(ring >> shift)
+            if e is not None:
+                if len(tlb) >= cap:
+                    del tlb[next(iter(tlb))]        # least recently used
+                tlb[key] = e
+        else:
+            misses = 0
+            tlb[key] = e
+        if e is None or not e & _WRITE:
+            ic["translations"] += 1
+            ic["iotlb_hits"] += 1 - misses
+            ic["iotlb_misses"] += misses
+            ic["page_walks"] += misses
+            ic["walk_reads"] += misses * iommu.walk_levels
+            iommu.fault(rid, ring, True, 0x05, dom)
             self.drop_many(batch, "dma_fault")
             return self._count([], write, len(batch))
-        if dom is None or not iommu.tagged:
-            return self._dma_slow(batch, dq, write, rid)
+        hpa = (e >> 2) << shift | (ring & (psize - 1))
+        if (self.memory.version, hpa, dom.did, shift, dq.bsize, dq.size) != dq.kver:   # as _read_ring
+            self._read_ring(dq, hpa, dom.did)
+        n = len(batch)
+        if max(map(len, map(_DATA, batch))) > dq.minlim:
+            ic["translations"] += 1
+            ic["iotlb_hits"] += 1 - misses
+            ic["iotlb_misses"] += misses
+            ic["page_walks"] += misses
+            ic["walk_reads"] += misses * iommu.walk_levels
+            return self._frames(batch, dq, write, rid, dom)
+        need = _WRITE if write else _READ
+        keys, pfns, runs, head, size = dq.keys, dq.pfns, dq.runs, dq.head, dq.size
+        bad: list[Frame] | None = None
+        i = 0
+        while i < n:
+            m = runs[head] - head
+            if m > n - i:
+                m = n - i
+            key = keys[head]
+            e = tlb.pop(key, None)
+            if e is None:
+                misses += 1
+                e = table.get(pfns[head])
+                if e is not None:
+                    if len(tlb) >= cap:
+                        del tlb[next(iter(tlb))]    # least recently used
+                    tlb[key] = e
+            else:
+                tlb[key] = e
+            if e is None or not e & need:
+                if e is None:
+                    misses += m - 1                 # each frame's own lookup misses again
+                for j in range(m):
+                    self._fault(dq, head + j, rid, write, dom)
+                bad = batch[i:i + m] if bad is None else bad + batch[i:i + m]
+            head += m
+            if head == size:
+                head = 0
+            i += m
+        dq.head = head
+        ic["translations"] += n + 1
+        ic["iotlb_hits"] += n + 1 - misses
+        if misses:
+            ic["iotlb_misses"] += misses
+            ic["page_walks"] += misses
+            ic["walk_reads"] += misses * iommu.walk_levels
+        if bad is None:
+            return self._count(batch, write, 0)
+        self.drop_many(bad, "dma_fault")
+        gone = set(map(id, bad))
+        return self._count([f for f in batch if id(f) not in gone], write, len(bad))
+
+    def _frames(self, batch: Batch, dq: DmaQueue, write: bool, rid: int, dom: Domain) -> Batch:
+        """Frame by frame, the ring fetched (a tagged IOTLB): each descriptor's IOTLB key and
+        room are precomputed per ring (`_read_ring`); a frame on the same page as the one
+        before is an IOTLB hit without a lookup (that entry is the most recently used
+        already); otherwise the IOTLB, else the walk of the domain's table, counted as
+        `Iommu.lookup_page` counts them.  A frame over several buffers or across a page goes
+        through `Iommu.translate`; with a trace, every translation is recorded."""
+        iommu = self.iommu
         trace = iommu.trace
         tlb = iommu.iotlb
         table = dom.table
@@ -235,6 +363,7 @@ class VfDma(Element):
         keys, lims, head, size = dq.keys, dq.lims, dq.head, dq.size
         misses = nslow = 0
         last_key = -1
+        last_e = 0
         bad: list[Frame] | None = None
         for f in batch:
             if len(f.data) <= lims[head]:

@@ -183,7 +183,7 @@ class VirtualFunction:
 
     # -- the direct data path ------------------------------------------------------
     def tx_room(self) -> int:
-        q = self.nic.txa.queues[self.nic_queues[0]]
+        q = self.pf.nic.txa.queues[self.nic_queues[0]]
         return q.size - len(q.ring)
 
     def send(self, frames: Batch, now_ns: int) -> int:

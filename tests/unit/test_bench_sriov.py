@@ -1,0 +1,43 @@
+"""vswitch-bench sriov: the measurement itself (what is timed, how samples are taken), not speed."""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+
+from bench import sriov
+
+
+def test_every_kind_is_sampled_per_pass_with_the_gc_off(tmp_path: Path, monkeypatch) -> None:
+    seen: list[bool] = []
+    real = sriov.rx_pass
+
+    def spy(*args, **kw):   # the collector is off while a kind runs, back on afterwards
+        seen.append(gc.isenabled())
+        return real(*args, **kw)
+    monkeypatch.setattr(sriov, "rx_pass", spy)
+    out = tmp_path / "r.json"
+    assert sriov.main(["--vfs", "3", "--frames", "1024", "--batch", "16", "--rounds", "2", "--repeat", "2",
+                       "--json", str(out)]) == 0
+    assert gc.isenabled() and seen and not any(seen[-2 * 2 * 3:])     # 2 repeats x 2 passes x 3 RX kinds
+    r = json.loads(out.read_text())
+    assert r["settings"]["clock"] == "cpu"
+    for kind in ("base", "vf_rx", "same", "vf_tx", "vm_tx"):
+        assert len(r["runs"][kind]) == 2 * 2                            # repeat x rounds samples
+    assert all(s["frames"] == 1024 for s in r["runs"]["vf_rx"] + r["runs"]["base"])
+    best = min(s["rx_us"] + s["dma_us"] for s in r["runs"]["vf_rx"])
+    assert r["vf_rx_us"] == best and r["vmdq_sorter_us"] == min(s["rx_us"] for s in r["runs"]["base"])
+
+
+def test_rx_pass_times_rx_poll_and_dma_apart() -> None:
+    pf = sriov.build_pf(2, 4096, 64)
+    frames = sriov.frames_to([sriov.vf_mac(k) for k in range(2)], 256)
+    ticks = iter(range(0, 10**9, 1000))
+    (s,) = sriov.rx_sriov(pf, frames, 32, 1, clock=lambda: next(ticks))
+    # a fake clock that moves 1 us per read; 8 batches are one drain cycle (rings of 512, 2 VFs):
+    # one stretch of each kind, so 1 us of each over the 256 frames
+    assert pf.nic.rings.queues[pf.vfs[0].nic_queues[0]].size == 512
+    assert s["frames"] == 256
+    assert s["rx_us"] == s["poll_us"] == s["dma_us"] == 1.0 / 256
+    assert sum(vf.dma.counters["rx_delivered"] for vf in pf.vfs) == 256
