@@ -260,12 +260,17 @@ def _flat(chunks: Iterator[Chunk]) -> Generator[tuple[int, bytes], None, None]:
 def _grouped(records: Iterator[tuple[int, bytes]], size: int = 4096) -> Iterator[Chunk]:
     ts_list: list[int] = []
     data_list: list[bytes] = []
-    for ts, data in records:
-        ts_list.append(ts)
-        data_list.append(data)
-        if len(ts_list) >= size:
+    try:
+        for ts, data in records:
+            ts_list.append(ts)
+            data_list.append(data)
+            if len(ts_list) >= size:
+                yield ts_list, data_list
+                ts_list, data_list = [], []
+    except CaptureError:
+        if ts_list:                     # the records before the damage first
             yield ts_list, data_list
-            ts_list, data_list = [], []
+        raise
     if ts_list:
         yield ts_list, data_list
 
