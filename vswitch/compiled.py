@@ -31,7 +31,8 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 # The per-frame path: frames, the graph and its counters, the switch and its FDB, the
-# devices' read and write loops.  Everything else runs once per batch or less.
+# devices' read and write loops, a replayed capture's record parser and its batching stream.
+# Everything else runs once per batch or less.
 MODULES = (
     "vswitch.core.frame",
     "vswitch.core.element",
@@ -41,6 +42,8 @@ MODULES = (
     "vswitch.elements.learning_switch",
     "vswitch.io.tap",
     "vswitch.io.packet_socket",
+    "vswitch.io.pcap_records",
+    "vswitch.drivers.stream",
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds the vswitch package

@@ -96,8 +96,12 @@ class FrameStream:
         self._pending = -1           # the port of record _i when it was looked up, else -1
         self._done = False
 
-    def __iter__(self) -> FrameStream:
-        return self
+    def __iter__(self) -> Iterator[tuple[int, list[Frame], int, bool]]:
+        while True:
+            b = self.next_batch()
+            if b is None:
+                return
+            yield b
 
     def _load(self) -> bool:
         """The next chunk; False at the end (or a read error, kept in ``error``)."""
@@ -123,12 +127,13 @@ class FrameStream:
         self._ts, self._data, self._ports, self._i = ts, data, ports, 0
         return True
 
-    def __next__(self) -> tuple[int, list[Frame], int, bool]:
+    def next_batch(self) -> tuple[int, list[Frame], int, bool] | None:
+        """The next batch (see the class), or None at the end."""
         ts_l, data_l, ports_l, i = self._ts, self._data, self._ports, self._i
         n = len(ts_l)
         if i >= n:
             if not self._load():
-                raise StopIteration
+                return None
             ts_l, data_l, ports_l, i = self._ts, self._data, self._ports, 0
             n = len(ts_l)
         assign = self._assign
