@@ -11,6 +11,7 @@ Subcommands:
 ``sriov``      cost per frame of the SR-IOV VF RX/TX paths (IOMMU on) against VMDq's.
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
 ``replay-bench`` ``replay --live`` against Debian's tcpreplay on a veth (root; tcpreplay).
+``replay-speed`` offline replay's Mpps end to end from a pcap, against dpkt's reader and ns.py.
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
 2 bad arguments or configuration, or a replay output that cannot be written.
@@ -364,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                    description="Check REV out into a temporary worktree and run the same benchmarks for both "
                    "trees, interleaved, each run a fresh process; a table of medians, ratios and verdicts "
                    "(ok within +5 %).", add_help=False)
+    sub.add_parser("replay-speed", help="offline replay's Mpps end to end from a 64 B pcap, software and VMDq, "
+                   "compiled and interpreted, against dpkt's reader and ns.py", add_help=False)
     sub.add_parser("gen", help="generate a trace: guests, east-west and north-south flows, rates, bursts",
                    description="Generate a pcap/pcapng trace of N guests and hosts on the wire, with a vswitch "
                    "topology and a JSON manifest (bench/gen.py)", add_help=False)
@@ -372,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     modules = {"switch": "bench.switch_bench", "nic-sorter": "bench.nic_sorter", "peers": "bench.peers",
                "live-path": "bench.live_path", "compare-commits": "bench.compare_commits",
                "nic-tx": "bench.nic_tx", "gen": "bench.gen", "replay-bench": "bench.replay_bench",
-               "sriov": "bench.sriov"}
+               "sriov": "bench.sriov",
+               "replay-speed": "bench.replay_speed"}
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in modules:
         import importlib

@@ -328,8 +328,8 @@ def test_stream_batches_are_runs_of_one_port_in_time_that_never_goes_back(tmp_pa
     a = SourceMacAssigner([1, 2, 3, 4, 5, 6, 7])
     want = [(ts, d, a(d)) for ts, d in slow_pcap_records(trace)]
     stream = stream_batches(records_by_source_mac(trace, SourceMacAssigner([1, 2, 3, 4, 5, 6, 7])), batch=5)
-    got = []
-    prev_port = None
+    got: list[tuple[int, bytes, int]] = []
+    prev_port, prev_len = None, 0
     for port, frames, nbytes, tick in stream:
         assert 1 <= len(frames) <= 5 and not tick
         assert nbytes == sum(len(f.data) for f in frames)
