@@ -107,6 +107,8 @@ def _child_nspy(packets: int) -> dict[str, Any]:
 
 
 def _child(argv: list[str]) -> int:
+    from vswitch import compiled
+    compiled.install()            # before the dataplane is imported: compiled, or VSWITCH_PURE=1
     kind = argv[0]
     if kind == "replay":
         out = _child_replay(argv[1], int(argv[2]), argv[3] if len(argv) > 3 else None)
@@ -231,6 +233,9 @@ def _report(runs: dict[str, list[dict[str, Any]]], traces: dict[str, str], args:
         xd = f"{b / dpkt_best:.2f}" if dpkt_best else "-"
         xn = f"{b / nspy_best:.1f}" if nspy_best else "-"
         print(f"{case:34s} {b:7.3f} {statistics.median(rates):7.3f} {wall:7.3f} {rss_s:>9s} {xd:>7s} {xn:>8s}")
+        builds = {r["build"] for r in ok if "build" in r}
+        if case.endswith(" compiled") and any(not b.startswith("compiled") for b in builds):
+            print(f"{'':34s} (NOT compiled: {', '.join(sorted(builds))})")
         if errs:
             print(f"{'':34s} ({len(errs)} run(s) failed: {errs[0]})")
     if nspy and not nspy_best:
