@@ -13,6 +13,7 @@ Subcommands:
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
 ``replay-bench`` ``replay --live`` against Debian's tcpreplay on a veth (root; tcpreplay).
 ``experiment`` run an experiment file's sweep (locally or on Dask): tables, plots (bench/experiments/).
+``replay-speed`` offline replay's Mpps end to end from a pcap, against dpkt's reader and ns.py.
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
 2 bad arguments or configuration, or a replay output that cannot be written.
@@ -371,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(ok within +5 %).", add_help=False)
     sub.add_parser("experiment", help="run an experiment TOML's sweep: CSV/Parquet/JSON tables and plots",
                    description="Run every point of an experiment's sweep (bench/experiments/cli.py)", add_help=False)
+    sub.add_parser("replay-speed", help="offline replay's Mpps end to end from a 64 B pcap, software and VMDq, "
+                   "compiled and interpreted, against dpkt's reader and ns.py", add_help=False)
     sub.add_parser("gen", help="generate a trace: guests, east-west and north-south flows, rates, bursts",
                    description="Generate a pcap/pcapng trace of N guests and hosts on the wire, with a vswitch "
                    "topology and a JSON manifest (bench/gen.py)", add_help=False)
@@ -390,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         "calibrate": "bench.calibrate",
         "policies": "bench.policies",
         "experiment": "bench.experiments.cli",
+        "replay-speed": "bench.replay_speed",
     }
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in modules:

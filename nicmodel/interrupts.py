@@ -34,6 +34,9 @@ NAPI_BUDGET = 64
 
 
 class Vector:
+    """One queue's vector.  Its ``rx_usecs`` and ``rx_frames`` are set through
+    `Interrupts.set_coalesce`, which keeps the list of vectors with a timer."""
+
     __slots__ = ("queue", "rx_usecs", "rx_frames", "masked", "pending", "first_ns",
                  "interrupts", "polls")
 
@@ -61,6 +64,9 @@ class Interrupts(Element):
     def __init__(self, name: str, num_queues: int) -> None:
         super().__init__(name)
         self.vectors = [Vector(i) for i in range(num_queues)]
+        # The vectors with a delay timer (rx_usecs, set by set_coalesce): only they can have a
+        # deadline, so the graph's question after every batch looks at them only (none by default).
+        self._timed: list[Vector] = []
 
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:  # pragma: no cover
         raise NotImplementedError("Interrupts has no inputs")
@@ -71,6 +77,7 @@ class Interrupts(Element):
             if rx_usecs < 0:
                 raise ValueError(f"rx-usecs must be >= 0, got {rx_usecs}")
             v.rx_usecs = rx_usecs
+            self._timed = [w for w in self.vectors if w.rx_usecs]
         if rx_frames is not None:
             if rx_frames < 0:
                 raise ValueError(f"rx-frames must be >= 0, got {rx_frames}")
@@ -100,7 +107,7 @@ class Interrupts(Element):
     def expire(self, now_ns: int) -> list[int]:
         """Fire every vector whose delay timer has expired; returns their queues."""
         fired = []
-        for v in self.vectors:
+        for v in self._timed:
             dl = v.deadline_ns()
             if dl is not None and dl <= now_ns:
                 self._fire(v)
@@ -108,7 +115,9 @@ class Interrupts(Element):
         return fired
 
     def next_deadline_ns(self) -> int | None:
-        dls = [d for v in self.vectors if (d := v.deadline_ns()) is not None]
+        if not self._timed:
+            return None
+        dls = [d for v in self._timed if (d := v.deadline_ns()) is not None]
         return min(dls) if dls else None
 
     def note_poll(self, queue: int, got: int, budget: int) -> None:

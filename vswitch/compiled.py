@@ -31,9 +31,9 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 # The per-frame path: frames, the graph and its counters, the switch and its FDB, the
-# devices' read and write loops, the queue policies (schedulers and the policer; their
-# parameter declarations and factory are not per frame).  Everything else runs once per
-# batch or less.
+# devices' read and write loops, a replayed capture's record parser and its batching stream,
+# the queue policies (schedulers and the policer; their parameter declarations and factory
+# are not per frame).  Everything else runs once per batch or less.
 MODULES = (
     "vswitch.core.frame",
     "vswitch.core.element",
@@ -59,6 +59,8 @@ MODULES = (
     "vswitch.elements.learning_switch",
     "vswitch.io.tap",
     "vswitch.io.packet_socket",
+    "vswitch.io.pcap_records",
+    "vswitch.drivers.stream",
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds the vswitch package

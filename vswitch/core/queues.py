@@ -104,7 +104,10 @@ class Queue(Element):
         if len(out) < n:
             want = n - len(out)
             got = self.scheduler.dequeue_batch(want, now_ns)
-            out.extend(got)
+            if out:
+                out.extend(got)
+            else:
+                out = got            # (the scheduler's list is the queue's to hand on)
             if len(got) < want and self.scheduler.backlog_packets:
                 self.counters["overlimits"] += 1     # it held frames back: a shaper's throttle
         c = self.counters

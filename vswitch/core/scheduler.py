@@ -117,7 +117,8 @@ class Scheduler:
         raise NotImplementedError(f"{type(self).__name__}.dequeue")
 
     def dequeue_batch(self, n: int, now_ns: int) -> list[Frame]:
-        """Up to ``n`` frames, as ``n`` dequeues would give them (override where faster)."""
+        """Up to ``n`` frames, as ``n`` dequeues would give them (override where faster), in a
+        new list: the caller's to keep or hand on."""
         out: list[Frame] = []
         dequeue = self.dequeue
         while len(out) < n:

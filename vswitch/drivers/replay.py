@@ -39,12 +39,13 @@ after it what it made ready; after the last record, deadlines up to
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vswitch.core.element import Batch
 from vswitch.core.frame import Frame
+from vswitch.drivers.stream import FrameStream, PortChunk, SourceMacAssigner
 from vswitch.io.pcap import Capture, CaptureError, NotEthernet, PcapWriter, read_capture
 from vswitch.topology import Dataplane
 
@@ -56,51 +57,67 @@ class Record:
     port: int
 
 
-class SourceMacAssigner:
-    """Source MAC -> ingress port: fixed map first, then ``default`` if given (a generated trace's
-    uplink: every MAC it does not name is on the wire), else round-robin by first appearance."""
-
-    def __init__(self, ports: list[int], fixed: dict[bytes, int] | None = None, default: int | None = None) -> None:
-        if not ports:
-            raise ValueError("need at least one port to assign frames to")
-        self.ports = ports
-        self.fixed = dict(fixed or {})
-        self.default = default
-        self.learned: dict[bytes, int] = {}
-        self._next = 0
-
-    def __call__(self, data: bytes) -> int:
-        if len(data) < 12:
-            return self.ports[0] if self.default is None else self.default
-        src = data[6:12]
-        port = self.fixed.get(src) or self.learned.get(src)
-        if port is None:
-            if self.default is not None:
-                return self.default
-            port = self.learned[src] = self.ports[self._next % len(self.ports)]
-            self._next += 1
-        return port
-
-
 class Records:
-    """Records in replay order, and the open captures they come from (for what reading found)."""
+    """Records in replay order, and the open captures they come from (for what reading found).
 
-    def __init__(self, records: Iterator[Record], captures: list[Capture]) -> None:
+    Iterate for `Record` objects, or (what the replay does) stream them in chunks: ``chunks``
+    (`PortChunk` lists, with their ports or, for ``assign`` to place, without); one or the
+    other, once."""
+
+    def __init__(self, records: Iterator[Record] | None, captures: list[Capture],
+                 chunks: Iterator[PortChunk] | None = None, assign: SourceMacAssigner | None = None) -> None:
+        if records is None and chunks is None:
+            raise ValueError("Records needs records or chunks")
         self._records = records
         self.captures = captures
+        self.chunks = chunks
+        self.assign = assign
 
     def __iter__(self) -> Iterator[Record]:
-        return self._records
+        if self._records is not None:
+            return self._records
+        return self._from_chunks()
+
+    def _from_chunks(self) -> Iterator[Record]:
+        assert self.chunks is not None
+        for ts_list, data_list, ports in self.chunks:
+            if ports is None:
+                assert self.assign is not None
+                ports = [self.assign(d) for d in data_list]
+            for ts, data, port in zip(ts_list, data_list, ports, strict=True):
+                yield Record(ts, data, port)
 
 
 def records_by_source_mac(path: str | Path, assign: SourceMacAssigner) -> Records:
     """The records of one capture, each entering by its source MAC; the capture is opened now."""
     cap = read_capture(path)
+    chunks = ((ts_list, data_list, None) for ts_list, data_list in cap.chunks())
+    return Records(None, [cap], chunks, assign)
 
-    def gen() -> Iterator[Record]:
-        for ts, data in cap:
-            yield Record(ts, data, assign(data))
-    return Records(gen(), [cap])
+
+def record_chunks(records: Iterable[Record], size: int = 1024) -> Iterator[PortChunk]:
+    """`Record` objects in chunks, with their ports."""
+    ts_list: list[int] = []
+    data_list: list[bytes] = []
+    ports: list[int] = []
+    for rec in records:
+        ts_list.append(rec.ts_ns)
+        data_list.append(rec.data)
+        ports.append(rec.port)
+        if len(ts_list) >= size:
+            yield ts_list, data_list, ports
+            ts_list, data_list, ports = [], [], []
+    if ts_list:
+        yield ts_list, data_list, ports
+
+
+def stream_batches(records: Iterable[Record], batch: int = 64, tick_ns: int = 0) -> FrameStream:
+    """Records (a `Records`, or any `Record` iterable) as the batches a driver pushes: runs of
+    frames entering on the same port, at most ``batch`` long, in virtual time that never goes
+    back, cut where time crosses a ``tick_ns`` boundary (0: never); see `FrameStream`."""
+    if isinstance(records, Records) and records.chunks is not None:
+        return FrameStream(records.chunks, records.assign, batch, tick_ns)
+    return FrameStream(record_chunks(records), None, batch, tick_ns)
 
 
 def records_per_port(files: dict[int, str | Path]) -> Records:
@@ -118,11 +135,21 @@ def records_per_port(files: dict[int, str | Path]) -> Records:
         for ts, data in cap:
             yield ts, i, data, port
 
-    def gen() -> Iterator[Record]:
+    def gen() -> Iterator[PortChunk]:
         streams = [stream(i, port, cap) for i, (port, cap) in enumerate(zip(files, caps, strict=True))]
+        ts_list: list[int] = []
+        data_list: list[bytes] = []
+        ports: list[int] = []
         for ts, _, data, port in heapq.merge(*streams):
-            yield Record(ts, data, port)
-    return Records(gen(), caps)
+            ts_list.append(ts)
+            data_list.append(data)
+            ports.append(port)
+            if len(ts_list) >= 1024:
+                yield ts_list, data_list, ports
+                ts_list, data_list, ports = [], [], []
+        if ts_list:
+            yield ts_list, data_list, ports
+    return Records(None, caps, gen())
 
 
 @dataclass
@@ -171,67 +198,42 @@ class ReplayDriver:
                 dp.graph.set_transmit(number, _discard)
 
     @staticmethod
-    def _writer(w: PcapWriter):
+    def _writer(w: PcapWriter) -> Callable[[Batch, int], None]:
         def send(batch: Batch, now_ns: int) -> None:
-            for f in batch:
-                w.write(f.data, f.ts_ns)
+            w.write_frames(batch)
         return send
 
     def run(self, records: Iterable[Record]) -> ReplayResult:
         """Replay records; a CaptureError mid-file ends the replay with ``error`` set."""
         res = ReplayResult()
         graph = self.dp.graph
-        limit = self.batch
-        tick_ns = self.tick_ns
-        batch: list[Frame] = []
-        port = -1
-        now = low = next_tick = 0
-        frames = nbytes = late = 0
-        it = iter(records)
+        stream = stream_batches(records, self.batch, self.tick_ns)
+        ingress: dict[int, Callable[[Batch, int, int], None]] = {}
+        run_until = graph.run_until
         try:
-            for rec in it:                       # the first record sets the clock
-                now = low = rec.ts_ns
-                res.first_ts_ns = now
-                next_tick = now + tick_ns
-                port = rec.port
-                batch.append(Frame(rec.data, now))
-                frames, nbytes = 1, len(rec.data)
-                break
-            for rec in it:
-                ts = rec.ts_ns
-                if ts < now:                     # out of order: time does not go back
-                    late += 1
-                    if ts < low:
-                        low = ts
-                    ts = now
-                else:
-                    now = ts
-                if batch and (rec.port != port or len(batch) >= limit):
-                    self._push(port, batch)
-                    batch = []
-                if ts >= next_tick:
-                    if batch:
-                        self._push(port, batch)
-                        batch = []
-                    graph.run_until(ts)
-                    graph.tick(ts)
-                    next_tick = ts + tick_ns
-                port = rec.port
-                batch.append(Frame(rec.data, ts))
-                frames += 1
-                nbytes += len(rec.data)
+            for port, batch, nbytes, tick in stream:
+                first = batch[0].ts_ns
+                if tick:
+                    run_until(first)
+                    graph.tick(first)
+                push = ingress.get(port)
+                if push is None:
+                    push = ingress[port] = graph.ingress(port)
+                run_until(first)                  # what fell due before this batch
+                now = batch[-1].ts_ns
+                push(batch, now, nbytes)
+                run_until(now)
         except NotEthernet:
             self._close(res)
             raise
-        except CaptureError as e:
-            res.error = str(e)
-        if batch:
-            self._push(port, batch)
-        if res.first_ts_ns is not None:
-            self._flush(now)
-        res.frames, res.bytes, res.out_of_order = frames, nbytes, late
-        if res.first_ts_ns is not None:
-            res.last_ts_ns, res.min_ts_ns = now, low
+        if stream.error is not None:
+            res.error = str(stream.error)
+        if stream.first_ts_ns is not None:
+            self._flush(stream.last_ts_ns or 0)
+        res.frames, res.bytes, res.out_of_order = stream.frames, stream.nbytes, stream.out_of_order
+        res.first_ts_ns = stream.first_ts_ns
+        if stream.first_ts_ns is not None:
+            res.last_ts_ns, res.min_ts_ns = stream.last_ts_ns, stream.min_ts_ns
         captures = records.captures if isinstance(records, Records) else []
         for cap in captures:
             res.skipped += cap.skipped
