@@ -251,8 +251,8 @@ class PortConfig:
                                       "storm_broadcast_pps", "storm_multicast_pps")
                           if getattr(self, k) != PORT_SETTINGS[k].default]
             if on_switch:
-                raise ValueError(f"{on_switch[0]}: a port on a VF is not on the software switch (its own "
-                                 "settings are the vf_* keys: its VLAN is vf_vlan, its rate vf_max_tx_rate)")
+                raise ValueError(f"{on_switch[0]}: a port on a VF is not on the software switch (its VLAN is "
+                                 "vf_vlan, the NIC's port VLAN; its rate vf_max_tx_rate)")
 
     def policer_params(self) -> dict[str, Any] | None:
         """The ingress policer's parameters (`build_policer`), None when policing is off: a

@@ -86,7 +86,7 @@ def test_compare_live_sigterm_cleans_up(lab, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--modes", "sriov"], "vswitchd does not run this design"),
+    (["--modes", "vmdq,bogus"], "is not a design"),
     (["--cores", "2"], "--cores: not with --live"),
     (["--zero-host"], "--zero-host: not with --live"),
     (["--reps", "0"], "--reps 0: must be 1-100"),

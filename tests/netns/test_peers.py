@@ -30,6 +30,7 @@ def _leftovers(prefix: str) -> list[str]:
     return sorted(n for n in [*netns, *names] if n.startswith(prefix))
 
 
+@pytest.mark.once
 def test_peers_smoke_bridge_relay_vswitchd(tmp_path):
     reason = _skip_reason()
     if reason:

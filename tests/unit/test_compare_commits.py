@@ -155,6 +155,7 @@ def _worktrees() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.once
 def test_compare_head_with_itself_gives_ratios_and_removes_its_worktree(tmp_path) -> None:
     if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode != 0:
         pytest.skip(f"{ROOT} is not a git checkout")

@@ -84,7 +84,7 @@ def test_a_file_parses_into_typed_sections(tmp_path):
     ('guests = 2', 'guests = 0', "topology.guests", "at least 1"),
     ('inbound = 1.0', 'inbound = 1.5', "traffic.inbound", "a fraction"),
     ('gbps = 10', 'pps = 5\ngbps = 10', "traffic.gbps", "give one rate"),
-    ('mode = "vmdq"', 'mode = "sriov"', "topology.nic.mode", "use one of"),
+    ('mode = "vmdq"', 'mode = "sriovx"', "topology.nic.mode", "use one of"),
 ])
 def test_a_bad_value_is_named_with_its_file_line_and_key(tmp_path, bad, needle, key, words):
     text = SWEEP.replace(bad, needle, 1)
