@@ -69,6 +69,7 @@ from vswitch.port_config import (  # noqa: F401  (the port's declaration; re-exp
     PortConfig,
     check_ifname,
     check_netns_name,
+    check_qdisc,
     parse_port,
     qdisc_spec,
 )
@@ -103,6 +104,9 @@ class NicConfig:
     tx_ring: int = 512
     rx_usecs: int = 0
     rx_frames: int = 0
+    # A queue policy in front of each guest pool's TX queue (vmdq mode; docs/policies.md),
+    # as a port's qdisc is given: a kind, or a table with kind and parameters.
+    tx_qdisc: str | dict[str, Any] | None = None
 
 
 @dataclass
@@ -231,7 +235,7 @@ def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
 
 
 _NIC_KEYS: dict[str, Any] = {"profile": str, "mode": str, "uplink": str, "rx_ring": int, "tx_ring": int,
-                             "rx_usecs": int, "rx_frames": int}
+                             "rx_usecs": int, "rx_frames": int, "tx_qdisc": (str, dict)}
 
 
 def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
@@ -256,6 +260,13 @@ def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
             raise ConfigError(f"{where}: {k} {getattr(cfg, k)}: descriptors 64-4096 (as ethtool -G)")
     if cfg.rx_usecs < 0 or cfg.rx_frames < 0:
         raise ConfigError(f"{where}: rx_usecs and rx_frames must be >= 0")
+    if cfg.tx_qdisc is not None:
+        if cfg.mode != "vmdq":
+            raise ConfigError(f"{where}: tx_qdisc: only in vmdq mode (it sits on each guest pool's TX queue)")
+        try:
+            cfg.tx_qdisc = check_qdisc(cfg.tx_qdisc)
+        except ValueError as e:
+            raise ConfigError(f"{where}: tx_qdisc: {e}") from None
     return cfg
 
 
@@ -357,8 +368,9 @@ def _nic_plugin(attr: str) -> Any:
 
 def load_nic_host(cfg: NicConfig, name: str = "nic0") -> Any:
     """The NIC plug-in's host object (`nicmodel.host.NicHost`) for a ``[nic]`` section."""
+    extra = {} if cfg.tx_qdisc is None else {"tx_qdisc": qdisc_spec(cfg.tx_qdisc)}
     return _nic_plugin("build")(name, profile=cfg.profile, mode=cfg.mode, rx_ring=cfg.rx_ring,
-                                tx_ring=cfg.tx_ring, rx_usecs=cfg.rx_usecs, rx_frames=cfg.rx_frames)
+                                tx_ring=cfg.tx_ring, rx_usecs=cfg.rx_usecs, rx_frames=cfg.rx_frames, **extra)
 
 
 @dataclass
