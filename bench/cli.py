@@ -10,6 +10,8 @@ Subcommands:
 ``nic-sorter`` cost per frame of the NIC model's VMDq sorter + ring enqueue.
 ``sriov``      cost per frame of the SR-IOV VF RX/TX paths (IOMMU on) against VMDq's.
 ``policies``   cost per frame of each queue policy (see bench/policies.py).
+``tbf-kernel`` the project's tbf against the kernel's on a veth (see bench/tbf_kernel.py).
+``nspy``       the project's SP, WFQ, DRR, token bucket, RED against ns.py's (bench/nspy_compare.py).
 ``peers``      vswitchd against the Linux bridge, vde_switch, a bare relay, optionally OVS (root; iperf3, vde2).
 ``replay-bench`` ``replay --live`` against Debian's tcpreplay on a veth (root; tcpreplay).
 ``experiment`` run an experiment file's sweep (locally or on Dask): tables, plots (bench/experiments/).
@@ -364,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("policies", help="cost per frame of each queue policy (enqueue + dequeue), the policer",
                    description="Cost per frame of every queue policy through a core Queue under a standing "
                    "backlog, and of the policer element (bench/policies.py)", add_help=False)
+    sub.add_parser("tbf-kernel", help="the project's tbf against the kernel's on a veth, same traffic (root)",
+                   description="The same offered UDP stream through the kernel's tbf on a veth between two "
+                   "namespaces and through the project's tbf: delivered rate, drops, burst (bench/tbf_kernel.py)",
+                   add_help=False)
+    sub.add_parser("nspy", help="the project's SP, WFQ, DRR, token bucket and RED against ns.py's",
+                   description="One small workload through ns.py's schedulers and the project's: per-flow "
+                   "throughput shares and drop counts (bench/nspy_compare.py)", add_help=False)
     sub.add_parser("live-path", help="Python cost per frame of vswitchd's data path, system calls stubbed",
                    add_help=False)
     sub.add_parser("compare-commits", help="this tree against another commit: the benchmarks, interleaved",
@@ -394,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         "policies": "bench.policies",
         "experiment": "bench.experiments.cli",
         "replay-speed": "bench.replay_speed",
+        "tbf-kernel": "bench.tbf_kernel",
+        "nspy": "bench.nspy_compare",
     }
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in modules:

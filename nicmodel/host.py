@@ -33,6 +33,7 @@ from nicmodel.profiles import PROFILES
 from nicmodel.tables import NicError
 from vswitch.core.element import Batch
 from vswitch.core.frame import mac_str, parse_mac
+from vswitch.core.policies import build_scheduler
 
 __all__ = ["NicHost", "Binding", "MODES", "LIVE_MAX_FRAME", "PROFILES", "build"]
 
@@ -56,10 +57,13 @@ class NicHost:
     """A `Nic` programmed for vswitchd's software or VMDq design; guests bound to pools."""
 
     def __init__(self, name: str, *, profile: str = "82599", mode: str = "vmdq", rx_ring: int = 512,
-                 tx_ring: int = 512, rx_usecs: int = 0, rx_frames: int = 0) -> None:
+                 tx_ring: int = 512, rx_usecs: int = 0, rx_frames: int = 0,
+                 tx_qdisc: dict[str, Any] | None = None) -> None:
         if mode not in MODES:
             raise NicError(f"mode {mode!r}: use software or vmdq")
         self.mode = mode
+        # {"kind": ..., params}: each guest's pool gets its own policy of this kind on its TX.
+        self.tx_qdisc = dict(tx_qdisc) if tx_qdisc is not None else None
         self.nic = nic = Nic(name, profile)
         self.bindings: dict[str, Binding] = {}
         self.by_pool: dict[int, Binding] = {}
@@ -98,6 +102,9 @@ class NicHost:
                            f"{nic.state.num_pools} pools (pool 0 is the hypervisor's)")
         b = Binding(port, free, vlan)
         nic.program_pool(free, None, vlan, max_frame=LIVE_MAX_FRAME)
+        if self.tx_qdisc is not None:
+            params = {k: v for k, v in self.tx_qdisc.items() if k != "kind"}
+            nic.set_tx_qdisc(free, build_scheduler(self.tx_qdisc["kind"], **params))
         if vlan is not None:
             nic.set_vmvir(free, "always_default", vlan)
         if mac:
@@ -111,6 +118,7 @@ class NicHost:
         b = self.bindings.pop(port, None)
         if b is not None:
             del self.by_pool[b.pool]
+            self.nic.set_tx_qdisc(b.pool, None)
             self.nic.clear_pool(b.pool)
             self.nic.set_vmvir(b.pool, RESET_VMVIR)     # clear_pool keeps VLAN insertion
         return b

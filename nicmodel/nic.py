@@ -42,7 +42,9 @@ Drop reasons: ``link_down``, ``rx_disabled``, ``spoofed_mac``,
 ``spoofed_vlan``, ``vlan_not_allowed`` (VMVIR forbids a guest's own tag),
 ``own_pool_no_lle`` (a unicast to the sender's own MAC with LLE off: it
 stays off the wire and has no local destination), ``runt`` (a guest's frame
-shorter than an Ethernet header, or than its 802.1Q tag).  VEB loopback into a
+shorter than an Ethernet header, or than its 802.1Q tag), ``qdisc_removed`` (frames a
+pool's TX policy still held when it was removed and the ring had no room for; the
+policy's own drops are its own, `set_tx_qdisc`).  VEB loopback into a
 full queue without drop enable is back-pressure, not a drop: the frame
 waits at the head of its TX queue.
 """
@@ -64,6 +66,7 @@ from nicmodel.tx_arbiter import TxArbiter
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import BROADCAST, Frame, mac_str, parse_mac, push_tag
 from vswitch.core.queues import Queue
+from vswitch.core.scheduler import Scheduler
 
 __all__ = ["Nic", "as_mac"]
 
@@ -91,7 +94,7 @@ class Nic(Element):
     OUTPUTS: ClassVar[tuple[PortId, ...]] = ("wire",)
     COUNTERS = ("gptc", "gotc", "bptc", "mptc", "ssvpc", "loopback_packets")
     DROP_REASONS = ("link_down", "rx_disabled", "spoofed_mac", "spoofed_vlan", "vlan_not_allowed",
-                    "own_pool_no_lle", "runt", "tx_ring_full")
+                    "own_pool_no_lle", "runt", "tx_ring_full", "qdisc_removed")
 
     def __init__(self, name: str = "nic0", profile: str | Profile = "82599", *,
                  mrqc: int | None = None, packet_buffer_bytes: int | None = None,
@@ -118,6 +121,7 @@ class Nic(Element):
         self._inputs: tuple[PortId, ...] = ("wire", "host", *self._pool_in)
         self._outputs: tuple[PortId, ...] = ("wire", *self._pool_out)
         self.on_pool_tx: Callable[[int, Batch], None] | None = None   # the host's look at guest TX
+        self.tx_qdisc: dict[int, Queue] = {}     # pool -> the policy in front of its TX queue 0
         # Imported here: registers/pci sit beside the datapath and need this class's API.
         from nicmodel.pci import ConfigSpace
         from nicmodel.registers import RegisterFile
@@ -649,7 +653,7 @@ class Nic(Element):
         g = self.graph
         if g is None:
             return
-        t = self.txa.next_ns()
+        t = self._tx_next()
         if t is not None:
             if t <= now_ns:
                 g.ready(self)
@@ -750,7 +754,15 @@ class Nic(Element):
     def next_tx_ns(self) -> int | None:
         """When the TX side next has a frame to start (a paced or shaped frame waits until
         then; call `tx_service` at that time).  None: no frame waits on time."""
-        return self.txa.next_ns()
+        return self._tx_next()
+
+    def _tx_next(self) -> int | None:
+        t = self.txa.next_ns()
+        if self.tx_qdisc:
+            nxt = self._tx_qdisc_next(self.txa.run_ns)
+            if nxt is not None and (t is None or nxt[0] < t):
+                t = nxt[0]
+        return t
 
     def tx(self, pool: int, frames: Batch, now_ns: int, index: int = 0) -> int:
         """A guest hands frames to its pool's TX queue ``index``; returns how many fit."""
@@ -758,7 +770,73 @@ class Nic(Element):
         st.check_pool(pool)
         if not 0 <= index < st.layout.queues_per_pool:
             raise NicError(f"pool {pool} has queues 0..{st.layout.queues_per_pool - 1}, not {index}")
+        qd = self.tx_qdisc.get(pool)
+        if qd is not None:
+            qd.push("in", frames, now_ns)          # it takes, or drops by its own rules, every frame
+            self._tx_feed(pool, qd, now_ns)
+            return len(frames)
         return self.txa.enqueue(self.profile.queue_of(st.layout, pool, index), frames, now_ns)
+
+    # -- TX queue policies ----------------------------------------------------------------
+    def set_tx_qdisc(self, pool: int, scheduler: Scheduler | None) -> None:
+        """Put a queue policy (a `Scheduler`: `vswitch.core.policies.build_scheduler`) in front
+        of pool ``pool``'s TX queue 0, or remove it (None: the frames it holds go to the ring as
+        far as it has room, the rest are dropped, ``qdisc_removed``).
+
+        As a root qdisc above a single-queue device's ring in Linux: ``tx(pool, ...)`` hands the
+        frames to the policy (whatever the queue index asked for), which classifies, orders,
+        shapes and drops them by its own rules (its counters: ``tx_qdisc_show``); its frames move
+        to the TX ring while the ring has free descriptors: at each ``tx``, ``tx_service`` and
+        ``drain``, and at each time a shaping policy's head frame becomes eligible (`next_tx_ns`
+        and the graph's deadline include it).  The ring's own FIFO follows, and the arbiter
+        between pools as before.  Without BQL, a policy orders only what the ring cannot hold:
+        a smaller TX ring (``set_rings(tx=...)``) gives it more to decide."""
+        st = self.state
+        st.check_pool(pool)
+        old = self.tx_qdisc.pop(pool, None)
+        if old is not None:
+            qi = self.profile.queue_of(st.layout, pool, 0)
+            tq = self.txa.queues[qi]
+            # Everything it holds, shaped or not (tc qdisc del frees it; here it goes on).
+            rest = old.pull(old.backlog_packets, 1 << 62)
+            n = self.txa.enqueue(qi, rest, self.txa.run_ns) if tq.size > len(tq.ring) else 0
+            self.drop_many(rest[n:], "qdisc_removed")
+        if scheduler is not None:
+            q = Queue(f"{self.name}.pool{pool}.qdisc", scheduler)
+            self.tx_qdisc[pool] = q
+
+    def tx_qdisc_show(self) -> dict[str, Any]:
+        """Each pool's TX policy: its kind, parameters and `tc -s qdisc`-style figures."""
+        return {str(p): q.snapshot() for p, q in sorted(self.tx_qdisc.items())}
+
+    def _tx_feed(self, pool: int, qd: Queue, now_ns: int) -> int:
+        """Move what the pool's policy lets go at ``now_ns`` to its TX ring, as far as it has
+        room; returns how many frames moved."""
+        qi = self.profile.queue_of(self.state.layout, pool, 0)
+        tq = self.txa.queues[qi]
+        room = tq.size - len(tq.ring)
+        if room > 0 and qd.backlog_packets:
+            got = qd.pull(room, now_ns)
+            if got:
+                return self.txa.enqueue(qi, got, now_ns)
+        return 0
+
+    def _tx_qdisc_next(self, after_ns: int) -> tuple[int, int] | None:
+        """(time, pool) of the first policy that has a frame for a ring with room, from ``after_ns``."""
+        best: tuple[int, int] | None = None
+        st = self.state
+        for p, qd in self.tx_qdisc.items():
+            if not qd.backlog_packets:
+                continue
+            tq = self.txa.queues[self.profile.queue_of(st.layout, p, 0)]
+            if len(tq.ring) >= tq.size:
+                continue
+            t = qd.next_eligible_ns(after_ns)
+            if t is not None:
+                t = max(t, after_ns)
+                if best is None or t < best[0]:
+                    best = (t, p)
+        return best
 
     # -- TX: what the switch does with each frame the arbiter starts -----------------
     def _tx_prepare(self) -> None:
@@ -934,7 +1012,22 @@ class Nic(Element):
             self._tx_prepare()
         wire: list[Frame] = []
         self._wire = wire
-        self.txa.service(now_ns, limit, self._tx_frame)
+        if self.tx_qdisc:
+            # The policies' frames reach their rings at the time each may leave (a shaper's),
+            # the engine run up to that time first so the ring has the room it had then.
+            while (nxt := self._tx_qdisc_next(self.txa.run_ns)) is not None and nxt[0] <= now_ns:
+                left = None if limit is None else limit - len(wire)
+                if left is not None and left <= 0:
+                    break
+                self.txa.service(nxt[0], left, self._tx_frame)
+                if self.txa.run_ns < nxt[0] or not self._tx_feed(nxt[1], self.tx_qdisc[nxt[1]], nxt[0]):
+                    break            # the budget stopped the engine, or nothing moved
+            limit = None if limit is None else limit - len(wire)
+        if limit is None or limit > 0:
+            self.txa.service(now_ns, limit, self._tx_frame)
+        if self.tx_qdisc:
+            for p, qd in self.tx_qdisc.items():
+                self._tx_feed(p, qd, now_ns)
         if wire:
             c = self.counters
             c["gptc"] += len(wire)
@@ -979,7 +1072,7 @@ class Nic(Element):
         queues = self.rings.queue_counters()
         queues.update(self.txa.queue_counters())
         drops: dict[str, int] = {}
-        for el in (self.sorter, self.rings, self):
+        for el in (self.sorter, self.rings, self, *self.tx_qdisc.values()):
             for k, v in el.drops.items():
                 drops[k] = drops.get(k, 0) + v
         views = {
@@ -990,6 +1083,8 @@ class Nic(Element):
             "interrupts": {"interrupts": i["interrupts"], "polls": i["polls"],
                            "poll_frames": i["poll_frames"], "budget_exhausted": i["budget_exhausted"]},
         }
+        if self.tx_qdisc:
+            views["tx_qdisc"] = self.tx_qdisc_show()
         if self.graph is not None:
             return Element.snapshot(self) | views | {"all_drops": drops}
         return views | {

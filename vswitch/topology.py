@@ -69,6 +69,7 @@ from vswitch.port_config import (  # noqa: F401  (the port's declaration; re-exp
     PortConfig,
     check_ifname,
     check_netns_name,
+    check_qdisc,
     parse_port,
     qdisc_spec,
 )
@@ -104,6 +105,9 @@ class NicConfig:
     rx_usecs: int = 0
     rx_frames: int = 0
     numvfs: int = 0                 # mode = "sriov": the VFs the PF driver enables (sriov_numvfs)
+    # A queue policy in front of each guest pool's TX queue (vmdq mode; docs/policies.md),
+    # as a port's qdisc is given: a kind, or a table with kind and parameters.
+    tx_qdisc: str | dict[str, Any] | None = None
 
 
 @dataclass
@@ -265,7 +269,7 @@ def _check_vf_ports(topo: Topology, source: str) -> None:
 
 
 _NIC_KEYS: dict[str, Any] = {"profile": str, "mode": str, "uplink": str, "rx_ring": int, "tx_ring": int,
-                             "rx_usecs": int, "rx_frames": int, "numvfs": int}
+                             "rx_usecs": int, "rx_frames": int, "numvfs": int, "tx_qdisc": (str, dict)}
 
 
 def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
@@ -299,6 +303,13 @@ def parse_nic(data: Any, where: str, ports: set[str]) -> NicConfig:
             raise ConfigError(f"{where}: numvfs {cfg.numvfs}: {cfg.profile} has 1-{total} VFs (sriov_totalvfs)")
     elif "numvfs" in data:
         raise ConfigError(f"{where}: numvfs: only mode = \"sriov\" has VFs (mode is {cfg.mode!r})")
+    if cfg.tx_qdisc is not None:
+        if cfg.mode != "vmdq":
+            raise ConfigError(f"{where}: tx_qdisc: only in vmdq mode (it sits on each guest pool's TX queue)")
+        try:
+            cfg.tx_qdisc = check_qdisc(cfg.tx_qdisc)
+        except ValueError as e:
+            raise ConfigError(f"{where}: tx_qdisc: {e}") from None
     return cfg
 
 
@@ -408,6 +419,8 @@ def nic_settings(cfg: NicConfig) -> dict[str, Any]:
                          "rx_usecs": cfg.rx_usecs, "rx_frames": cfg.rx_frames}
     if cfg.mode == "sriov":
         s["numvfs"] = cfg.numvfs
+    if cfg.tx_qdisc is not None:
+        s["tx_qdisc"] = qdisc_spec(cfg.tx_qdisc)
     return s
 
 

@@ -31,6 +31,7 @@ driver should come.
 from __future__ import annotations
 
 from collections import deque
+from operator import attrgetter
 from typing import Any, ClassVar, Protocol
 
 from vswitch.core.element import Batch, Element, PortId
@@ -38,6 +39,8 @@ from vswitch.core.frame import Frame
 from vswitch.core.scheduler import Fifo, Scheduler
 
 __all__ = ["Queue", "Gate"]
+
+_DATA = attrgetter("data")
 
 
 class Gate(Protocol):
@@ -112,7 +115,7 @@ class Queue(Element):
                 self.counters["overlimits"] += 1     # it held frames back: a shaper's throttle
         c = self.counters
         c["sent_packets"] += len(out)
-        c["sent_bytes"] += sum([len(f.data) for f in out])
+        c["sent_bytes"] += sum(map(len, map(_DATA, out)))      # C loops: per frame, no Python frame
         return out
 
     def drain(self, budget: int, now_ns: int) -> int:

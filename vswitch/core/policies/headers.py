@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Final
 from zlib import crc32
 
+from mypy_extensions import i64
+
 from vswitch.core.frame import Frame
 
 __all__ = ["l3", "ip_tos", "dscp", "ecn", "set_ce", "set_dscp", "flow_hash", "linux_priority",
@@ -119,14 +121,28 @@ def set_dscp(frame: Frame, value: int) -> bool:
     return True
 
 
+# MurmurHash3's multipliers, in 16-bit halves: h * M mod 2**32 is computed as
+# h * M_LO + ((h * M_HI) mod 2**16) << 16, whose terms stay below 2**49, so the arithmetic
+# fits mypyc's native i64 (plain ints interpreted, the same values).  The plain product
+# reaches 2**64: compiled, a heap integer and a slow path per multiplication (and mypyc
+# takes that path for any tagged int operand of 2**30 or more), which cost most of the
+# per-frame time of fq_codel.
+_M1_LO: Final = 0x85EBCA6B & 0xFFFF
+_M1_HI: Final = 0x85EBCA6B >> 16
+_M2_LO: Final = 0xC2B2AE35 & 0xFFFF
+_M2_HI: Final = 0xC2B2AE35 >> 16
+
+
 def _mix(h: int) -> int:
-    """MurmurHash3's 32-bit finaliser.  CRC-32 is linear: frames that differ in a few bits (one
-    port number) would otherwise share the top bits that pick a bucket, leaving buckets unused."""
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    return h ^ (h >> 16)
+    """MurmurHash3's 32-bit finaliser of ``h`` (0 <= h < 2**32).  CRC-32 is linear: frames that
+    differ in a few bits (one port number) would otherwise share the top bits that pick a
+    bucket, leaving buckets unused."""
+    x: i64 = h
+    x ^= x >> 16
+    x = (x * _M1_LO + (((x * _M1_HI) & 0xFFFF) << 16)) & 0xFFFFFFFF
+    x ^= x >> 13
+    x = (x * _M2_LO + (((x * _M2_HI) & 0xFFFF) << 16)) & 0xFFFFFFFF
+    return x ^ (x >> 16)
 
 
 def flow_hash(data: bytes) -> int:
@@ -134,12 +150,28 @@ def flow_hash(data: bytes) -> int:
     unfragmented) ports; source and destination MACs and EtherType for other frames.
     CRC-32 (mixed) rather than Python's ``hash``: the same on every run and machine, so an
     experiment's flows land in the same buckets every time."""
-    return _mix(_crc(data))
+    # _crc and _mix inline: interpreted, each call per frame costs about as much as its body.
+    h: i64 = _crc(data)
+    h ^= h >> 16
+    h = (h * _M1_LO + (((h * _M1_HI) & 0xFFFF) << 16)) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * _M2_LO + (((h * _M2_HI) & 0xFFFF) << 16)) & 0xFFFFFFFF
+    return h ^ (h >> 16)
 
 
 def _crc(data: bytes) -> int:
-    et, off = l3(data)
+    # l3() inline (the same offsets): its call and tuple cost as much as the CRC interpreted.
     n = len(data)
+    if n < 14:
+        return crc32(data[0:12], 0xFFFFFFFF)
+    et = (data[12] << 8) | data[13]
+    off = 14
+    if (et == 0x8100 or et == 0x88A8) and n >= 18:
+        et = (data[16] << 8) | data[17]
+        off = 18
+        if et == 0x8100 and n >= 22:
+            et = (data[20] << 8) | data[21]
+            off = 22
     if et == ETH_P_IP and n >= off + 20:
         ihl = (data[off] & 0x0F) * 4
         proto = data[off + 9]
