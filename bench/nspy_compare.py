@@ -187,7 +187,8 @@ def compare(policy: str, a: argparse.Namespace) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vswitch-bench nspy", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--policies", default=",".join(POLICIES), help="comma-separated, of " + ", ".join(POLICIES))
+    ap.add_argument("--policies", default=",".join(POLICIES),
+                    help=f"comma-separated, of {', '.join(POLICIES)} (default {','.join(POLICIES)})")
     ap.add_argument("--link", default="10mbit", help="the link's rate (default 10mbit)")
     ap.add_argument("--offered", default="6mbit,6mbit,3mbit", help="each flow's rate (default 6mbit,6mbit,3mbit)")
     ap.add_argument("--weights", default="1,2,1", help="wfq/drr weights per flow (default 1,2,1)")
