@@ -56,6 +56,7 @@ polls; the graph's snapshot (every drop with its reason).
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ from hdrh.histogram import HdrHistogram
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import Frame
 from vswitch.core.queues import Queue
-from vswitch.core.scheduler import Fifo
+from vswitch.core.scheduler import Scheduler
 from vswitch.drivers.replay import Record, Records
 from vswitch.io.pcap import CaptureError
 from vswitch.topology import Dataplane
@@ -152,17 +153,41 @@ class Plan:
 
 # -- queues the driver adds ------------------------------------------------------------------
 
-class NamedFifo(Fifo):
-    """A tail-drop FIFO whose drop reason is the one the real queue counts."""
+class NamedFifo(Scheduler):
+    """A tail-drop FIFO of ``limit`` frames whose drop reason is the one the real queue counts.
+
+    Its own small FIFO rather than a subclass of the core `Fifo`: that class is compiled
+    (vswitch/compiled.py) and takes no interpreted subclass."""
 
     KIND = "fifo"
 
     def __init__(self, limit: int, reason: str) -> None:
-        super().__init__(limit=limit)
+        if limit < 1:
+            raise ValueError(f"a stage queue holds at least 1 frame, got {limit}")
+        super().__init__()
+        self.limit = limit
         self.reason = reason
+        self._q: deque[Frame] = deque()
 
-    def drop(self, frame: Frame, reason: str) -> None:
-        super().drop(frame, self.reason)
+    def enqueue(self, frame: Frame, now_ns: int) -> bool:
+        if len(self._q) >= self.limit:
+            self.drop(frame, self.reason)
+            return False
+        self._q.append(frame)
+        self.backlog_packets += 1
+        self.backlog_bytes += len(frame.data)
+        return True
+
+    def dequeue(self, now_ns: int) -> Frame | None:
+        if not self._q:
+            return None
+        f = self._q.popleft()
+        self.backlog_packets -= 1
+        self.backlog_bytes -= len(f.data)
+        return f
+
+    def config(self) -> dict[str, object]:
+        return {"limit": self.limit}
 
 
 class StageQueue(Queue):
