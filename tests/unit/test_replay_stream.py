@@ -20,7 +20,7 @@ import pytest
 
 from bench.cli import main as bench_main
 from bench.gen_sidecar import load_port_map
-from tests.unit.test_replay import CAPTURES
+from tests.unit.test_replay import CAPTURES, SHARED
 from vswitch.core.frame import Frame
 from vswitch.drivers.replay import (
     Record,
@@ -346,6 +346,7 @@ def test_stream_batches_are_runs_of_one_port_in_time_that_never_goes_back(tmp_pa
     assert stream.frames == len(want) and stream.error is None
 
 
+@pytest.mark.skipif(not CAPTURES, reason=f"shared captures not found at {SHARED}")
 @pytest.mark.parametrize("read_size", [1, 17, 100, 4096])
 def test_chunked_reads_give_every_shared_capture_as_before(read_size, monkeypatch) -> None:
     """Records split across reads anywhere: the same records, and the same error at the same place."""
