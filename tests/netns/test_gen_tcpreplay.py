@@ -17,7 +17,7 @@ import pytest
 from bench.gen import main as gen_main
 from vswitch.io.pcap import read_capture
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.once]   # the generator and tcpreplay: no dataplane
 
 
 def frames(path) -> list[bytes]:

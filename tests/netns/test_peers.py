@@ -62,6 +62,7 @@ def test_peers_smoke_bridge_relay_vswitchd(tmp_path):
     assert res["prefix"].startswith("vsb") and _leftovers(res["prefix"]) == []
 
 
+@pytest.mark.once
 def test_peers_smoke_ovs(tmp_path):
     """Open vSwitch's user-space datapath as a peer: its own daemons and database, gone afterwards."""
     reason = _skip_reason()

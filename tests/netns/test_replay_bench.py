@@ -12,7 +12,7 @@ import pytest
 
 from bench import replay_bench
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.once]   # the live sender against tcpreplay, no switch
 
 
 def test_replay_bench_smoke(tmp_path):

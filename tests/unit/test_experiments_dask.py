@@ -19,7 +19,7 @@ import pytest
 from bench.experiments.cli import run_experiment
 from bench.experiments.spec import load_experiment
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.once]   # the executors: rows must match whatever the build
 ROOT = Path(__file__).parents[2]
 DASK = Path(sys.executable).with_name("dask")
 
