@@ -59,6 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.signals import signals_ignored, sigterm_as_interrupt
+
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLD = 0.05                      # issue 9 item 7: within 5 % or better
 CHILD_TIMEOUT_S = 900
@@ -329,7 +331,7 @@ def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = CHILD_
 
 
 def _stop(p: subprocess.Popen[str]) -> None:
-    with _signals_ignored():
+    with signals_ignored():
         if p.poll() is None:
             p.terminate()
             try:
@@ -460,7 +462,7 @@ def worktree(commit: str) -> Iterator[Path]:
         git("worktree", "add", "--detach", "--quiet", str(path), commit)
         yield path
     finally:
-        with _signals_ignored():              # a second Ctrl-C must not cut the cleanup short
+        with signals_ignored():              # a second Ctrl-C must not cut the cleanup short
             r = subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT,
                                capture_output=True, text=True)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -468,34 +470,6 @@ def worktree(commit: str) -> Iterator[Path]:
                 git("worktree", "prune", check=False)   # the directory is gone: drop its record
 
 
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    try:
-        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:                        # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the worktree is removed."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -544,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()
     t0 = time.monotonic()
     try:
-        with _sigterm_as_interrupt(), worktree(commit) as path:
+        with sigterm_as_interrupt(), worktree(commit) as path:
             log(f"REV checked out in {path}")
             this, rev = Tree("this", ROOT), Tree("REV", path)
             rows = compare(benches, args.rounds, this, rev, log)

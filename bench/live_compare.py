@@ -425,8 +425,8 @@ def side_by_side(run: Run, model: dict[str, Any], costs: CostTable) -> dict[str,
 
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    from bench.peers import _sigterm_as_interrupt
-    with _sigterm_as_interrupt():
+    from bench.signals import sigterm_as_interrupt
+    with sigterm_as_interrupt():
         yield
 
 

@@ -67,9 +67,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.signals import signals_ignored, sigterm_as_interrupt
 
 ROOT = Path(__file__).resolve().parents[1]
 SWITCHES = ("bridge", "vde", "ovs", "relay", "vswitchd", "vswitchd-pure")
@@ -753,7 +755,7 @@ def run_benchmark(switches: list[str], reps: int, duration: float,
                 if t.extra():
                     extras[s] = t.extra()
     finally:
-        with _signals_ignored():                  # a second Ctrl-C must not cut the cleanup short
+        with signals_ignored():                  # a second Ctrl-C must not cut the cleanup short
             problems = lab.cleanup()
     res = summarize(switches, reps, duration, samples, errors, extras, problems)
     res["prefix"] = lab.prefix
@@ -868,34 +870,6 @@ def render(res: dict[str, Any], console: Any) -> None:
         console.print(f"cleanup: {p}", markup=False, highlight=False)
 
 
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    try:
-        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:                   # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every ``finally`` (the cleanup) runs."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:                   # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -944,7 +918,7 @@ def main(argv: list[str] | None = None) -> int:
               f"load {facts['loadavg_at_start'][0]:.2f}; vswitchd and the relay run {facts['dataplane']}",
               markup=False, highlight=False)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             res = run_benchmark(switches, args.reps, args.duration,
                                 log=lambda s: err.print(s, markup=False, highlight=False),
                                 measures=measures)

@@ -34,7 +34,6 @@ Exit status: 0 every figure measured; 1 some run failed (the others are reported
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -42,19 +41,18 @@ import platform
 import random
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.peers import Lab, ipr
 from bench.replay_summary import parse_summary
+from bench.signals import signals_ignored, sigterm_as_interrupt
 from bench.traces import ether, ipv4, udp
 from vswitch.io.pcap import PcapWriter
 
@@ -121,58 +119,32 @@ def write_captures(workdir: Path) -> dict[str, dict[str, Any]]:
 
 # -- the network ------------------------------------------------------------------------------------
 
-class Net:
-    """Sender and receiver namespaces joined by one veth pair, all named with one random prefix."""
+class Net(Lab):
+    """Sender and receiver namespaces joined by one veth pair: `bench.peers.Lab`'s resources (one random
+    prefix, cleaned up however the run ends) with this benchmark's two namespaces."""
 
     def __init__(self) -> None:
-        import secrets
-
-        from pyroute2 import config as pyroute2_config
-        pyroute2_config.disable_mp_signal = True        # pyroute2's netns helpers must not get our SIGTERM
-        self.prefix = "vsb" + secrets.token_hex(3)
-        self.workdir = Path(tempfile.mkdtemp(prefix=self.prefix + "-"))
-        os.chmod(self.workdir, 0o755)
-        self.tx_ns, self.rx_ns = self.prefix + "tx", self.prefix + "rx"
-        self.tx_if, self.rx_if = self.prefix + "a", self.prefix + "b"
-        self.made: list[str] = []
+        super().__init__()
+        os.chmod(self.workdir, 0o755)                   # the capture files are read by tcpreplay too
+        self.tx_ns, self.rx_ns = self.name("tx"), self.name("rx")
+        self.tx_if, self.rx_if = self.name("a"), self.name("b")
 
     def setup(self) -> None:
-        from pyroute2 import netns
         for ns in (self.tx_ns, self.rx_ns):
-            netns.create(ns)
-            self.made.append(ns)
-            self.sh(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-        from pyroute2 import IPRoute
-        with IPRoute() as ip:
+            self.netns(ns[len(self.prefix):])
+        with ipr(None) as ip:
             ip.link("add", ifname=self.tx_if, kind="veth", peer=self.rx_if)
             ip.link("set", index=ip.link_lookup(ifname=self.tx_if)[0], net_ns_fd=self.tx_ns)
             ip.link("set", index=ip.link_lookup(ifname=self.rx_if)[0], net_ns_fd=self.rx_ns)
         for ns, ifname in ((self.tx_ns, self.tx_if), (self.rx_ns, self.rx_if)):
-            with IPRoute(netns=ns, flags=0) as ip:
-                for name in ("lo", ifname):
-                    ip.link("set", index=ip.link_lookup(ifname=name)[0], state="up")
+            with ipr(ns) as ip:
+                ip.link("set", index=ip.link_lookup(ifname=ifname)[0], state="up")
 
     def sh(self, ns: str, *argv: str) -> str:
         r = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=60)
         if r.returncode:
             raise RuntimeError(f"{' '.join(argv)} in {ns}: {(r.stderr or r.stdout).strip()[:200]}")
         return r.stdout
-
-    def cleanup(self) -> list[str]:
-        """Remove the namespaces (and so the veth) and the workdir; a veth end still here, by name."""
-        from pyroute2 import IPRoute, netns
-        problems = []
-        with contextlib.suppress(Exception), IPRoute() as ip:
-            for name in (self.tx_if, self.rx_if):
-                for idx in ip.link_lookup(ifname=name):
-                    ip.link("del", index=idx)
-        for ns in self.made:
-            try:
-                netns.remove(ns)
-            except OSError as e:
-                problems.append(f"netns {ns}: {e}")
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        return problems
 
 
 class RxSampler(threading.Thread):
@@ -328,7 +300,7 @@ def run_benchmark(cases: list[Case], reps: int, seconds: float, log: Any) -> dic
                     log(f"rep {rep + 1} {case.name:<13} {tool:<14} sent {r['tx_pps']:>12,.2f} pps "
                         f"{r['tx_mbps']:>9,.2f} Mbps; received {rx} pps, {r['delivered']:.4f} delivered")
     finally:
-        with _signals_ignored():
+        with signals_ignored():
             problems = net.cleanup()
     return summarize(cases, reps, seconds, results, errors, problems, net.prefix)
 
@@ -412,19 +384,6 @@ def render(res: dict[str, Any], console: Any) -> None:
         console.print(f"cleanup: {p}", markup=False, highlight=False)
 
 
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    try:
-        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vswitch-bench replay-bench",
@@ -462,17 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     err.print(f"{facts['cpus']} CPUs, kernel {facts['kernel']}, {facts['tcpreplay']}, load "
               f"{facts['loadavg_at_start'][0]:.2f}", markup=False, highlight=False)
 
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-    old = signal.signal(signal.SIGTERM, handler)
     try:
-        res = run_benchmark([known[n] for n in names], args.reps, args.seconds,
-                            lambda s: err.print(s, markup=False, highlight=False))
+        with sigterm_as_interrupt():
+            res = run_benchmark([known[n] for n in names], args.reps, args.seconds,
+                                lambda s: err.print(s, markup=False, highlight=False))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; everything it created was removed", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, old)
     facts["loadavg_at_end"] = os.getloadavg()
     res["machine"] = facts
     res["command"] = shlex.join(["vswitch-bench", "replay-bench", *(sys.argv[1:] if argv is None else argv)])
