@@ -95,11 +95,11 @@ def test_sriov_holds_line_rate_with_host_cpu_growing_slowly_per_guest(tmp_path: 
 
 
 def test_latency_orders_sriov_vmdq_software(tmp_path: Path) -> None:
-    rows = run_builtin("latency-order", tmp_path, **{"traffic.duration": "500us"})
-    p50 = {r["topology.nic.mode"]: float(r["latency_p50_ns"]) for r in rows}
-    mean = {r["topology.nic.mode"]: float(r["latency_mean_ns"]) for r in rows}
-    assert p50["sriov"] < p50["vmdq"] < p50["software"]
-    assert mean["sriov"] < mean["vmdq"] < mean["software"]
+    # 5 ms: 1,700 frames, so p99 is the 17th slowest, not one unlucky frame.
+    rows = run_builtin("latency-order", tmp_path, **{"traffic.duration": "5ms"})
+    for key in ("latency_p50_ns", "latency_p99_ns", "latency_mean_ns"):
+        by_mode = {r["topology.nic.mode"]: float(r[key]) for r in rows}
+        assert by_mode["sriov"] < by_mode["vmdq"] < by_mode["software"], (key, by_mode)
 
 
 def test_coalescing_cuts_interrupts_and_cpu_and_adds_at_most_rx_usecs(tmp_path: Path) -> None:
