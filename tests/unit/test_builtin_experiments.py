@@ -117,6 +117,17 @@ def test_coalescing_cuts_interrupts_and_cpu_and_adds_at_most_rx_usecs(tmp_path: 
     assert lat[2] > lat[1] > lat[0]
 
 
+def test_napi_caps_the_poll_rate_at_line_rate(tmp_path: Path) -> None:
+    rows = run_builtin("coalescing", tmp_path, **{"traffic.duration": "1ms",
+                                                  "sweep.axes.topology.nic.rx_usecs": [0],
+                                                  "sweep.axes.traffic.pps": [2000000, 14880952]})
+    rows.sort(key=lambda r: float(r["traffic.pps"]))
+    polls = [float(r["host_polls_per_s"]) for r in rows]
+    per_poll = [float(r["delivered_pps"]) / p for r, p in zip(rows, polls, strict=True)]
+    # 7x the load, fewer polls: each poll takes close to its budget of 64 frames
+    assert polls[1] < polls[0] and per_poll[0] < 4 and 32 < per_poll[1] <= 64, (polls, per_poll)
+
+
 def test_a_larger_ring_drops_less_and_waits_longer(tmp_path: Path) -> None:
     rows = run_builtin("ring-overflow", tmp_path, **{"traffic.duration": "1ms",
                                                      "sweep.axes.topology.nic.rx_ring": [128, 512, 2048]})
