@@ -7,8 +7,9 @@ source stays the one truth: the same Python, type-checked by mypy, runs
 compiled or interpreted, and the whole test suite runs both ways in CI.
 
 The import system prefers an extension module to its source, so a build older
-than the source it came from would silently run stale code.  `install` (called
-from ``vswitch/__init__``) therefore checks once per process: if any module's
+than the source it came from would silently run stale code.  `install` (called by
+each program before it imports the dataplane: `vswitch.entry`, `bench.entry`, ``python -m
+vswitch.daemon``, the test suite) therefore checks once per process: if any module's
 build is missing, if any ``.py`` of the package is newer than the oldest build
 (compiled code inlines constants and types from the modules it imports, so an
 edit anywhere counts), or if ``VSWITCH_PURE=1`` is set, every module in
@@ -64,7 +65,7 @@ MODULES = (
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds the vswitch package
-_status = "interpreted (not installed)"
+_status = ""                    # set by install(); empty: nobody chose, status() looks
 
 
 def source(module: str) -> str:
@@ -145,5 +146,16 @@ def install() -> None:
 
 
 def status() -> str:
-    """How this process runs the dataplane, for logs, ``vswitchctl show`` and benchmarks."""
-    return _status
+    """How this process runs the dataplane, for logs, ``vswitchctl show`` and benchmarks.
+
+    Without `install` (e.g. ``python -m bench.X``) the import system chose, by itself: this says
+    what it loaded, so a report never calls compiled code interpreted."""
+    if _status:
+        return _status
+    loaded = [sys.modules[m] for m in MODULES if m in sys.modules]
+    ext = [m for m in loaded if not (getattr(m, "__file__", "") or "").endswith(".py")]
+    if not loaded or not ext:
+        return "interpreted (no build chosen: install() not called)"
+    if len(ext) == len(loaded):
+        return "compiled (mypyc; loaded without install(): VSWITCH_PURE and build age unchecked)"
+    return f"mixed: {len(ext)} of {len(loaded)} dataplane modules compiled (install() not called)"

@@ -110,3 +110,17 @@ def test_a_console_script_chooses_the_build_before_the_dataplane_loads() -> None
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "VSWITCH_PURE": "1"}, check=True)
     assert r.stdout.startswith("interpreted") and r.stdout.strip().endswith(".py"), r.stdout
+
+
+def test_without_install_the_status_says_what_the_import_system_loaded() -> None:
+    """``python -m bench.X`` imports the dataplane without `install`: whatever lies beside the
+    source loads, and the status must name that, never "interpreted" over compiled code."""
+    code = ("import vswitch.core.frame as f, vswitch.compiled as c\n"
+            "print(c.status()); print(f.__file__)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "VSWITCH_PURE": "1"}, check=True)
+    status, file = r.stdout.splitlines()
+    if file.endswith(".py"):
+        assert status.startswith("interpreted"), status
+    else:
+        assert status.startswith("compiled") and "without install()" in status, status
