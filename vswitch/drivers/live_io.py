@@ -25,7 +25,7 @@ import select
 from collections.abc import Callable
 
 from vswitch.core.element import Batch
-from vswitch.core.graph import MAX_ROUNDS, Graph
+from vswitch.core.graph import Graph
 from vswitch.drivers.live_port import LivePort, PortPerf
 from vswitch.io.errors import PortGone
 
@@ -127,18 +127,11 @@ class IoLoop:
         and by ``now`` whatever fell due has happened.  So a paced TX engine (the emulated NIC's
         wire pacing, 67 ns a 64-byte frame) starts every frame whose time has come in one drain,
         and VEB loopback hands the receiving ring those frames as one batch, where firing each
-        deadline at its own time ran the graph once per frame.  (The discrete and replay
-        drivers keep `Graph.run_until`'s exact times.)  What a round limit leaves ready is
-        taken up again at once (``call_soon``), not when the next frame comes."""
+        deadline at its own time ran the graph once per frame (`Graph.run_due`; the replay and
+        discrete drivers keep `Graph.run_until`'s exact times).  What a round limit leaves
+        ready is taken up again at once (a timer due now), not when the next frame comes."""
         g = self.graph
-        budget = self.batch
-        g.drain_ready(now, budget)
-        for _ in range(MAX_ROUNDS):
-            t = g.next_deadline_ns()
-            if t is None or t > now:
-                break
-            g.fire(now)
-            g.drain_ready(now, budget)
+        g.run_due(now, self.batch)
         self._arm(now if g.has_ready() else g.next_deadline_ns(), now)
 
     def _arm(self, due: int | None, now: int) -> None:
