@@ -160,7 +160,7 @@ def test_vmdq_guest_keeps_receiving_under_64b_overload_and_recovers(lab, workdir
         assert blast.returncode == 0, err
         sent += int(out.split()[-1])
     steps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
-    assert all(s > 64 for s in steps), (steps, d.call("counters")["nic"]["nic0"]["all_drops"])
+    assert all(s > 64 for s in steps), (steps, "ring_full", d.call("counters")["nic"]["nic0"]["all_drops"]["ring_full"])
 
     # It settles: the daemon's counters stand still once it has read what the socket held.
     last: dict[str, int] = {}
@@ -176,10 +176,12 @@ def test_vmdq_guest_keeps_receiving_under_64b_overload_and_recovers(lab, workdir
                             link_counters(lab, g1, taps["g1"]))
     drops = socket_drops(d.proc.pid, up) - drops0
 
-    # Offered: what the sender sent crossed the veth; the daemon read it or its socket dropped it.
-    assert k_far2["tx_packets"] - k_far["tx_packets"] == sent, (sent, k_far, k_far2)
+    # Offered: what the senders sent crossed the veth (or the veth dropped it: the receiving
+    # CPU's backlog was full); the daemon read what arrived, or its socket dropped it.
+    crossed = k_far2["tx_packets"] - k_far["tx_packets"]
+    assert crossed + k_far2["tx_dropped"] - k_far["tx_dropped"] == sent, (sent, k_far, k_far2)
     arrived = k_up2["rx_packets"] - k_up["rx_packets"]
-    assert arrived == sent - (k_up2["rx_dropped"] - k_up["rx_dropped"])
+    assert arrived == crossed
     assert delta["up_rx"] + drops == arrived, (delta, drops, arrived)
     assert drops > 0                                  # it was an overload: the host could not keep up
     # Read: the NIC saw every frame; each went to the guest's pool or was dropped, by reason.
