@@ -217,6 +217,30 @@ def test_run_until_fires_deadlines_in_time_order_at_their_own_time():
     assert order == [("a", 10), ("b", 20)]
 
 
+def test_run_due_fires_what_fell_due_at_the_time_it_runs_and_leaves_the_future():
+    # The live driver's run_until: a deadline already past fires at the time of the call (a
+    # late timer's), one still ahead waits; what the firing made ready is drained then too.
+    order: list[tuple[str, int]] = []
+    q = Queue("q", capacity=10)
+    g, sink = wired(q)
+
+    class Timer(Element):
+        def on_deadline(self, now_ns):
+            order.append((self.name, now_ns))
+            if self.name == "a":
+                q.push("in", frames(7), now_ns)
+
+    a, b, c = g.add(Timer("a")), g.add(Timer("b")), g.add(Timer("c"))
+    g.schedule(b, 20)
+    g.schedule(a, 10)
+    g.schedule(c, 200)
+    assert g.run_due(5) == 0 and order == []
+    assert g.run_due(100) == 1
+    assert order == [("a", 100), ("b", 100)]
+    assert [(t, len(f)) for t, f in sink.got] == [(100, 7)]
+    assert g.next_deadline_ns() == 200
+
+
 class CountingGate:
     def __init__(self) -> None:
         self.enq: list[int] = []

@@ -15,8 +15,9 @@ keeps the set of queues (anything with ``drain(budget, now_ns)``) that a
 driver may drain now (``ready``/``take_ready``) and a heap of the times
 elements asked to be woken at (``schedule``, ``next_deadline_ns``,
 ``fire``).  A driver's whole job is then: push what it read, ``run_until``
-its clock (deadlines in time order, ready queues drained between them), and
-sleep until ``next_deadline_ns()``.  Live, replay and discrete drivers differ
+its clock (deadlines in time order, ready queues drained between them; a live
+driver ``run_due``: what fell due, at the time it runs), and sleep until
+``next_deadline_ns()``.  Live, replay and discrete drivers differ
 only in where that clock comes from and who drains which queue when.
 
 The graph never reads a clock.  A driver that wants per-stage timing passes
@@ -449,6 +450,21 @@ class Graph:
                 break
             self.fire(t)
             total += self.drain_ready(t, budget)
+        return total
+
+    def run_due(self, now_ns: int, budget: int = 64) -> int:
+        """What is ready, then every deadline up to ``now_ns``, all at ``now_ns``: a live
+        driver's timer comes late, and by then whatever fell due has happened (a paced
+        engine starts every frame whose time has come in one drain, not one per deadline).
+        `run_until` fires each at its own time, for drivers whose time is virtual.  Returns
+        the frames drained."""
+        total = self.drain_ready(now_ns, budget) if self._ready else 0
+        for _ in range(MAX_ROUNDS):
+            t = self.next_deadline_ns()
+            if t is None or t > now_ns:
+                break
+            self.fire(now_ns)
+            total += self.drain_ready(now_ns, budget)
         return total
 
     # -- the graph as data ----------------------------------------------------

@@ -3,9 +3,10 @@
 Each open port's fd is registered with ``loop.add_reader``; a readiness
 wake-up drains up to ``batch`` frames (one ``read_frames``), stamped with
 the monotonic clock and the port's number, pushes them into the port's
-graph ingress, then runs what the graph made ready (``Graph.run_until``: an
-emulated NIC's rings whose interrupt fired, its TX engine) and arms one
-loop timer for the graph's next deadline (interrupt moderation, shaping).
+graph ingress, then runs what the graph made ready (an emulated NIC's rings
+whose interrupt fired, its TX engine) and what fell due (at the time it runs:
+`IoLoop.service`) and arms one loop timer for the graph's next deadline
+(interrupt moderation, shaping, wire pacing).
 A port's transmit writes straight to its device: the kernel's TAP queue
 (txqueuelen) is the only TX queue, and frames it refuses count as
 ``tx_dropped``, as the kernel's own bridge does.  This module keeps no
@@ -120,10 +121,18 @@ class IoLoop:
 
     # -- the graph's queues and deadlines ----------------------------------------------
     def service(self, now: int) -> None:
-        """Drain what the graph has ready, fire what is due, and wake up for the next deadline."""
+        """Drain what the graph has ready, fire what is due, and wake up for the next deadline.
+
+        A deadline already past fires at ``now``, not at its own time: a live timer fires late,
+        and by ``now`` whatever fell due has happened.  So a paced TX engine (the emulated NIC's
+        wire pacing, 67 ns a 64-byte frame) starts every frame whose time has come in one drain,
+        and VEB loopback hands the receiving ring those frames as one batch, where firing each
+        deadline at its own time ran the graph once per frame (`Graph.run_due`; the replay and
+        discrete drivers keep `Graph.run_until`'s exact times).  What a round limit leaves
+        ready is taken up again at once (a timer due now), not when the next frame comes."""
         g = self.graph
-        g.run_until(now, self.batch)
-        self._arm(g.next_deadline_ns(), now)
+        g.run_due(now, self.batch)
+        self._arm(now if g.has_ready() else g.next_deadline_ns(), now)
 
     def _arm(self, due: int | None, now: int) -> None:
         if due is None or self.loop is None:
