@@ -293,7 +293,10 @@ def replay_once(d: Vswitchd, lt: LiveTopo, pre: Preloaded, sender: RoutingSender
 
     def kstats() -> dict[str, dict[str, int]]:
         return {n: link_stats(lt.far[n], ns_path(lt.netns[n])) or {} for n in names}
-    c0, p0, k0, cpu0 = d.call("counters"), _ns_total(d.call("perf-show")), kstats(), cpu_ns_schedstat(d.pid)
+    def socket_drops(perf: dict[str, Any]) -> int:      # what the attach ports' sockets had no room for
+        return sum(int(p.get("kernel_dropped", 0)) for p in perf["ports"].values())
+    ps0 = d.call("perf-show")
+    c0, p0, k0, cpu0 = d.call("counters"), _ns_total(ps0), kstats(), cpu_ns_schedstat(d.pid)
     sender.stats.__init__()                          # type: ignore[misc]  # fresh counts per run
     pacer = Pacer(sender)
     progress = Progress()
@@ -318,7 +321,8 @@ def replay_once(d: Vswitchd, lt: LiveTopo, pre: Preloaded, sender: RoutingSender
             break
         time.sleep(0.02)
     cpu1 = cpu_ns_schedstat(d.pid)
-    c1, p1, k1 = d.call("counters"), _ns_total(d.call("perf-show")), kstats()
+    ps1 = d.call("perf-show")
+    c1, p1, k1 = d.call("counters"), _ns_total(ps1), kstats()
     delta = _delta(c0, c1)
     kd = {n: _delta(k0[n], k1[n]) for n in names}
     span = max(elapsed, t_end - pacer.start)
@@ -338,7 +342,9 @@ def replay_once(d: Vswitchd, lt: LiveTopo, pre: Preloaded, sender: RoutingSender
     elements = _drops_in(delta)
     drops: dict[str, Any] = {"elements": elements,
              # frames vswitchd never read: the queue of the interface they were sent on overflowed
-             "entry": sum(p["kernel_tx_dropped"] for p in per_port.values()),
+             # (a tap's, counted on it), or an attach port's socket queue (PACKET_STATISTICS)
+             "entry": sum(p["kernel_tx_dropped"] for p in per_port.values()) + socket_drops(ps1) - socket_drops(ps0),
+             "entry_socket": socket_drops(ps1) - socket_drops(ps0),
              "egress": sum(p["tx_dropped"] for p in per_port.values())}
     drops["switch_total"] = sum(sum(v.values()) for v in elements.values())
     return Run(offered={"frames": st.sent, "bytes": st.bytes, "failed": st.failed, "elapsed_ns": elapsed,

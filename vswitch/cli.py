@@ -106,12 +106,12 @@ def render_counters(r: dict[str, Any]) -> list[Table]:
 
 def render_perf(r: dict[str, Any]) -> list[Table]:
     cols = ["port", "wakeups", "busy %", "frames", "frames/batch", "rx ns/f", "switch ns/f", "tx ns/f",
-            "total ns/f", "gso in", "max frame"]
+            "total ns/f", "gso in", "max frame", "kernel drops"]
 
     def row(name: str, p: dict[str, Any]) -> list[Any]:
         return [name, p["wakeups"], f"{p['busy_pct']:.1f}", p["frames"], f"{p['frames_per_batch']:.1f}",
                 f"{p['rx_ns_per_frame']:.0f}", f"{p['switch_ns_per_frame']:.0f}", f"{p['tx_ns_per_frame']:.0f}",
-                f"{p['total_ns_per_frame']:.0f}", p["gso_frames_in"], p["max_frame_bytes"]]
+                f"{p['total_ns_per_frame']:.0f}", p["gso_frames_in"], p["max_frame_bytes"], p.get("kernel_dropped", 0)]
     t = _table("per-port stages (ns per received frame; tx = writes its frames caused)", cols,
                [row(n, p) for n, p in r["ports"].items()] + [row("total", r["total"])])
     el = _table("elements (busy: with what they pushed to; self: their own work)",

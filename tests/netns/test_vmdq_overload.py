@@ -145,6 +145,7 @@ def test_vmdq_guest_keeps_receiving_under_64b_overload_and_recovers(lab, workdir
     before = daemon_counts(d, up, taps["g1"])
     k_up, k_far, k_g1 = link_counters(lab, None, up), link_counters(lab, ext, far), link_counters(lab, g1, taps["g1"])
     drops0 = socket_drops(d.proc.pid, up)
+    perf_drops0 = d.call("perf-show")["ports"][up]["kernel_dropped"]
     # Two senders, so that the load is more than the daemon reads whatever its build and the machine.
     blasts = [lab.spawn(ext, sys.executable, "-c", SENDER, far, dst, "blast", str(BLAST_S), str(10**9), "0")
               for _ in range(2)]
@@ -184,6 +185,8 @@ def test_vmdq_guest_keeps_receiving_under_64b_overload_and_recovers(lab, workdir
     assert arrived == crossed
     assert delta["up_rx"] + drops == arrived, (delta, drops, arrived)
     assert drops > 0                                  # it was an overload: the host could not keep up
+    # ... and the daemon reports that loss itself (perf-show's kernel_dropped, PACKET_STATISTICS)
+    assert d.call("perf-show")["ports"][up]["kernel_dropped"] - perf_drops0 == drops
     # Read: the NIC saw every frame; each went to the guest's pool or was dropped, by reason.
     assert delta["sorted"] == delta["up_rx"]
     nic_drops = sum(v for k, v in delta.items() if k.startswith("drop_"))

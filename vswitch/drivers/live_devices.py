@@ -179,6 +179,8 @@ class Devices:
             return
         lp.perf.gso_in += dev.rx_gso          # the device's own figures outlive it in perf-show
         lp.perf.max_frame = max(lp.perf.max_frame, dev.rx_max)
+        if isinstance(dev, PacketSocketPort):
+            lp.perf.kernel_dropped += dev.kernel_drops()
         self.io.unregister(dev.fileno())
         if isinstance(dev, TapPort):
             dev.close(remove=remove)

@@ -41,6 +41,7 @@ class PortPerf:
     tx_calls: int = 0
     gso_in: int = 0           # GSO super-frames received (a GSO type in their virtio-net header)
     max_frame: int = 0
+    kernel_dropped: int = 0   # an attach port's frames the kernel dropped at its socket's full queue
 
 
 @dataclass
@@ -87,4 +88,4 @@ def perf_dict(p: PortPerf) -> dict[str, Any]:
             "rx_ns_per_frame": p.rx_ns / f, "switch_ns_per_frame": p.dp_ns / f,
             "tx_ns_per_frame": p.tx_ns / f,
             "total_ns_per_frame": (p.rx_ns + p.dp_ns + p.tx_ns) / f,
-            "gso_frames_in": p.gso_in, "max_frame_bytes": p.max_frame}
+            "gso_frames_in": p.gso_in, "max_frame_bytes": p.max_frame, "kernel_dropped": p.kernel_dropped}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from vswitch import compiled
 from vswitch.drivers.live_port import LiveError, PortPerf, perf_dict
+from vswitch.io.packet_socket import PacketSocketPort
 
 if TYPE_CHECKING:
     from vswitch.drivers.live import LiveSwitch
@@ -57,6 +58,8 @@ def perf_show(sw: LiveSwitch) -> dict[str, Any]:
         p = lp.perf
         if lp.dev is not None:             # fold in what the open device has counted
             p = replace(p, gso_in=p.gso_in + lp.dev.rx_gso, max_frame=max(p.max_frame, lp.dev.rx_max))
+            if isinstance(lp.dev, PacketSocketPort):
+                p = replace(p, kernel_dropped=p.kernel_dropped + lp.dev.kernel_drops())
         for k in tot.__dataclass_fields__:
             if k == "max_frame":
                 tot.max_frame = max(tot.max_frame, p.max_frame)

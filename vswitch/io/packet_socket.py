@@ -17,6 +17,10 @@ The kernel strips 802.1Q tags on receive into skb metadata; they are read
 back from ``PACKET_AUXDATA`` and put into the frame again, so a trunk sees
 tagged frames (``csum_start`` is moved by the 4 bytes).
 
+Frames that arrive faster than the switch reads them are dropped by the kernel when the
+socket's receive queue is full, before the switch sees them: `kernel_drops` reads that count
+(``PACKET_STATISTICS``' ``tp_drops``, what tcpdump reports as "dropped by kernel").
+
 Interface removal surfaces as `PortGone` from `read_batch` or `write`;
 interface down only drops frames (`write` returns False).
 """
@@ -39,6 +43,7 @@ __all__ = ["PacketSocketPort", "RX_FRAME_MAX"]
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
+PACKET_STATISTICS = 6
 PACKET_AUXDATA = 8
 PACKET_VNET_HDR = 15
 PACKET_IGNORE_OUTGOING = 23
@@ -54,6 +59,7 @@ SOCK_BUF = 4 << 20           # the default 208 KiB holds only three super-frames
 
 _AUX = struct.Struct("IIIHHHH")          # struct tpacket_auxdata
 _MREQ = struct.Struct("iHH8s")           # struct packet_mreq
+_STATS = struct.Struct("II")             # struct tpacket_stats: tp_packets, tp_drops
 _TAG = struct.Struct("!HH")
 _ANC_SIZE = socket.CMSG_SPACE(_AUX.size)
 
@@ -74,6 +80,7 @@ class PacketSocketPort:
         self.rx_truncated = 0
         self.rx_gso = 0          # frames read with a GSO type (super-frames)
         self.rx_max = 0          # largest frame read
+        self.rx_kernel_dropped = 0   # frames the kernel dropped at the full receive queue (kernel_drops)
         # Protocol 0 at creation: nothing is queued until bind() picks the interface.
         kind = socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
         sock = socket.socket(socket.AF_PACKET, kind, 0)
@@ -113,6 +120,16 @@ class PacketSocketPort:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    def kernel_drops(self) -> int:
+        """Frames the kernel has dropped since the socket opened because its receive queue was
+        full.  Reading ``PACKET_STATISTICS`` resets the kernel's count, so it is added up here."""
+        try:
+            raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS.size)
+        except OSError:                  # closed: what was read before stands
+            return self.rx_kernel_dropped
+        self.rx_kernel_dropped += _STATS.unpack(raw)[1]
+        return self.rx_kernel_dropped
 
     def _gone_or_down(self, e: OSError) -> None:
         """ENETDOWN means down *or* unregistered: tell them apart by the ifindex."""
