@@ -40,7 +40,7 @@ from vswitch.drivers.live_devices import Devices
 from vswitch.drivers.live_io import BATCH, IoLoop
 from vswitch.drivers.live_port import LiveError, LivePort, PortPerf
 from vswitch.elements.mirror import Mirror
-from vswitch.io import netlink
+from vswitch.io import netlink, rx_filter
 from vswitch.io.mirror_dir import DEFAULT_MIRROR_DIR, MirrorDir, MirrorPathError
 from vswitch.io.pcap import PcapWriter
 from vswitch.port_config import change_port
@@ -49,6 +49,7 @@ from vswitch.topology import ConfigError, Dataplane, PortConfig, Topology, build
 __all__ = ["LiveSwitch", "LivePort", "LiveError", "PortPerf", "MirrorPort", "BATCH"]
 
 log = logging.getLogger("vswitchd")
+RX_FILTER_POLL_S = 0.5        # how often SR-IOV mode reads its tap guests' multicast lists
 
 
 @dataclass
@@ -96,6 +97,7 @@ class LiveSwitch:
         self.loop_lag_max_ns = 0
         self.ticks = 0
         self._tick_task: asyncio.Task[None] | None = None
+        self._rx_filter_task: asyncio.Task[None] | None = None
         self._changed: Callable[[], None] | None = None   # persistence hook
 
     # -- lifecycle -----------------------------------------------------------
@@ -109,10 +111,14 @@ class LiveSwitch:
             self.dp.switch.fdb.add_static(s.vlan, parse_mac(s.mac), self.ports[s.port].number)
         self._changed = on_change
         self._tick_task = asyncio.create_task(self._ticker())
+        if self.dp.nic is not None and self.dp.nic.mode == "sriov":
+            self._rx_filter_task = asyncio.create_task(self._follow_rx_filters())
 
     async def close(self) -> None:
         if self._tick_task:
             self._tick_task.cancel()
+        if self._rx_filter_task:
+            self._rx_filter_task.cancel()
         self.io.close()
         for lp in list(self.ports.values()):
             self.devices.close_dev(lp, remove=not lp.cfg.persistent)
@@ -130,6 +136,30 @@ class LiveSwitch:
             self.loop_lag_max_ns = max(self.loop_lag_max_ns, now - t0 - 1_000_000_000)
             self.dp.graph.tick(now)
             self.ticks += 1
+
+    async def _follow_rx_filters(self) -> None:
+        """SR-IOV mode: each tap guest's multicast list and flags (its kernel's, read in its
+        namespace: `vswitch.io.rx_filter`) go to its VF's driver, which programs them through
+        the mailbox, as a guest kernel calls its ixgbevf's ndo_set_rx_mode.  Read every
+        RX_FILTER_POLL_S (the kernel would call the driver at once)."""
+        host = self.dp.nic
+        while True:
+            by_ns: dict[str | None, list[str]] = {}
+            for lp in self.ports.values():
+                if lp.cfg.type == "tap" and lp.state == "up" and self.dp.on_vf(lp.cfg.name):
+                    by_ns.setdefault(lp.cfg.netns, []).append(lp.cfg.name)
+            for ns, names in by_ns.items():
+                try:
+                    filters = await asyncio.to_thread(rx_filter.read_filters, ns, names)
+                except OSError as e:             # the namespace went away: the port follows it down
+                    log.debug("rx_filter_failed", extra={"kv": {"netns": ns, "error": str(e)}})
+                    continue
+                for name, f in filters.items():
+                    if name in self.ports and host.guest_rx_mode(name, f.groups, allmulti=f.allmulti,
+                                                                 promisc=f.promisc):
+                        log.info("vf_rx_mode", extra={"kv": {"port": name, "groups": len(f.groups),
+                                                             "allmulti": f.allmulti, "promisc": f.promisc}})
+            await asyncio.sleep(RX_FILTER_POLL_S)
 
     def _persist(self) -> None:
         if self._changed is not None:
