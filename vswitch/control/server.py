@@ -106,6 +106,8 @@ async def _show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
 async def _add_port(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     raw = {k: coerce(k, v) for k, v in a.get("port", {}).items() if k != "state"}
     raw = {k: v for k, v in raw.items() if v is not None}
+    if "qmp" in raw:           # the daemon would connect to that socket: the config file's to choose
+        raise ControlError("qmp: set in the config file only (the daemon connects to that socket)")
     try:
         cfg = parse_port(raw, f"port {raw.get('name')!r}")
     except ConfigError as e:

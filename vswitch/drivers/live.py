@@ -40,7 +40,7 @@ from vswitch.drivers.live_devices import Devices
 from vswitch.drivers.live_io import BATCH, IoLoop
 from vswitch.drivers.live_port import LiveError, LivePort, PortPerf
 from vswitch.elements.mirror import Mirror
-from vswitch.io import netlink, rx_filter
+from vswitch.io import netlink, qmp, rx_filter
 from vswitch.io.mirror_dir import DEFAULT_MIRROR_DIR, MirrorDir, MirrorPathError
 from vswitch.io.pcap import PcapWriter
 from vswitch.port_config import change_port
@@ -98,6 +98,7 @@ class LiveSwitch:
         self.ticks = 0
         self._tick_task: asyncio.Task[None] | None = None
         self._rx_filter_task: asyncio.Task[None] | None = None
+        self._qmp_tasks: dict[str, asyncio.Task[None]] = {}    # attach ports on VFs following QEMU's filter
         self._changed: Callable[[], None] | None = None   # persistence hook
 
     # -- lifecycle -----------------------------------------------------------
@@ -119,6 +120,8 @@ class LiveSwitch:
             self._tick_task.cancel()
         if self._rx_filter_task:
             self._rx_filter_task.cancel()
+        for t in self._qmp_tasks.values():
+            t.cancel()
         self.io.close()
         for lp in list(self.ports.values()):
             self.devices.close_dev(lp, remove=not lp.cfg.persistent)
@@ -142,7 +145,6 @@ class LiveSwitch:
         namespace: `vswitch.io.rx_filter`) go to its VF's driver, which programs them through
         the mailbox, as a guest kernel calls its ixgbevf's ndo_set_rx_mode.  Read every
         RX_FILTER_POLL_S (the kernel would call the driver at once)."""
-        host = self.dp.nic
         while True:
             by_ns: dict[str | None, list[str]] = {}
             for lp in self.ports.values():
@@ -155,11 +157,19 @@ class LiveSwitch:
                     log.debug("rx_filter_failed", extra={"kv": {"netns": ns, "error": str(e)}})
                     continue
                 for name, f in filters.items():
-                    if name in self.ports and host.guest_rx_mode(name, f.groups, allmulti=f.allmulti,
-                                                                 promisc=f.promisc):
-                        log.info("vf_rx_mode", extra={"kv": {"port": name, "groups": len(f.groups),
-                                                             "allmulti": f.allmulti, "promisc": f.promisc}})
+                    self._guest_rx_mode(name, f)
             await asyncio.sleep(RX_FILTER_POLL_S)
+
+    def _guest_rx_mode(self, name: str, f: rx_filter.RxFilter) -> None:
+        host = self.dp.nic
+        if name in self.ports and host.guest_rx_mode(name, f.groups, allmulti=f.allmulti, promisc=f.promisc):
+            log.info("vf_rx_mode", extra={"kv": {"port": name, "groups": len(f.groups), "allmulti": f.allmulti,
+                                                 "promisc": f.promisc}})
+
+    async def _follow_qmp(self, name: str, path: str) -> None:
+        """SR-IOV mode, an attach port with ``qmp``: the QEMU guest's receive filter (its
+        virtio-net driver's, from QEMU's QMP: `vswitch.io.qmp`) goes to its VF's driver."""
+        await qmp.follow_rx_filter(path, self.dp.nic.guest_mac(name), lambda f: self._guest_rx_mode(name, f), name)
 
     def _persist(self) -> None:
         if self._changed is not None:
@@ -197,6 +207,8 @@ class LiveSwitch:
         if cfg not in self.topo.ports:
             self.topo.ports.append(cfg)
         await self.devices.open(lp)
+        if cfg.qmp is not None and self.dp.on_vf(cfg.name):
+            self._qmp_tasks[cfg.name] = asyncio.create_task(self._follow_qmp(cfg.name, cfg.qmp))
         log.info("port_added", extra={"kv": {"port": cfg.name, "number": number, "type": cfg.type,
                                              "state": lp.state}})
         if persist:
@@ -211,6 +223,9 @@ class LiveSwitch:
             if m.output_port == name:
                 self.del_mirror(m.name)
         self.devices.close_dev(lp, remove=True)
+        task = self._qmp_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
         self.dp.remove_port(name)
         del self.ports[name]
         self.topo.ports = [p for p in self.topo.ports if p.name != name]
