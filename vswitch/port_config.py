@@ -315,6 +315,8 @@ SWITCH_SETTINGS: tuple[Setting, ...] = tuple(s for s in PORT_SETTINGS.values() i
 PORT_FLAGS = tuple(s.name for s in SWITCH_SETTINGS if bool in s.types)
 # A VF's admin settings (its MAC is the port's ``mac``, which a VMDq guest has too).
 VF_SETTINGS: tuple[str, ...] = tuple(k for k in PORT_SETTINGS if k.startswith("vf_"))
+# Settings only the config file sets (the daemon connects to what they name): not add-port's.
+CONFIG_FILE_ONLY: tuple[str, ...] = ("qmp",)
 
 
 def parse_port(data: Mapping[str, Any], where: str) -> PortConfig:

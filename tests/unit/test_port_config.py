@@ -25,7 +25,7 @@ from rich.console import Console
 from vswitch.control.protocol import ControlError, encode
 from vswitch.control.server import ControlServer, coerce
 from vswitch.elements.learning_switch import SwitchPort
-from vswitch.port_config import PORT_SETTINGS, RUNTIME_SETTINGS, VF_SETTINGS, PortConfig
+from vswitch.port_config import CONFIG_FILE_ONLY, PORT_SETTINGS, RUNTIME_SETTINGS, VF_SETTINGS, PortConfig
 from vswitch.schema import ConfigError, declared, setting
 from vswitch.topology import load_topology, parse_topology, save_topology
 
@@ -267,7 +267,7 @@ def test_set_port_names_the_keys_it_takes_when_one_is_unknown(running):
 def _add_port_args(argv: list[str]) -> dict[str, Any]:
     from vswitch.cli import build_parser
     args = build_parser().parse_args(["add-port", *argv])
-    return {k: getattr(args, k) for k in PORT_SETTINGS if getattr(args, k) is not None}
+    return {k: getattr(args, k) for k in PORT_SETTINGS if getattr(args, k, None) is not None}
 
 
 def _option(key: str) -> list[str]:
@@ -279,7 +279,7 @@ def _option(key: str) -> list[str]:
     return list(action.option_strings)
 
 
-@pytest.mark.parametrize("key", [k for k in PORT_SETTINGS if k != "name"])
+@pytest.mark.parametrize("key", [k for k in PORT_SETTINGS if k != "name" and k not in CONFIG_FILE_ONLY])
 def test_add_port_has_an_option_for_every_setting(key):
     want = PORT_SETTINGS[key].example
     opts = _option(key)
@@ -289,6 +289,13 @@ def test_add_port_has_an_option_for_every_setting(key):
     else:
         got = _add_port_args(["vm1", opts[0], as_text(want)])
     assert got == {"name": "vm1", key: want}
+
+
+def test_a_config_file_only_setting_is_no_add_port_option():
+    from vswitch.cli import build_parser
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["add-port", "vm1", "--qmp", "/run/vm1.qmp"])
+    assert CONFIG_FILE_ONLY == ("qmp",)
 
 
 def test_add_port_keeps_its_option_names():
