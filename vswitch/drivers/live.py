@@ -12,6 +12,9 @@ work is in three pieces, each named for what it does:
   interface set up and followed through netlink, port states.
 * `live_views`: what ``show``, ``counters``, ``perf-show`` and ``nic show``
   return, all from the graph's one snapshot.
+* SR-IOV mode: each guest's receive filter (a tap guest's multicast list in its
+  namespace, `vswitch.io.rx_filter`; a QEMU guest's over QMP, `vswitch.io.qmp`)
+  handed to its VF's driver, which programs it through the mailbox.
 
 Offloads.  TAP ports are opened with ``IFF_VNET_HDR`` and checksum/TSO
 offloads; attach ports with ``PACKET_VNET_HDR``.  A frame keeps its
