@@ -172,7 +172,8 @@ class LiveSwitch:
     async def _follow_qmp(self, name: str, path: str) -> None:
         """SR-IOV mode, an attach port with ``qmp``: the QEMU guest's receive filter (its
         virtio-net driver's, from QEMU's QMP: `vswitch.io.qmp`) goes to its VF's driver."""
-        await qmp.follow_rx_filter(path, self.dp.nic.guest_mac(name), lambda f: self._guest_rx_mode(name, f), name)
+        host = self.dp.nic
+        await qmp.follow_rx_filter(path, lambda: host.guest_mac(name), lambda f: self._guest_rx_mode(name, f), name)
 
     def _persist(self) -> None:
         if self._changed is not None:

@@ -10,7 +10,7 @@ and how vswitchd's SR-IOV mode learns what a QEMU guest on a VF joined.
 `follow_rx_filter(path, mac, on_filter)` connects to the QMP socket at ``path`` (and again
 whenever QEMU is not there yet, or goes), negotiates capabilities, queries the filter, then
 queries again after each NIC_RX_FILTER_CHANGED; each answer for the NIC whose main MAC is
-``mac`` (or the only NIC, when ``mac`` is None) goes to ``on_filter`` as a
+``mac`` (a callable: what it returns at each query; None: the only NIC) goes to ``on_filter`` as a
 `vswitch.io.rx_filter.RxFilter`: its multicast table, ALLMULTI when the guest asked for
 all multicast or its table overflowed QEMU's, PROMISC when it is promiscuous.  It runs
 until cancelled.  It sends QEMU nothing but those two commands.
@@ -86,7 +86,10 @@ class _Qmp:
                 raise ValueError(f"QMP {command}: {msg['error'].get('desc', msg['error'])}")
 
 
-async def _session(path: str, mac: str | None, on_filter: Callable[[RxFilter], None]) -> None:
+Mac = str | None | Callable[[], str | None]       # the NIC's main MAC, or what gives it now
+
+
+async def _session(path: str, mac: Mac, on_filter: Callable[[RxFilter], None]) -> None:
     reader, writer = await asyncio.open_unix_connection(path, limit=LINE_LIMIT)
     try:
         q = _Qmp(reader, writer)
@@ -95,7 +98,7 @@ async def _session(path: str, mac: str | None, on_filter: Callable[[RxFilter], N
             raise ValueError("no QMP greeting")
         await q.execute("qmp_capabilities")
         while True:
-            f = rx_filter_of(await q.execute("query-rx-filter"), mac)
+            f = rx_filter_of(await q.execute("query-rx-filter"), mac() if callable(mac) else mac)
             if f is not None:
                 on_filter(f)
             # Wait for the next change (events that came while we asked count too).
@@ -108,7 +111,7 @@ async def _session(path: str, mac: str | None, on_filter: Callable[[RxFilter], N
             await writer.wait_closed()
 
 
-async def follow_rx_filter(path: str, mac: str | None, on_filter: Callable[[RxFilter], None],
+async def follow_rx_filter(path: str, mac: Mac, on_filter: Callable[[RxFilter], None],
                            port: str = "") -> None:
     """Follow the guest's receive filter at QMP socket ``path`` until cancelled (see the module)."""
     last_error = None
