@@ -27,6 +27,11 @@ and does what a hypervisor does with an SR-IOV NIC:
   guest sends is set through the mailbox (SET_MAC_ADDR, as the guest's kernel setting its
   address through ixgbevf), once: frames from any other source are spoofing and MAC
   anti-spoof drops them;
+* the guest's multicast: `guest_rx_mode` is what the guest's kernel hands its driver's
+  ndo_set_rx_mode (the netdev's multicast list, IFF_ALLMULTI, IFF_PROMISC); the guest's
+  ixgbevf programs it through the mailbox (UPDATE_XCAST_MODE, SET_MULTICAST), so the NIC's
+  MTA carries the guest's groups.  The daemon reads a tap guest's list in its namespace
+  (docs/sriov.md, "Guests on VFs");
 * views: `show` (``nic show``), `vf_show` (``vf show``), `mailbox` (``vf mailbox N``).
 
 Ports are named by the topology; ``settings`` are the port's ``mac`` and ``vf_*`` keys
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +77,7 @@ class VfBinding:
     settings: dict[str, Any]
     mtu: int = 1500
     learned: bool = False          # the guest's MAC was set from its first frame (no admin MAC)
+    rx_mode: tuple[frozenset[bytes], bool, bool] | None = None   # the guest's groups, allmulti, promisc
 
 
 def max_vfs(profile: str) -> int:
@@ -232,6 +239,26 @@ class SriovHost:
             self.programmed.append(b)
         except VfRequestRefused:
             pass
+
+    def guest_rx_mode(self, port: str, groups: Sequence[bytes], *, allmulti: bool = False,
+                      promisc: bool = False) -> bool:
+        """The guest's netdev has multicast list ``groups`` (in its kernel's order) and these
+        flags: its driver programs them through the mailbox (ixgbevf_set_rx_mode) if they
+        changed.  True if the driver was called.  Also after a VF reset the driver's reopen
+        programs the last list again."""
+        b = self.bindings.get(port)
+        if b is None:
+            return False
+        key = (frozenset(groups), allmulti, promisc)
+        guest = self.pf.vf(b.vf).guest
+        if key == b.rx_mode or guest is None or not guest.driver.up:
+            return False
+        try:
+            guest.driver.set_rx_mode(list(groups), allmulti=allmulti, promisc=promisc)
+        except SriovError:              # the PF refused the list (a VF not clear to send): next time
+            return False
+        b.rx_mode = key
+        return True
 
     # -- ip link words -------------------------------------------------------------
     def vf_words(self, n: int, words: list[str]) -> tuple[str, dict[str, Any]]:

@@ -22,6 +22,11 @@ ixgbevf's random one), SET_LPE for the MTU, the rings (descriptor rings and buff
 the guest's RAM, VFRDBAL/VFRDLEN/VFSRRCTL/VFRXDCTL with VLAN strip, VFTDBAL/...),
 UPDATE_XCAST_MODE (MULTI, as IFF_MULTICAST asks), SET_MULTICAST with at most 30 hashes
 (the rest are punted, as ixgbevf's comment says), SET_VLAN for each VLAN it joins.
+``set_rx_mode(groups, allmulti, promisc)`` is ixgbevf_set_rx_mode, what the guest's kernel
+calls when its netdev's multicast list or flags change: the xcast mode the flags ask for
+(ALLMULTI also when the list holds more groups than the 30 hashes one message carries; the
+PF caps an untrusted VF at MULTI, and the groups beyond 30 are then lost, as on Linux),
+then SET_MULTICAST with the list; both are kept for the reopen after a reset.
 ``service()`` is the watchdog: a PF control message without CTS asks for a reset,
 which it then does (reset, renegotiate, reopen).
 
@@ -71,7 +76,10 @@ from sriov.mailbox import (
     VF_SET_VLAN,
     VF_UPDATE_XCAST_MODE,
     VF_VFU,
+    XCAST_ALLMULTI,
+    XCAST_MODES,
     XCAST_MULTI,
+    XCAST_PROMISC,
     mac_to_words,
     words_to_mac,
 )
@@ -324,6 +332,32 @@ class IxgbeVf:
         self.xcast = reply[1]
         return reply[1]
 
+    def set_rx_mode(self, groups: Sequence[str | bytes], *, allmulti: bool = False, promisc: bool = False) -> int:
+        """ixgbevf_set_rx_mode: the netdev's flags or multicast list changed.  The most inclusive
+        xcast mode the flags need (PROMISC, ALLMULTI, else MULTI), then the list; both are what a
+        reopen after a reset programs again.  Returns the VF's xcast mode."""
+        macs = [parse_mac(g) if isinstance(g, str) else bytes(g) for g in groups]
+        flags_mode = XCAST_PROMISC if promisc else XCAST_ALLMULTI if allmulti else XCAST_MULTI
+        self._open_args["multicast"] = macs
+        self._open_args["xcast"] = flags_mode
+        self._rx_mode(macs, flags_mode)
+        return self.xcast
+
+    def _rx_mode(self, macs: list[bytes], mode: int) -> None:
+        """UPDATE_XCAST_MODE (API 1.2+; ALLMULTI instead of MULTI beyond the 30 hashes one
+        SET_MULTICAST carries) and SET_MULTICAST.  A mode the PF refuses leaves the VF's as it
+        was (ixgbevf ignores the error); an untrusted VF gets MULTI (the PF's cap) and its groups
+        beyond 30 are lost, as on Linux."""
+        if mode == XCAST_MULTI and len(macs) > MAX_MC_HASHES:
+            mode = XCAST_ALLMULTI
+        if self.api in (API_12, API_13, API_14, API_15):
+            try:
+                got = self.update_xcast_mode(mode)
+                self._note(f"xcast {XCAST_MODES[mode]} asked, {XCAST_MODES.get(got, str(got))} granted")
+            except VfRequestRefused as e:
+                self._note(f"xcast {XCAST_MODES.get(mode, str(mode))} refused ({e.message})")
+        self.update_mc_addr_list(macs)
+
     def set_vfta(self, vid: int, add: bool = True) -> None:
         """ixgbevf_set_vfta_vf: SET_VLAN."""
         self._ok(self.request([VF_SET_VLAN | (int(add) << MSGINFO_SHIFT), vid], 2), VF_SET_VLAN,
@@ -376,7 +410,7 @@ class IxgbeVf:
     # -- up / down -------------------------------------------------------------------------
     def open(self, mtu: int = 1500, mac: str | bytes | None = None, multicast: Sequence[str | bytes] = (),
              xcast: int = XCAST_MULTI, vlans: Sequence[int] = ()) -> None:
-        """ixgbevf_open: MAC, MTU, rings, xcast mode, multicast list, VLANs."""
+        """ixgbevf_open: MAC, MTU, rings, xcast mode and multicast list (`_rx_mode`), VLANs."""
         self._open_args = {"mtu": mtu, "mac": mac, "multicast": multicast, "xcast": xcast, "vlans": vlans}
         if self.perm_addr is not None:
             addr = self.perm_addr
@@ -390,9 +424,7 @@ class IxgbeVf:
         self.set_mac(addr)
         self.set_rlpml(mtu)
         self.configure_rings()
-        if self.api in (API_12, API_13, API_14, API_15):
-            self.update_xcast_mode(xcast)
-        self.update_mc_addr_list([parse_mac(g) if isinstance(g, str) else bytes(g) for g in multicast])
+        self._rx_mode([parse_mac(g) if isinstance(g, str) else bytes(g) for g in multicast], xcast)
         for vid in vlans:
             self.set_vfta(vid, True)
         self.up = True

@@ -21,7 +21,7 @@ from rich.table import Table
 from vswitch.control.client import Client
 from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
 from vswitch.graph_dot import collapse_idle, to_dot
-from vswitch.port_config import PORT_SETTINGS, RUNTIME_SETTINGS
+from vswitch.port_config import CONFIG_FILE_ONLY, PORT_SETTINGS, RUNTIME_SETTINGS
 from vswitch.qdisc_view import tc_text
 from vswitch.render import fdb_table, make_console, port_counters_table, print_tables, switch_counters_table
 from vswitch.schema import Setting
@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "existing interface (--type attach). Without VLAN options the port carries every VLAN. "
                      "Each option is the config file's key of the same name (docs/config.md).")
     for s in PORT_SETTINGS.values():
-        _add_port_option(ap_add, s)
+        if s.name not in CONFIG_FILE_ONLY:
+            _add_port_option(ap_add, s)
 
     dp = command(sub, "del-port", "remove a port (its TAP is deleted, its FDB entries flushed)")
     dp.add_argument("name", help="the port")
@@ -411,7 +412,7 @@ def run(args: argparse.Namespace) -> tuple[Any, list[Table] | None]:
         r = cl.call("show")
         return r, render_show(r)
     if cmd == "add-port":
-        port = {k: getattr(args, k) for k in PORT_SETTINGS if getattr(args, k) is not None}
+        port = {k: getattr(args, k) for k in PORT_SETTINGS if getattr(args, k, None) is not None}
         r = cl.call("add-port", port=port)
         return r, None
     if cmd == "del-port":

@@ -71,6 +71,14 @@ def check_netns_name(name: str) -> str:
     return name
 
 
+def _qmp_path(v: str) -> str:
+    """A unix socket's path: absolute, at most 107 bytes (sun_path), no NUL."""
+    raw = v.encode(errors="replace")
+    if not v.startswith("/") or len(raw) > 107 or "\0" in v:
+        raise ValueError(f"qmp {v!r}: the absolute path of QEMU's QMP unix socket (at most 107 bytes)")
+    return v
+
+
 def _trunks(v: str | list[Any]) -> str:
     """A VLAN list as text ("10,20-29"); a TOML array [10, 20] becomes "10,20"."""
     parse_vlan_list(v)
@@ -215,6 +223,11 @@ class PortConfig:
     vf: int | None = setting(
         default=None, bounds=(0, 63), runtime=False, metavar="N", example=0,
         help="the guest's VF ([nic] mode = sriov): the port's frames are VF N's DMA, the NIC switches them")
+    qmp: str | None = setting(
+        default=None, check=_qmp_path, runtime=False, metavar="PATH", example="/run/vm0.qmp",
+        help="an attach port on a VF: the QMP socket of the QEMU whose tap it is (-qmp unix:PATH,server=on,"
+             "wait=off); the daemon follows the guest's receive filter (query-rx-filter) and its VF's driver "
+             "joins the guest's multicast groups; config file only")
     vf_vlan: int = setting(default=0, bounds=(0, 4095), runtime=True, applies=("vf",), metavar="VID", example=10,
                            help="the VF's port VLAN (`ip link set PF vf N vlan V`): inserted on TX, stripped on RX, "
                                 "0 for none")
@@ -240,6 +253,9 @@ class PortConfig:
         self.vlan()                    # vlan_mode with tag and trunks
         if self.ingress_policing_burst and not self.ingress_policing_rate:
             raise ValueError("ingress_policing_burst: only with ingress_policing_rate (the rate it bursts over)")
+        if self.qmp is not None and (self.vf is None or self.type != "attach"):
+            raise ValueError("qmp: only an attach port on a VF (a QEMU guest's tap, vf = N) follows its guest's "
+                             "receive filter")
         if self.vf is None:
             set_vf = [k for k in VF_SETTINGS if getattr(self, k) != PORT_SETTINGS[k].default]
             if set_vf:
@@ -299,6 +315,8 @@ SWITCH_SETTINGS: tuple[Setting, ...] = tuple(s for s in PORT_SETTINGS.values() i
 PORT_FLAGS = tuple(s.name for s in SWITCH_SETTINGS if bool in s.types)
 # A VF's admin settings (its MAC is the port's ``mac``, which a VMDq guest has too).
 VF_SETTINGS: tuple[str, ...] = tuple(k for k in PORT_SETTINGS if k.startswith("vf_"))
+# Settings only the config file sets (the daemon connects to what they name): not add-port's.
+CONFIG_FILE_ONLY: tuple[str, ...] = ("qmp",)
 
 
 def parse_port(data: Mapping[str, Any], where: str) -> PortConfig:

@@ -7,6 +7,7 @@ must not see them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import struct
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from nicmodel.tables import hash12
 from tests.netns.harness import Daemon, guest, mac_of, ping_ok
 
 pytestmark = pytest.mark.netns
@@ -191,3 +193,54 @@ def test_a_vfs_port_vlan_set_at_run_time_tags_its_frames_on_the_wire_and_is_save
     # has nowhere to send them.  No guest's frame ever went through the switch.
     sw = d.call("counters")["switch"]
     assert sw["forwarded"] == sw["flooded"] == 0 and sum(sw["drops"].values()) == sw["drops"]["no_flood_ports"]
+
+
+def solicited_node(addr: str) -> bytes:
+    """The solicited-node group's link-layer address of an IPv6 address (33:33:ff + its last 3 bytes)."""
+    return b"\x33\x33\xff" + ipaddress.IPv6Address(addr).packed[-3:]
+
+
+def link_local(lab, ns: str, dev: str, timeout: float = 10) -> str:
+    """The interface's fe80:: address once its duplicate address detection is over."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = lab.run(ns, "ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "link").stdout
+        if "fe80::" in out and "tentative" not in out or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return next(a for a in out.split() if a.startswith("fe80::")).split("/")[0]
+
+
+def test_guests_on_vfs_reach_each_other_by_ipv6_their_drivers_join_their_multicast_groups(lab, workdir):
+    # IPv6 neighbour discovery is multicast (to the target's solicited-node group): it reaches a
+    # guest only if its VF's MTA hashes carry its groups, which its ixgbevf sets from its netdev's
+    # list (SET_MULTICAST).  Without that, g1 never learns g2's MAC and the ping fails.
+    text, taps, ext, _ = sriov_topology(lab)
+    d = Daemon(lab, workdir, text).start()
+    start_guests(lab, taps)
+    for i, g in enumerate(("g1", "g2", "g3"), 1):
+        lab.run(lab.prefix + g, "sysctl", "-qw", f"net.ipv6.conf.{taps[g]}.disable_ipv6=0")   # the lab's default: off
+        lab.run(lab.prefix + g, "ip", "addr", "add", f"fd62::{i}/64", "dev", taps[g], "nodad")
+    assert ping_ok(lab, lab.prefix + "g1", "fd62::2", 3), d.log.read_text()[-3000:]     # VF to VF: VEB
+    assert ping_ok(lab, lab.prefix + "g3", "fd62::1", 3)
+    g2_ll = link_local(lab, lab.prefix + "g2", taps["g2"])
+    assert ping_ok(lab, lab.prefix + "g1", f"{g2_ll}%{taps['g1']}", 3)                 # link-local
+    # Each VF carries its guest's groups: SET_MULTICAST in its mailbox, the hashes in the PF's
+    # view, the multicast counted in the VF's RX.
+    vfs = vfs_by_port(d)
+    for k, g in enumerate(("g1", "g2", "g3")):
+        v = vfs[taps[g]]
+        want = {hash12(b"\x33\x33\x00\x00\x00\x01"), hash12(solicited_node(f"fd62::{k + 1}"))}
+        assert want <= set(v["mc_hashes"]), (g, v["mc_hashes"])
+        assert v["xcast_mode"] == "multi"
+        assert any("VF->PF SET_MULTICAST" in m for m in v["mailbox"]), v["mailbox"]
+        assert v["stats"]["multicast"] > 0, v["stats"]
+    assert switch_work(d.call("counters")) == 0
+    # A group joined later (a new address: its solicited-node group) is programmed too.
+    lab.run(lab.prefix + "g2", "ip", "addr", "add", "fd62::77:2/64", "dev", taps["g2"], "nodad")
+    h = hash12(solicited_node("fd62::77:2"))
+    deadline = time.monotonic() + 10
+    while h not in vfs_by_port(d)[taps["g2"]]["mc_hashes"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert h in vfs_by_port(d)[taps["g2"]]["mc_hashes"]
+    assert ping_ok(lab, lab.prefix + "g1", "fd62::77:2", 3)

@@ -25,7 +25,7 @@ from rich.console import Console
 from vswitch.control.protocol import ControlError, encode
 from vswitch.control.server import ControlServer, coerce
 from vswitch.elements.learning_switch import SwitchPort
-from vswitch.port_config import PORT_SETTINGS, RUNTIME_SETTINGS, VF_SETTINGS, PortConfig
+from vswitch.port_config import CONFIG_FILE_ONLY, PORT_SETTINGS, RUNTIME_SETTINGS, VF_SETTINGS, PortConfig
 from vswitch.schema import ConfigError, declared, setting
 from vswitch.topology import load_topology, parse_topology, save_topology
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # A VF's settings belong to a port on a VF, in an SR-IOV topology.
 COMPANIONS: dict[str, dict[str, Any]] = {"vlan_mode": {"tag": 10},
                                          "ingress_policing_burst": {"ingress_policing_rate": 10000},
-                                         **{k: {"vf": 0} for k in VF_SETTINGS}}
+                                         **{k: {"vf": 0} for k in VF_SETTINGS}, "qmp": {"vf": 0, "type": "attach"}}
 SRIOV_NIC = {"mode": "sriov", "numvfs": 4, "uplink": "up0"}
 UPLINK = {"name": "up0", "type": "attach"}
 # No driver of the model takes a minimum TX rate (ixgbe, igb: "must be 0"): its example is refused.
@@ -66,7 +66,7 @@ def test_every_field_of_portconfig_is_a_declared_setting_with_help_and_an_exampl
         assert s.help.strip(), key
         if not s.required:
             assert s.example is not None and s.example != s.default, f"{key}: declare an example value"
-    assert set(RUNTIME_SETTINGS) == set(PORT_SETTINGS) - {"name", "type", "number", "vf"}
+    assert set(RUNTIME_SETTINGS) == set(PORT_SETTINGS) - {"name", "type", "number", "vf", "qmp"}
 
 
 def test_a_field_without_a_declaration_cannot_be_defined():
@@ -267,7 +267,7 @@ def test_set_port_names_the_keys_it_takes_when_one_is_unknown(running):
 def _add_port_args(argv: list[str]) -> dict[str, Any]:
     from vswitch.cli import build_parser
     args = build_parser().parse_args(["add-port", *argv])
-    return {k: getattr(args, k) for k in PORT_SETTINGS if getattr(args, k) is not None}
+    return {k: getattr(args, k) for k in PORT_SETTINGS if getattr(args, k, None) is not None}
 
 
 def _option(key: str) -> list[str]:
@@ -279,7 +279,7 @@ def _option(key: str) -> list[str]:
     return list(action.option_strings)
 
 
-@pytest.mark.parametrize("key", [k for k in PORT_SETTINGS if k != "name"])
+@pytest.mark.parametrize("key", [k for k in PORT_SETTINGS if k != "name" and k not in CONFIG_FILE_ONLY])
 def test_add_port_has_an_option_for_every_setting(key):
     want = PORT_SETTINGS[key].example
     opts = _option(key)
@@ -289,6 +289,13 @@ def test_add_port_has_an_option_for_every_setting(key):
     else:
         got = _add_port_args(["vm1", opts[0], as_text(want)])
     assert got == {"name": "vm1", key: want}
+
+
+def test_a_config_file_only_setting_is_no_add_port_option():
+    from vswitch.cli import build_parser
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["add-port", "vm1", "--qmp", "/run/vm1.qmp"])
+    assert CONFIG_FILE_ONLY == ("qmp",)
 
 
 def test_add_port_keeps_its_option_names():
@@ -338,9 +345,10 @@ GOOD: dict[str, st.SearchStrategy] = {
     "vf": st.integers(0, 3), "vf_vlan": st.integers(0, 4095), "vf_qos": st.integers(0, 7),
     "vf_spoofchk": st.booleans(), "vf_trust": st.booleans(), "vf_max_tx_rate": st.sampled_from([0, 11, 500, 10000]),
     "vf_min_tx_rate": st.just(0), "vf_state": st.sampled_from(["auto", "enable", "disable"]),
+    "qmp": st.sampled_from(["/run/vm0.qmp", "/tmp/vm 1/qmp.sock"]),       # an attach port on a VF only
 }
 # What a port on a VF may hold besides its VF settings (not the switch's).
-VF_PORT_KEYS = ("type", "number", "mtu", "netns", "persistent", "mac", "vf", *VF_SETTINGS)
+VF_PORT_KEYS = ("type", "number", "mtu", "netns", "persistent", "mac", "vf", "qmp", *VF_SETTINGS)
 JUNK = st.one_of(st.floats(), st.dates(), st.lists(st.text(max_size=2), max_size=2), st.dictionaries(
     st.text(max_size=2), st.integers(), max_size=1))
 BAD: dict[str, st.SearchStrategy] = {
@@ -362,6 +370,7 @@ BAD: dict[str, st.SearchStrategy] = {
     "vf_qos": st.sampled_from([8, -1, "3"]), "vf_spoofchk": st.sampled_from([1, "on"]),
     "vf_trust": st.sampled_from([0, "off"]), "vf_max_tx_rate": st.sampled_from([-1, 100_001, "5", True]),
     "vf_min_tx_rate": st.sampled_from([-1, 100_001, "0"]), "vf_state": st.sampled_from(["up", "", 0]),
+    "qmp": st.sampled_from(["vm0.qmp", "", 5, "/" + "x" * 120]),
 }
 
 
@@ -374,11 +383,14 @@ def test_the_generators_cover_every_declared_setting():
 def valid_ports(draw: st.DrawFn) -> dict[str, Any]:
     """A switch port, or (one in four) a port on a VF with its VF's settings."""
     on_vf = draw(st.integers(0, 3)) == 0
-    keys = [k for k in GOOD if k != "name" and (k in VF_PORT_KEYS if on_vf else k != "vf" and k not in VF_SETTINGS)]
+    keys = [k for k in GOOD if k != "name" and (k in VF_PORT_KEYS if on_vf else k not in ("vf", "qmp")
+                                                 and k not in VF_SETTINGS)]
     port = draw(st.fixed_dictionaries({"name": GOOD["name"].filter(lambda n: n != "up0")},
                                       optional={k: GOOD[k] for k in keys}))
     if port.get("type", "tap") != "tap":
         port.pop("netns", None)                  # only a tap port moves into a namespace
+    if port.get("type", "tap") != "attach":
+        port.pop("qmp", None)                    # only an attach port (a QEMU guest's tap) has QEMU's QMP
     if on_vf:
         port["vf"] = draw(GOOD["vf"])
         if "mtu" in port:            # the 82599 takes no jumbo VF beside a standard PF (ixgbe_set_vf_lpe)

@@ -3,9 +3,11 @@
 ``Vm(guest, tap=..., mac=..., ip=..., log=...)`` runs ``qemu-system-x86_64``
 under TCG with ``-netdev tap,ifname=TAP,script=no,downscript=no,vnet_hdr=on``
 and a virtio-net-pci NIC, exactly as the README's example; QEMU creates the
-tap (down) when it starts.  The serial console is QEMU's stdio: a thread
-copies what the guest prints into a buffer (and the log file), `sh` sends a
-command line and waits for the marker that follows it, with the exit status.
+tap (down) when it starts.  With ``qmp=PATH`` QEMU also listens for QMP there
+(``-qmp unix:PATH,server=on,wait=off``), as an SR-IOV mode port's ``qmp`` wants.
+The serial console is QEMU's stdio: a thread copies what the guest prints
+into a buffer (and the log file), `sh` sends a command line and waits for the
+marker that follows it, with the exit status.
 `kill` sends SIGKILL to the PID this object started, nothing else.
 """
 
@@ -34,9 +36,11 @@ class VmError(AssertionError):
 
 
 class Vm:
-    def __init__(self, guest: Guest, *, tap: str, mac: str, ip: str, log: Path, memory_mb: int = 256) -> None:
+    def __init__(self, guest: Guest, *, tap: str, mac: str, ip: str, log: Path, memory_mb: int = 256,
+                 qmp: Path | None = None) -> None:
         self.guest, self.tap, self.mac, self.ip, self.log = guest, tap, mac, ip, log
         self.memory_mb = memory_mb
+        self.qmp = qmp                  # QEMU's QMP socket (-qmp unix:...), for vswitchd to follow
         self.proc: subprocess.Popen[bytes] | None = None
         self._buf = bytearray()
         self._cond = threading.Condition()
@@ -53,7 +57,8 @@ class Vm:
                 "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none",
                 *self.guest.qemu_args(cmdline=f"vsw.ip={self.ip}"),
                 "-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no,vnet_hdr=on",
-                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"]
+                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}",
+                *(["-qmp", f"unix:{self.qmp},server=on,wait=off"] if self.qmp else [])]
 
     def start(self) -> Vm:
         self._buf.clear()

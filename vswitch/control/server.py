@@ -26,7 +26,7 @@ from vswitch.control.protocol import MAX_LINE, ControlError, check_socket_path, 
 from vswitch.core.frame import parse_mac
 from vswitch.drivers.live import LiveError, LiveSwitch
 from vswitch.elements.vlan import check_vid
-from vswitch.port_config import PORT_SETTINGS, coerce_setting, fold_qdisc
+from vswitch.port_config import CONFIG_FILE_ONLY, PORT_SETTINGS, coerce_setting, fold_qdisc
 from vswitch.qdisc_view import qdisc_view
 from vswitch.topology import ConfigError, StaticFdbConfig, parse_port
 from vswitch.views import fdb_stats_view, fdb_view, moves_view
@@ -106,6 +106,9 @@ async def _show(sw: LiveSwitch, a: dict[str, Any]) -> Any:
 async def _add_port(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     raw = {k: coerce(k, v) for k, v in a.get("port", {}).items() if k != "state"}
     raw = {k: v for k, v in raw.items() if v is not None}
+    for k in CONFIG_FILE_ONLY:      # the daemon would connect to what it names: the config file's to choose
+        if k in raw:
+            raise ControlError(f"{k}: set in the config file only (the daemon connects to that socket)")
     try:
         cfg = parse_port(raw, f"port {raw.get('name')!r}")
     except ConfigError as e:

@@ -12,6 +12,9 @@ work is in three pieces, each named for what it does:
   interface set up and followed through netlink, port states.
 * `live_views`: what ``show``, ``counters``, ``perf-show`` and ``nic show``
   return, all from the graph's one snapshot.
+* SR-IOV mode: each guest's receive filter (a tap guest's multicast list in its
+  namespace, `vswitch.io.rx_filter`; a QEMU guest's over QMP, `vswitch.io.qmp`)
+  handed to its VF's driver, which programs it through the mailbox.
 
 Offloads.  TAP ports are opened with ``IFF_VNET_HDR`` and checksum/TSO
 offloads; attach ports with ``PACKET_VNET_HDR``.  A frame keeps its
@@ -40,7 +43,7 @@ from vswitch.drivers.live_devices import Devices
 from vswitch.drivers.live_io import BATCH, IoLoop
 from vswitch.drivers.live_port import LiveError, LivePort, PortPerf
 from vswitch.elements.mirror import Mirror
-from vswitch.io import netlink
+from vswitch.io import netlink, qmp, rx_filter
 from vswitch.io.mirror_dir import DEFAULT_MIRROR_DIR, MirrorDir, MirrorPathError
 from vswitch.io.pcap import PcapWriter
 from vswitch.port_config import change_port
@@ -49,6 +52,7 @@ from vswitch.topology import ConfigError, Dataplane, PortConfig, Topology, build
 __all__ = ["LiveSwitch", "LivePort", "LiveError", "PortPerf", "MirrorPort", "BATCH"]
 
 log = logging.getLogger("vswitchd")
+RX_FILTER_POLL_S = 0.5        # how often SR-IOV mode reads its tap guests' multicast lists
 
 
 @dataclass
@@ -96,6 +100,8 @@ class LiveSwitch:
         self.loop_lag_max_ns = 0
         self.ticks = 0
         self._tick_task: asyncio.Task[None] | None = None
+        self._rx_filter_task: asyncio.Task[None] | None = None
+        self._qmp_tasks: dict[str, asyncio.Task[None]] = {}    # attach ports on VFs following QEMU's filter
         self._changed: Callable[[], None] | None = None   # persistence hook
 
     # -- lifecycle -----------------------------------------------------------
@@ -109,10 +115,16 @@ class LiveSwitch:
             self.dp.switch.fdb.add_static(s.vlan, parse_mac(s.mac), self.ports[s.port].number)
         self._changed = on_change
         self._tick_task = asyncio.create_task(self._ticker())
+        if self.dp.nic is not None and self.dp.nic.mode == "sriov":
+            self._rx_filter_task = asyncio.create_task(self._follow_rx_filters())
 
     async def close(self) -> None:
         if self._tick_task:
             self._tick_task.cancel()
+        if self._rx_filter_task:
+            self._rx_filter_task.cancel()
+        for t in self._qmp_tasks.values():
+            t.cancel()
         self.io.close()
         for lp in list(self.ports.values()):
             self.devices.close_dev(lp, remove=not lp.cfg.persistent)
@@ -130,6 +142,38 @@ class LiveSwitch:
             self.loop_lag_max_ns = max(self.loop_lag_max_ns, now - t0 - 1_000_000_000)
             self.dp.graph.tick(now)
             self.ticks += 1
+
+    async def _follow_rx_filters(self) -> None:
+        """SR-IOV mode: each tap guest's multicast list and flags (its kernel's, read in its
+        namespace: `vswitch.io.rx_filter`) go to its VF's driver, which programs them through
+        the mailbox, as a guest kernel calls its ixgbevf's ndo_set_rx_mode.  Read every
+        RX_FILTER_POLL_S (the kernel would call the driver at once)."""
+        while True:
+            by_ns: dict[str | None, list[str]] = {}
+            for lp in self.ports.values():
+                if lp.cfg.type == "tap" and lp.state == "up" and self.dp.on_vf(lp.cfg.name):
+                    by_ns.setdefault(lp.cfg.netns, []).append(lp.cfg.name)
+            for ns, names in by_ns.items():
+                try:
+                    filters = await asyncio.to_thread(rx_filter.read_filters, ns, names)
+                except OSError as e:             # the namespace went away: the port follows it down
+                    log.debug("rx_filter_failed", extra={"kv": {"netns": ns, "error": str(e)}})
+                    continue
+                for name, f in filters.items():
+                    self._guest_rx_mode(name, f)
+            await asyncio.sleep(RX_FILTER_POLL_S)
+
+    def _guest_rx_mode(self, name: str, f: rx_filter.RxFilter) -> None:
+        host = self.dp.nic
+        if name in self.ports and host.guest_rx_mode(name, f.groups, allmulti=f.allmulti, promisc=f.promisc):
+            log.info("vf_rx_mode", extra={"kv": {"port": name, "groups": len(f.groups), "allmulti": f.allmulti,
+                                                 "promisc": f.promisc}})
+
+    async def _follow_qmp(self, name: str, path: str) -> None:
+        """SR-IOV mode, an attach port with ``qmp``: the QEMU guest's receive filter (its
+        virtio-net driver's, from QEMU's QMP: `vswitch.io.qmp`) goes to its VF's driver."""
+        host = self.dp.nic
+        await qmp.follow_rx_filter(path, lambda: host.guest_mac(name), lambda f: self._guest_rx_mode(name, f), name)
 
     def _persist(self) -> None:
         if self._changed is not None:
@@ -167,6 +211,8 @@ class LiveSwitch:
         if cfg not in self.topo.ports:
             self.topo.ports.append(cfg)
         await self.devices.open(lp)
+        if cfg.qmp is not None and self.dp.on_vf(cfg.name):
+            self._qmp_tasks[cfg.name] = asyncio.create_task(self._follow_qmp(cfg.name, cfg.qmp))
         log.info("port_added", extra={"kv": {"port": cfg.name, "number": number, "type": cfg.type,
                                              "state": lp.state}})
         if persist:
@@ -181,6 +227,9 @@ class LiveSwitch:
             if m.output_port == name:
                 self.del_mirror(m.name)
         self.devices.close_dev(lp, remove=True)
+        task = self._qmp_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
         self.dp.remove_port(name)
         del self.ports[name]
         self.topo.ports = [p for p in self.topo.ports if p.name != name]
