@@ -293,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "Change a port's settings at run time; the config file is written back. Keys: "
                  + ", ".join(SET_PORT_KEYS) + " (as in the config file, docs/config.md). A value of none "
                  "clears an optional setting (tag=none); state=up re-opens a down port. "
-                 + ", ".join(k for k, s in PORT_SETTINGS.items() if not s.runtime)
-                 + " cannot change: delete the port and add it again.",
+                 + ", ".join(k for k, s in PORT_SETTINGS.items() if not s.runtime and k not in CONFIG_FILE_ONLY)
+                 + " cannot change: delete the port and add it again; "
+                 + ", ".join(CONFIG_FILE_ONLY) + " is set in the config file only (restart the daemon).",
                  epilog="keys:\n" + "\n".join(
                      textwrap.fill(_set_port_key_help(k), 79, initial_indent=f"  {k:17} ", subsequent_indent=" " * 20)
                      for k in SET_PORT_KEYS))

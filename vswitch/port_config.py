@@ -340,6 +340,8 @@ def change_port(cfg: PortConfig, changes: Mapping[str, Any], where: str) -> Port
             raise ConfigError(f"{where}: unknown port setting {key!r} "
                               f"(settable at run time: {', '.join(RUNTIME_SETTINGS)})")
         if not s.runtime and value != getattr(cfg, key):
-            raise ConfigError(f"{where}: {key} cannot change at run time: delete the port and add it again")
+            how = ("it is set in the config file only (restart the daemon)" if key in CONFIG_FILE_ONLY
+                   else "delete the port and add it again")
+            raise ConfigError(f"{where}: {key} cannot change at run time: {how}")
     merged = {k: v for k, v in {**cfg.to_dict(), **changes}.items() if v is not None}
     return parse_port(merged, where)
