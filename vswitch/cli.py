@@ -120,9 +120,10 @@ def render_perf(r: dict[str, Any]) -> list[Table]:
                  for n, e in r["elements"].items() if e["calls"]])
     lp = r["loop"]
     loop = _table("event loop", ["dataplane", "uptime s", "ticks", "max lag us", "busy poll us",
-                                 "frames caught polling"],
+                                 "frames caught polling", "timer wake-ups", "timer ms"],
                   [[lp.get("dataplane", "?"), f"{lp['uptime_s']:.0f}", lp["ticks"], f"{lp['max_lag_us']:.0f}",
-                    lp["busy_poll_us"], lp["busy_poll_catches"]]])
+                    lp["busy_poll_us"], lp["busy_poll_catches"], lp.get("timer_wakeups", 0),
+                    f"{lp.get('timer_ns', 0) / 1e6:.1f}"]])
     out = [t, el, loop]
     n = r.get("nic")
     if n:

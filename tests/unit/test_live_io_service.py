@@ -61,3 +61,24 @@ def test_service_fires_what_fell_due_and_leaves_the_future_for_the_timer():
     assert got == [] and dp.graph.next_deadline_ns() == 50_000
     io.service(70_000)
     assert got == [70_000]
+
+
+def test_the_timers_graph_work_is_counted_apart_from_every_port():
+    # A frame held by interrupt moderation is delivered by the loop's timer, which no port's
+    # wake-up caused: its time (and the write it caused) is the loop's timer_ns, not a port's.
+    topo = parse_topology({"nic": {"mode": "vmdq", "uplink": "up", "rx_usecs": 50},
+                           "port": [{"name": "up", "type": "replay"}, {"name": "g1", "type": "replay", "mac": G1}]})
+    dp = build_dataplane(topo, Graph())
+    ticks = iter(range(0, 10**9, 1000))                  # the perf timer: 1 us a reading
+    io = IoLoop(dp.graph, {}, clock=lambda: 70_000, timer=lambda: next(ticks), gone=lambda lp, e: None)
+    got: list[int] = []
+    for number in dp.graph.ports:
+        send = io.transmit(type("P", (), {"dev": None, "number": number})())  # type: ignore[arg-type]
+        dp.graph.set_transmit(number, lambda b, now, send=send: (got.extend(now for _ in b), send(b, now))[1])
+    frame = parse_mac(G1) + parse_mac("02:00:00:00:00:99") + b"\x88\xb5" + bytes(46)
+    dp.graph.push(dp.numbers["up"], [Frame(frame, 0, dp.numbers["up"])], 0)
+    io.service(0)
+    assert got == [] and io.timer_wakeups == 0
+    io._on_timer()
+    assert got == [70_000]
+    assert io.timer_wakeups == 1 and io.timer_tx_ns == 1000 and io.timer_ns == 3000

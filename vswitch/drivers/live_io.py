@@ -54,6 +54,11 @@ class IoLoop:
         self._current: PortPerf | None = None      # the port whose frames are being handled now
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: int | None = None
+        # Graph work run from the loop's timer (deadlines: interrupt moderation, shaping, NIC
+        # pacing, VEB loopback), which no port's wake-up caused: perf-show's loop section.
+        self.timer_wakeups = 0
+        self.timer_ns = 0                     # all of it, the writes it caused included
+        self.timer_tx_ns = 0                  # those writes
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -147,7 +152,10 @@ class IoLoop:
     def _on_timer(self) -> None:
         self._timer = self._timer_due = None
         self._current = None
+        t0 = self.timer()
         self.service(self.clock())
+        self.timer_ns += self.timer() - t0
+        self.timer_wakeups += 1
 
     # -- egress -------------------------------------------------------------------
     def transmit(self, lp: LivePort) -> Callable[[Batch, int], int]:
@@ -180,6 +188,8 @@ class IoLoop:
             if cur is not None:
                 cur.tx_ns += timer() - t0
                 cur.tx_calls += 1
+            else:                            # from the loop's timer: no port's wake-up caused it
+                self.timer_tx_ns += timer() - t0
             return nbytes
         return send
 

@@ -93,6 +93,8 @@ def perf_show(sw: LiveSwitch) -> dict[str, Any]:
             "loop": {"dataplane": compiled.status(), "ticks": sw.ticks,
                      "max_lag_us": sw.loop_lag_max_ns / 1e3,
                      "busy_poll_us": io.busy_poll_ns // 1000, "busy_poll_catches": io.busy_polls,
+                     # graph work from the loop's timer (deadlines), no port's: writes apart
+                     "timer_wakeups": io.timer_wakeups, "timer_ns": io.timer_ns, "timer_tx_ns": io.timer_tx_ns,
                      "uptime_s": (sw.clock() - sw.started_ns) / 1e9}}
 
 
