@@ -291,7 +291,6 @@ class VfDma(Element):
             return self._frames(batch, dq, write, rid, dom)
         # the descriptor fetch: the ring's page through the IOTLB (a DMA write: the write-back)
         self.counters["descriptor_fetches"] += 1
-        ic = iommu.counters
         tlb = iommu.iotlb
         table = dom.table
         cap = iommu.iotlb_entries
@@ -310,11 +309,7 @@ class VfDma(Element):
             misses = 0
             tlb[key] = e
         if e is None or not e & _WRITE:
-            ic["translations"] += 1
-            ic["iotlb_hits"] += 1 - misses
-            ic["iotlb_misses"] += misses
-            ic["page_walks"] += misses
-            ic["walk_reads"] += misses * iommu.walk_levels
+            self._tally(1, misses)
             iommu.fault(rid, ring, True, 0x05, dom)
             self.drop_many(batch, "dma_fault")
             return self._count([], write, len(batch))
@@ -323,21 +318,13 @@ class VfDma(Element):
             self._read_ring(dq, hpa, dom)
         n = len(batch)
         if max(map(len, map(_DATA, batch))) > dq.minlim:
-            ic["translations"] += 1
-            ic["iotlb_hits"] += 1 - misses
-            ic["iotlb_misses"] += misses
-            ic["page_walks"] += misses
-            ic["walk_reads"] += misses * iommu.walk_levels
+            self._tally(1, misses)
             return self._frames(batch, dq, write, rid, dom)
         need = _WRITE if write else _READ
         got = self._burst(dq, n, tlb, cap, need)
         if got >= 0:
             misses += got
-            ic["translations"] += n + 1
-            ic["iotlb_hits"] += n + 1 - misses
-            ic["iotlb_misses"] += misses
-            ic["page_walks"] += misses
-            ic["walk_reads"] += misses * iommu.walk_levels
+            self._tally(n + 1, misses)
             return self._count(batch, write, 0)
         keys, pfns, runs, head, size = dq.keys, dq.pfns, dq.runs, dq.head, dq.size
         bad: list[Frame] | None = None
@@ -368,12 +355,7 @@ class VfDma(Element):
                 head = 0
             i += m
         dq.head = head
-        ic["translations"] += n + 1
-        ic["iotlb_hits"] += n + 1 - misses
-        if misses:
-            ic["iotlb_misses"] += misses
-            ic["page_walks"] += misses
-            ic["walk_reads"] += misses * iommu.walk_levels
+        self._tally(n + 1, misses)
         if bad is None:
             return self._count(batch, write, 0)
         self.drop_many(bad, "dma_fault")
@@ -485,17 +467,23 @@ class VfDma(Element):
         dq.head = head
         nfast = len(batch) - nslow
         if nfast:
-            ic = iommu.counters
-            ic["translations"] += nfast
-            ic["iotlb_hits"] += nfast - misses
-            ic["iotlb_misses"] += misses
-            ic["page_walks"] += misses
-            ic["walk_reads"] += misses * iommu.walk_levels
+            self._tally(nfast, misses)
         if bad is None:
             return self._count(batch, write, 0)
         self.drop_many(bad, "dma_fault")
         gone = set(map(id, bad))
         return self._count([f for f in batch if id(f) not in gone], write, len(bad))
+
+    def _tally(self, lookups: int, misses: int) -> None:
+        """``lookups`` page translations, ``misses`` of them IOTLB misses (each a page walk):
+        the IOMMU's counters as `Iommu.lookup_page` counts the same lookups one by one."""
+        ic = self.iommu.counters
+        ic["translations"] += lookups
+        ic["iotlb_hits"] += lookups - misses
+        if misses:
+            ic["iotlb_misses"] += misses
+            ic["page_walks"] += misses
+            ic["walk_reads"] += misses * self.iommu.walk_levels
 
     def _trace(self, dq: DmaQueue, slot: int, rid: int, dom: Domain, e: int, n: int, write: bool) -> None:
         iova = dq.bufs[slot] if slot < len(dq.bufs) else 0
