@@ -321,12 +321,14 @@ class VfDma(Element):
             self._tally(1, misses)
             return self._frames(batch, dq, write, rid, dom)
         need = _WRITE if write else _READ
-        got = self._burst(dq, n, tlb, cap, need)
-        if got >= 0:
-            misses += got
-            self._tally(n + 1, misses)
-            return self._count(batch, write, 0)
         keys, pfns, runs, head, size = dq.keys, dq.pfns, dq.runs, dq.head, dq.size
+        # A burst of new pages, worth it where the batch spans many runs (small pages); a batch
+        # within a run or two (large pages), or whose first page is cached, spares the attempt.
+        if 4 * (runs[head] - head) <= n and keys[head] not in tlb:
+            got = self._burst(dq, n, tlb, cap, need)
+            if got >= 0:
+                self._tally(n + 1, misses + got)
+                return self._count(batch, write, 0)
         bad: list[Frame] | None = None
         i = 0
         while i < n:
