@@ -48,6 +48,7 @@ Drop reasons: ``dma_fault``, ``no_bus_master``, ``tx_ring_full``.
 from __future__ import annotations
 
 import errno
+from itertools import islice
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -72,7 +73,7 @@ class DmaQueue:
     """One VF queue's descriptor ring as the DMA engine sees it."""
 
     __slots__ = ("index", "ring_iova", "size", "bsize", "head", "bufs", "ring_hpa", "keys", "lims", "kver",
-                 "runs", "pfns", "minlim")
+                 "runs", "pfns", "minlim", "run_of", "run_keys", "run_ents", "run_bad", "distinct")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -91,6 +92,17 @@ class DmaQueue:
         self.runs: list[int] = []
         self.pfns: list[int] = []          # and its buffer's page frame number (the walk's index)
         self.minlim = 0
+        # the same runs numbered in ring order: per descriptor the number of its run; per run its
+        # IOTLB key and its page's entry in the domain's table as the ring was read (0: none);
+        # run_bad[need][r]: how many of the runs before r would fault an access needing ``need``
+        # (read 1, write 2); and whether no two runs of the ring share a page (then a burst that
+        # does not come round to its first run again looks up distinct pages).  The entries
+        # are read again when the domain's table changes (`Domain.version`, in ``kver``).
+        self.run_of: list[int] = []
+        self.run_keys: list[int] = []
+        self.run_ents: list[int] = []
+        self.run_bad: list[list[int]] = []
+        self.distinct = False
         self.kver: tuple[int, ...] = ()
 
     def reset(self) -> None:
@@ -177,16 +189,16 @@ class VfDma(Element):
             hpa = self.iommu.translate(rid, dq.ring_iova, 16, True)
         except DmaFault:
             return False
-        dom = self.iommu.context.get(rid)
-        self._read_ring(dq, hpa, dom.did if dom is not None else -1)
+        self._read_ring(dq, hpa, self.iommu.context.get(rid))
         return True
 
-    def _read_ring(self, dq: DmaQueue, hpa: int, did: int) -> None:
+    def _read_ring(self, dq: DmaQueue, hpa: int, dom: Domain | None) -> None:
         """The ring at host address ``hpa`` as read: its buffers' IOTLB keys, rooms and page runs,
         worked out again only when a descriptor was written, or the ring's translation, the
-        domain or the sizes changed."""
+        domain, its table or the sizes changed."""
         io = self.iommu
-        ver = (self.memory.version, hpa, did, io.page_shift, dq.bsize, dq.size)
+        did, dver = (dom.did, dom.version) if dom is not None else (-1, -1)
+        ver = (self.memory.version, hpa, did, dver, io.page_shift, dq.bsize, dq.size)
         if ver == dq.kver:
             return
         dq.ring_hpa = hpa
@@ -205,6 +217,19 @@ class VfDma(Element):
             else:
                 runs[s] = s + 1
         dq.runs = runs
+        run_of = dq.run_of = [0] * size
+        starts = [s for s in range(size) if s == 0 or keys[s] != keys[s - 1]]
+        for r, s in enumerate(starts):
+            run_of[s:runs[s]] = [r] * (runs[s] - s)
+        dq.run_keys = [keys[s] for s in starts]
+        ents = dq.run_ents = [dom.table.get(pfns[s], 0) if dom is not None else 0 for s in starts]
+        dq.run_bad = [[]]
+        for need in (_READ, _WRITE):
+            bad = [0]
+            for e in ents:
+                bad.append(bad[-1] + (not e & need))
+            dq.run_bad.append(bad)
+        dq.distinct = len(set(dq.run_keys)) == len(starts)
         dq.kver = ver
 
     # -- RX: the NIC writes received frames into the guest's buffers ----------------------
@@ -266,7 +291,6 @@ class VfDma(Element):
             return self._frames(batch, dq, write, rid, dom)
         # the descriptor fetch: the ring's page through the IOTLB (a DMA write: the write-back)
         self.counters["descriptor_fetches"] += 1
-        ic = iommu.counters
         tlb = iommu.iotlb
         table = dom.table
         cap = iommu.iotlb_entries
@@ -285,27 +309,26 @@ class VfDma(Element):
             misses = 0
             tlb[key] = e
         if e is None or not e & _WRITE:
-            ic["translations"] += 1
-            ic["iotlb_hits"] += 1 - misses
-            ic["iotlb_misses"] += misses
-            ic["page_walks"] += misses
-            ic["walk_reads"] += misses * iommu.walk_levels
+            self._tally(1, misses)
             iommu.fault(rid, ring, True, 0x05, dom)
             self.drop_many(batch, "dma_fault")
             return self._count([], write, len(batch))
         hpa = (e >> 2) << shift | (ring & (psize - 1))
-        if (self.memory.version, hpa, dom.did, shift, dq.bsize, dq.size) != dq.kver:   # as _read_ring
-            self._read_ring(dq, hpa, dom.did)
+        if (self.memory.version, hpa, dom.did, dom.version, shift, dq.bsize, dq.size) != dq.kver:   # as _read_ring
+            self._read_ring(dq, hpa, dom)
         n = len(batch)
         if max(map(len, map(_DATA, batch))) > dq.minlim:
-            ic["translations"] += 1
-            ic["iotlb_hits"] += 1 - misses
-            ic["iotlb_misses"] += misses
-            ic["page_walks"] += misses
-            ic["walk_reads"] += misses * iommu.walk_levels
+            self._tally(1, misses)
             return self._frames(batch, dq, write, rid, dom)
         need = _WRITE if write else _READ
         keys, pfns, runs, head, size = dq.keys, dq.pfns, dq.runs, dq.head, dq.size
+        # A burst of new pages, worth it where the batch spans many runs (small pages); a batch
+        # within a run or two (large pages), or whose first page is cached, spares the attempt.
+        if 4 * (runs[head] - head) <= n and keys[head] not in tlb:
+            got = self._burst(dq, n, tlb, cap, need)
+            if got >= 0:
+                self._tally(n + 1, misses + got)
+                return self._count(batch, write, 0)
         bad: list[Frame] | None = None
         i = 0
         while i < n:
@@ -334,17 +357,61 @@ class VfDma(Element):
                 head = 0
             i += m
         dq.head = head
-        ic["translations"] += n + 1
-        ic["iotlb_hits"] += n + 1 - misses
-        if misses:
-            ic["iotlb_misses"] += misses
-            ic["page_walks"] += misses
-            ic["walk_reads"] += misses * iommu.walk_levels
+        self._tally(n + 1, misses)
         if bad is None:
             return self._count(batch, write, 0)
         self.drop_many(bad, "dma_fault")
         gone = set(map(id, bad))
         return self._count([f for f in batch if id(f) not in gone], write, len(bad))
+
+    @staticmethod
+    def _burst(dq: DmaQueue, n: int, tlb: dict[int, int], cap: int, need: int) -> int:
+        """The runs of the next ``n`` descriptors of ``dq`` translated at once where that is the
+        frames' model taken one by one without a branch: the pages distinct, none of them in the
+        IOTLB (each run one miss and one walk), every one mapped with the permission ``need``
+        (the ring's entries of the domain's table, `DmaQueue.run_ents`, read with the ring).
+        Then each page is walked and goes into the IOTLB in ring order, the least recently used
+        entries out as one insert after another would have pushed them (with more pages than
+        entries only the last ``cap`` stay); the ring's head moves on; the misses returned.
+        Anything else (a page already cached, one unmapped or not permitted, pages repeated, a
+        burst longer than the ring) changes nothing and returns -1: the run loop handles it.
+        This is the streaming case of small pages -- every buffer page new to the IOTLB since the
+        ring last came round -- done in a few calls per burst instead of a loop turn per page."""
+        size = dq.size
+        if not dq.distinct or n > size:
+            return -1
+        head = dq.head
+        run_of, end, bad = dq.run_of, head + n, dq.run_bad[need]
+        r0 = run_of[head]
+        if end <= size:
+            r1 = run_of[end - 1] + 1
+            if bad[r1] != bad[r0]:
+                return -1
+            ks = dq.run_keys[r0:r1]
+            if not tlb.keys().isdisjoint(ks):
+                return -1
+            es = dq.run_ents[r0:r1]
+        else:
+            end -= size
+            r1 = run_of[end - 1] + 1
+            if r1 > r0 or bad[-1] != bad[r0] or bad[r1]:     # back in its first run: a page twice
+                return -1
+            ks = dq.run_keys[r0:] + dq.run_keys[:r1]
+            if not tlb.keys().isdisjoint(ks):
+                return -1
+            es = dq.run_ents[r0:] + dq.run_ents[:r1]
+        k = len(ks)
+        over = len(tlb) + k - cap            # entries the inserts push out, oldest first
+        if over >= len(tlb):
+            tlb.clear()
+            if k > cap:
+                ks, es = ks[-cap:], es[-cap:]
+        elif over > 0:
+            for old in list(islice(tlb, over)):
+                del tlb[old]
+        tlb.update(zip(ks, es, strict=False))        # the same length: slices of the same runs
+        dq.head = end if end < size else 0
+        return k
 
     def _frames(self, batch: Batch, dq: DmaQueue, write: bool, rid: int, dom: Domain) -> Batch:
         """Frame by frame, the ring fetched (a tagged IOTLB): each descriptor's IOTLB key and
@@ -402,17 +469,23 @@ class VfDma(Element):
         dq.head = head
         nfast = len(batch) - nslow
         if nfast:
-            ic = iommu.counters
-            ic["translations"] += nfast
-            ic["iotlb_hits"] += nfast - misses
-            ic["iotlb_misses"] += misses
-            ic["page_walks"] += misses
-            ic["walk_reads"] += misses * iommu.walk_levels
+            self._tally(nfast, misses)
         if bad is None:
             return self._count(batch, write, 0)
         self.drop_many(bad, "dma_fault")
         gone = set(map(id, bad))
         return self._count([f for f in batch if id(f) not in gone], write, len(bad))
+
+    def _tally(self, lookups: int, misses: int) -> None:
+        """``lookups`` page translations, ``misses`` of them IOTLB misses (each a page walk):
+        the IOMMU's counters as `Iommu.lookup_page` counts the same lookups one by one."""
+        ic = self.iommu.counters
+        ic["translations"] += lookups
+        ic["iotlb_hits"] += lookups - misses
+        if misses:
+            ic["iotlb_misses"] += misses
+            ic["page_walks"] += misses
+            ic["walk_reads"] += misses * self.iommu.walk_levels
 
     def _trace(self, dq: DmaQueue, slot: int, rid: int, dom: Domain, e: int, n: int, write: bool) -> None:
         iova = dq.bufs[slot] if slot < len(dq.bufs) else 0

@@ -105,6 +105,7 @@ class Domain:
         self.name = name
         self.table: dict[int, int] = {}     # iova pfn -> host pfn << 2 | permission bits
         self.mapped_bytes = 0
+        self.version = 0                    # moves on every map and unmap: DMA engines re-read
 
     def map(self, iova: int, hpa: int, size: int, *, read: bool = True, write: bool = True) -> None:
         """Map ``size`` bytes at ``iova`` to ``hpa`` (page aligned; an existing mapping in the
@@ -127,6 +128,7 @@ class Domain:
         for i in range(n):
             self.table[first + i] = ((hp + i) << 2) | perm
         self.mapped_bytes += size
+        self.version += 1
 
     def unmap(self, iova: int, size: int) -> int:
         """Unmap the pages of ``[iova, iova + size)``; their IOTLB entries are invalidated.
@@ -135,6 +137,7 @@ class Domain:
         first, last = iova >> shift, (iova + size - 1) >> shift
         gone = [p for p in range(first, last + 1) if self.table.pop(p, None) is not None]
         self.mapped_bytes -= len(gone) * ps
+        self.version += 1
         self.iommu._invalidate_pages(self.did, gone)
         return len(gone) * ps
 
