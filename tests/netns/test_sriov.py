@@ -82,12 +82,14 @@ def test_three_guests_on_vfs_ping_each_other_and_the_wire_and_the_switch_does_no
     assert nic["port"]["gprc"] > 0 and nic["port"]["gptc"] > 0
     assert nic["loopback_packets"] > 0                  # guest to guest inside the NIC
     vfs = vfs_by_port(d)
-    for k, g in enumerate(("g1", "g2", "g3")):
+    c2 = d.call("counters")          # the two views are read one after the other: a late frame
+    for k, g in enumerate(("g1", "g2", "g3")):   # (an ARP refresh, a neighbour probe) may fall between
         v = vfs[taps[g]]
         assert v["vf"] == k and v["mac"] == MACS[g] and v["guest"] == taps[g]
         assert v["stats"]["rx_packets"] >= 6 and v["stats"]["tx_packets"] >= 6, v["stats"]
         assert v["stats"]["tx_dropped"] == 0
-        assert c["nic"][f"nic0.vf{k}"]["rx_delivered"] == v["stats"]["rx_packets"]
+        delivered = (c["nic"][f"nic0.vf{k}"]["rx_delivered"], c2["nic"][f"nic0.vf{k}"]["rx_delivered"])
+        assert delivered[0] <= v["stats"]["rx_packets"] <= delivered[1], (delivered, v["stats"])
         assert v["domain"] == taps[g]                   # its DMA crosses the IOMMU in its own domain
     show = d.ctl_json("vf", "show")
     assert show["iommu"]["counters"]["translations"] > 0 and show["iommu"]["counters"]["faults"] == 0
