@@ -16,6 +16,7 @@ Subcommands:
 ``replay-bench`` ``replay --live`` against Debian's tcpreplay on a veth (root; tcpreplay).
 ``experiment`` run an experiment file's sweep (locally or on Dask): tables, plots (bench/experiments/).
 ``replay-speed`` offline replay's Mpps end to end from a pcap, against dpkt's reader and ns.py.
+``sweep-speed`` a sweep's points/s on the local pool; the runner's packets/s against ns.py's (bench/sweep_speed.py).
 
 Exit status: 0 success; 1 a capture could not be (fully) read or was refused;
 2 bad arguments or configuration, or a replay output that cannot be written.
@@ -383,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                    description="Run every point of an experiment's sweep (bench/experiments/cli.py)", add_help=False)
     sub.add_parser("replay-speed", help="offline replay's Mpps end to end from a 64 B pcap, software and VMDq, "
                    "compiled and interpreted, against dpkt's reader and ns.py", add_help=False)
+    sub.add_parser("sweep-speed", help="the experiment runner's speed: a sweep's points/s on the local pool, "
+                   "its packets/s against ns.py's on the same workload", add_help=False)
     sub.add_parser("gen", help="generate a trace: guests, east-west and north-south flows, rates, bursts",
                    description="Generate a pcap/pcapng trace of N guests and hosts on the wire, with a vswitch "
                    "topology and a JSON manifest (bench/gen.py)", add_help=False)
@@ -405,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "replay-speed": "bench.replay_speed",
         "tbf-kernel": "bench.tbf_kernel",
         "nspy": "bench.nspy_compare",
+        "sweep-speed": "bench.sweep_speed",
     }
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in modules:

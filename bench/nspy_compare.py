@@ -207,8 +207,9 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = parser()
+def parse(argv: list[str] | None, ap: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """The workload's arguments, checked; ``ap`` a parser that extends `parser()`'s (default it)."""
+    ap = ap if ap is not None else parser()
     a = ap.parse_args(argv)
     try:
         a.link = parse_rate(a.link)

@@ -35,14 +35,11 @@ frames and latency percentiles.
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from bench.experiments import hdr
 from bench.experiments.kinds import Kind
+from bench.experiments.point_trace import drop_metrics, point_trace, with_nic
 from bench.experiments.spec import FieldError, gen_spec, spec_from_params
 
 DESIGNS = ("software", "vmdq", "sriov")
@@ -98,39 +95,22 @@ def _topology(params: dict[str, Any], spec: Any) -> Any:
         t = load_topology(pm.topology)
     else:
         t = parse_topology(topology_doc(spec, base_mode), "generated topology")
-    if t.nic is not None:
-        t.nic = dataclasses.replace(t.nic, mode=base_mode, profile=nic.profile, rx_ring=nic.rx_ring,
-                                    tx_ring=nic.tx_ring, rx_usecs=nic.rx_usecs, rx_frames=nic.rx_frames)
-    return t
+    return with_nic(t, nic, base_mode)
 
 
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
     from bench.compare import run_point
-    from bench.gen_sidecar import PortMap, load_port_map
-    from bench.tracegen import UPLINK, generate
 
     topo_spec, traffic, measure = spec_from_params(params)
     nic = topo_spec.nic
     assert nic is not None
     costs = costs_of(params)
     spec = gen_spec(topo_spec, traffic, seed) if traffic.trace is None else None
-    tmp = None
     hists: dict[str, Any] = {}
-    try:
-        if spec is not None:
-            tmp = Path(tempfile.mkdtemp(prefix="vsw-exp-"))
-            trace = tmp / "trace.pcap"
-            gres = generate(spec, trace)
-            port_map = PortMap({g.mac: g.port for g in gres.guests}, UPLINK, None)
-        else:
-            trace = Path(traffic.trace or "")
-            port_map = load_port_map(traffic.manifest or "")
+    with point_trace(spec, traffic) as (trace, port_map):
         topology = _topology(params, spec)
         r = run_point(topology, trace, costs, nic.mode, cores=topo_spec.cores, port_map=port_map,
                       histograms=hists)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     if r["error"]:
         raise ValueError(f"{trace}: {r['error']}")
     from bench.modes import uplink_of
@@ -141,10 +121,6 @@ def result_of(r: dict[str, Any], hists: dict[str, Any], cores: int, measure: Any
     """A `run_point` result as the runner's metrics, histograms and port rows."""
     span_s = r["delivered"]["span_ns"] / 1e9
     res = r["resources"]
-    reasons: dict[str, int] = {}
-    for by_reason in r["drops"].values():
-        for why, n in by_reason.items():
-            reasons[why] = reasons.get(why, 0) + n
     host = [n for n, v in res.items() if v["kind"] == "core"]
     vcpus = [n for n, v in res.items() if v["kind"] == "vcpu"]
     b = r["bottleneck"]
@@ -164,7 +140,7 @@ def result_of(r: dict[str, Any], hists: dict[str, Any], cores: int, measure: Any
         "bottleneck_saturated": bool(b["saturated"]),
     }
     metrics.update({f"util_{n.replace('.', '_')}": v["utilisation"] for n, v in res.items() if v["kind"] != "vcpu"})
-    metrics.update({f"drops_{why}": n for why, n in sorted(reasons.items()) if n})
+    metrics.update(drop_metrics(r["drops"].values()))
     out: dict[str, Any] = {"metrics": metrics}
     guests = [p for p in r["ports"] if p != uplink]
     if measure.latency:

@@ -14,9 +14,11 @@ sink's MAC is learned from one frame it sends at time 0.
 tables, each a simple source (`SOURCE_PARAMS`): ``rate`` (tc units or bit/s),
 ``size`` (caplen bytes), ``start``/``stop``, ``pattern`` (``constant``,
 ``poisson``, or ``aimd``: a responsive sender that adds one frame per RTT to
-its rate for each RTT of deliveries and halves it at most once per RTT when
-one of its frames is lost (a gap in its sequence numbers) or arrives marked
-CE, as TCP with ECN does, with ``rate`` its starting rate), ``flows`` (5-tuples it
+its rate for each RTT of deliveries and multiplies it by ``beta`` (default a
+half) when one of its frames is lost (a gap in its sequence numbers) or arrives
+marked CE, once per window as TCP with ECN does (a signal about a frame sent
+before the last cut is the same congestion event), with ``rate`` its starting
+rate), ``flows`` (5-tuples it
 spreads its frames over), ``pcp`` (a VLAN tag with that priority), ``dscp``,
 ``ecn`` (ECT(0): default for aimd).
 
@@ -70,6 +72,8 @@ SOURCE_PARAMS = (
     Param("dscp", "int", 0, "the IP DSCP", range=(0, 63)),
     Param("ecn", "bool", None, "send ECT(0) (none: only aimd does)"),
     Param("rtt", "time", 20_000_000, "aimd: the round trip outside the bottleneck", range=(1, 10**12)),
+    Param("beta", "float", 0.5, "aimd: what a congestion event multiplies the rate by (0.5: Reno and "
+          "RFC 3168's ECN; Linux's default CUBIC backs off to 0.7, RFC 9438)", range=(0.05, 0.95)),
 )
 LINK_PARAMS = (
     Param("bandwidth", "rate", None, "the bottleneck link's rate", range=(8, 10**13)),
@@ -163,7 +167,13 @@ def _frame(i: int, flow: int, seq: int, size: int, pcp: int | None, dscp: int, e
 
 
 class _Source:
-    """One source's schedule and, for aimd, its rate and its reaction to loss and CE marks."""
+    """One source's schedule and, for aimd, its rate and its reaction to loss and CE marks.
+
+    The reaction is once per window, as TCP's (RFC 5681's fast recovery, RFC 3168 for CE): the
+    loss or mark of a frame sent before the last cut is news of the congestion event already
+    answered; only a frame sent after it (``seq >= recover``) cuts again.  (A cut at most once
+    per ``rtt`` instead cut again and again while the frames queued before the cut came out, the
+    standing queue's 120 ms at the bottleneck being six RTTs, and emptied the queue.)"""
 
     def __init__(self, index: int, name: str, p: dict[str, Any], end_ns: int, rng: random.Random) -> None:
         self.index, self.name, self.p = index, name, p
@@ -172,7 +182,7 @@ class _Source:
         self.rng = rng
         self.seq = 0
         self.expect = 0               # the next sequence number the sink should see
-        self.cut_until = 0.0          # no second halving within an RTT
+        self.recover = 0              # frames sent before the last cut do not cut again
         self.ect = p["ecn"] if p["ecn"] is not None else p["pattern"] == "aimd"
         self.aimd = p["pattern"] == "aimd"
         self.offered_bytes = 0
@@ -190,10 +200,13 @@ class _Source:
         self.expect = seq + 1
         rtt = self.p["rtt"]
         size_bits = self.p["size"] * 8
-        if (lost or ce) and t >= self.cut_until:
-            self.rate = max(size_bits * NS / rtt, self.rate / 2)
-            self.cut_until = t + rtt
-        elif not (lost or ce):
+        if lost or ce:
+            # once per window: a signal about a frame sent before the last cut is the same
+            # congestion event (the queue it met is already draining)
+            if (seq - 1 if lost else seq) >= self.recover:
+                self.rate = max(size_bits * NS / rtt, self.rate * self.p["beta"])
+                self.recover = self.seq
+        else:
             # one frame per RTT more each RTT: d(rate) = size^2 / (rate * rtt^2) per delivered frame
             self.rate += size_bits * size_bits * NS * NS / (self.rate * rtt * rtt)
 
@@ -299,12 +312,13 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
             soj, lat = max(1, int(dep - f.ts_ns)), max(1, int(t - f.ts_ns))
             hs[name][0].record_value(min(soj, mx))
             hs[name][1].record_value(min(lat, mx))
-            soj_all.record_value(min(soj, mx))
-            lat_all.record_value(min(lat, mx))
 
     drv = DiscreteDriver(dp, plan, time_mode="recorded", flush_ns=NS)
     drv.on_deliver = on_deliver
     res = drv.run(_records(sources, out_no))
+    for a, b in hs.values():        # all flows': the sum of theirs (exact), not each value recorded twice
+        soj_all.add(a)
+        lat_all.add(b)
     snap = res.snapshot["elements"]["out.qdisc"]
     span = (last_t[0] - first_t[0]) if first_t else 0.0
     total_window = sum(window_bytes.values())

@@ -30,15 +30,12 @@ refused, naming it, rather than ignored.
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
-import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from bench.experiments import hdr
 from bench.experiments.kinds import Kind
+from bench.experiments.point_trace import drop_metrics, point_trace, with_nic
 from bench.experiments.spec import FieldError, gen_spec, spec_from_params
 
 
@@ -92,36 +89,18 @@ def _topology(params: dict[str, Any], spec: Any) -> Any:
         t = load_topology(pm.topology)
     else:
         t = parse_topology(topology_doc(spec, topo.nic.mode if topo.nic else "none"), "generated topology")
-    if topo.nic is not None and t.nic is not None:
-        n = topo.nic
-        t.nic = dataclasses.replace(t.nic, mode=n.mode, profile=n.profile, rx_ring=n.rx_ring, tx_ring=n.tx_ring,
-                                    rx_usecs=n.rx_usecs, rx_frames=n.rx_frames)
-    return t
+    return with_nic(t, topo.nic, topo.nic.mode) if topo.nic is not None else t
 
 
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
-    from bench.gen_sidecar import load_port_map
-    from bench.tracegen import UPLINK, generate
     from vswitch.drivers.replay import ReplayDriver, SourceMacAssigner, records_by_source_mac
     from vswitch.topology import build_dataplane
 
     topo_spec, traffic, measure = spec_from_params(params)
     spec = gen_spec(topo_spec, traffic, seed) if traffic.trace is None else None
-    tmp = None
-    try:
-        fixed: dict[bytes, str] = {}
-        default: str | None = None
-        if spec is not None:
-            tmp = Path(tempfile.mkdtemp(prefix="vsw-exp-"))
-            trace = tmp / "trace.pcap"
-            res = generate(spec, trace)
-            fixed = {g.mac: g.port for g in res.guests}
-            default = UPLINK
-        else:
-            trace = Path(traffic.trace or "")
-            if traffic.manifest is not None:
-                pm = load_port_map(traffic.manifest)
-                fixed, default = dict(pm.macs), pm.default_port
+    with point_trace(spec, traffic) as (trace, pm):
+        fixed: dict[bytes, str] = dict(pm.macs) if pm is not None else {}
+        default: str | None = pm.default_port if pm is not None else None
         dp = build_dataplane(_topology(params, spec))
         assign = SourceMacAssigner(list(dp.switch.ports), {m: dp.numbers[p] for m, p in fixed.items()
                                                            if p in dp.numbers},
@@ -149,14 +128,8 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
         if result.error:
             raise ValueError(f"{trace}: {result.error}")
         snap = dp.graph.snapshot()
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     span = result.duration_ns / 1e9
-    reasons = Counter[str]()
-    for el in snap["elements"].values():
-        for reason, n in el.get("drops", {}).items():
-            reasons[reason] += n
+    drops = drop_metrics(el.get("drops", {}) for el in snap["elements"].values())
     sw = snap["elements"][dp.switch.name]
     delivered, dbytes = sum(sent.values()), sum(sent_bytes.values())
     ports_snap = snap["ports"]
@@ -167,11 +140,11 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
         "delivered_pps": delivered / span if span else 0.0,
         "throughput_mbps": dbytes * 8 / span / 1e6 if span else 0.0,
         "forwarded": sw["forwarded"], "flooded": sw["flooded"],
-        "dropped": sum(reasons.values()),
+        "dropped": sum(drops.values()),
         "rx_dropped": sum(p.get("rx_dropped", 0) for p in ports_snap.values()),
         "tx_dropped": sum(p.get("tx_dropped", 0) for p in ports_snap.values()),
     }
-    metrics.update({f"drops_{r}": n for r, n in sorted(reasons.items()) if n})
+    metrics.update(drops)
     total = hdr.new(measure.latency_max_ns, measure.digits)
     ports: dict[str, dict[str, Any]] = {}
     for number, h in lat.items():

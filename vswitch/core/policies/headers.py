@@ -11,8 +11,8 @@ header checksum; the transport checksums do not cover these bits.
 
 from __future__ import annotations
 
+import zlib
 from typing import Final
-from zlib import crc32
 
 from mypy_extensions import i64
 
@@ -21,6 +21,8 @@ from vswitch.core.frame import Frame
 __all__ = ["l3", "ip_tos", "dscp", "ecn", "set_ce", "set_dscp", "flow_hash", "linux_priority",
            "ECN_NOT_ECT", "ECN_ECT1", "ECN_ECT0", "ECN_CE", "IP_TOS2PRIO"]
 
+# Final: compiled, a C static; an imported name would be looked up in the module's dict per call.
+crc32: Final = zlib.crc32
 ETH_P_IP: Final = 0x0800
 ETH_P_IPV6: Final = 0x86DD
 ECN_NOT_ECT: Final = 0
