@@ -213,7 +213,9 @@ class _Source:
 
 def _records(sources: list[_Source], start_port: int) -> Iterator[Any]:
     from vswitch.drivers.replay import Record
-    yield Record(0, SINK_MAC + bytes((2, 0, 0, 0, 0x0f, 0xfe)) + b"\x08\x06" + bytes(46), start_port)
+    # from the sink (source MAC SINK_MAC), so the switch learns where it is: the sources' frames
+    # then go to ``out`` alone instead of being flooded to every port
+    yield Record(0, bytes((2, 0, 0, 0, 0x0f, 0xfe)) + SINK_MAC + b"\x08\x06" + bytes(46), start_port)
     heap = [(float(s.p["start"]) + 1000.0, s.index) for s in sources if s.p["start"] < s.stop]
     heapq.heapify(heap)
     by = {s.index: s for s in sources}
@@ -335,7 +337,9 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
     delivered_all = sum(s.delivered for s in sources)
     m.update({"throughput_mbps": sum(got_bytes.values()) * 8 * NS / span / 1e6 if span else 0.0,
               "link_util": busy[0] / span if span else 0.0, "delivered": delivered_all,
-              "dropped": sum(snap.get("drops", {}).values())})
+              "dropped": sum(snap.get("drops", {}).values()),
+              # the switch floods only the sink's own first frame: the sources' go to ``out`` alone
+              "flooded": res.snapshot["elements"][dp.switch.name]["flooded"]})
     m.update({f"drops_{r}": v for r, v in sorted(snap.get("drops", {}).items()) if v})
     for k, v in snap["counters"].items() if isinstance(snap.get("counters"), dict) else []:
         m[f"qdisc_{k}"] = v

@@ -149,6 +149,7 @@ def test_isolation_fifo_hurts_fair_queueing_shares_priority_starves(tmp_path: Pa
     share = {r["policy.link.qdisc"]: float(r["flow_light_share"]) for r in rows}
     for r in rows:
         assert float(r["link_util"]) > 0.99           # every policy is work-conserving here
+        assert float(r["flooded"]) == 1               # the sink was learned: no source frame flooded
     assert share["pfifo"] < 0.35                   # offered 60 of 100 Mb/s, got far less
     assert share["drr"] >= 0.49 and share["wfq"] >= 0.49
     assert share["prio"] < 0.02
