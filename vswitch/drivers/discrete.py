@@ -548,6 +548,10 @@ class DiscreteDriver:
             cost = r.work.pop(q)
             batch = q.pull(1, int(t))
             if not batch:
+                if q.gate is not None and q.backlog_packets:
+                    # It holds frames none of which may leave yet (a shaping policy on a NIC RX
+                    # queue): the poll ends empty, the gate re-arms and wakes it when one may.
+                    q.gate.drained(q, 0, self.plan.budget, int(t))
                 continue
             r.current, r.cost, r.in_poll = q, cost, 0
             r.polls += 1
