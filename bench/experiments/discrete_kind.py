@@ -19,10 +19,7 @@ its manifest), in recorded time.
 ``[policy.nic_rx]`` and ``[policy.nic_tx]`` (vmdq and sriov designs): a queue
 policy on each guest's NIC RX queues (its pool's or its VF's, between the ring
 and the poll) or in front of its NIC TX queue, as the ports' ``rx_qdisc`` and
-``tx_qdisc`` settings put them (docs/config.md): ``qdisc`` (a kind of
-docs/policies.md, or a name under ``[policy.nic_rx.qdiscs.NAME]``, a table of
-``kind`` and its parameters, so a sweep axis can list qdiscs by name), the
-kind's parameters, and ``ports`` (only these guests; default every guest).
+``tx_qdisc`` settings put them (`bench.experiments.nic_queues`).
 
 Metrics
 -------
@@ -52,7 +49,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.experiments import hdr
+from bench.experiments import hdr, nic_queues
 from bench.experiments.kinds import Kind
 from bench.experiments.spec import FieldError, gen_spec, spec_from_params
 
@@ -75,54 +72,12 @@ def costs_of(params: dict[str, Any]) -> Any:
     return table.zero_host() if zero else table
 
 
-# [policy.NAME] -> the port setting it gives each guest
-NIC_QUEUES = {"nic_rx": "rx_qdisc", "nic_tx": "tx_qdisc"}
-
-
-def nic_policies(params: dict[str, Any]) -> dict[str, tuple[dict[str, Any], list[str] | None]]:
-    """``[policy.nic_rx]`` / ``[policy.nic_tx]``: per port setting, the qdisc (a table with its
-    kind) and the guests it is for (None: all); FieldError at the key it refuses."""
-    from vswitch.port_config import check_qdisc
-    out: dict[str, tuple[dict[str, Any], list[str] | None]] = {}
-    for name, table in params["policy"].items():
-        if name not in NIC_QUEUES:
-            raise FieldError(("policy", name), "kind \"discrete\" puts policies on the NIC's queues: "
-                             "[policy.nic_rx] (each guest's RX queues) or [policy.nic_tx] (its TX queue); "
-                             "a bottleneck link's qdisc is kind \"queue\"'s [policy.link]")
-        t = dict(table)
-        named = t.pop("qdiscs", {})
-        ports = t.pop("ports", None)
-        qdisc = t.pop("qdisc", None)
-        if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
-            raise FieldError(("policy", name, "qdiscs"), f"a table of named qdiscs ([policy.{name}.qdiscs.NAME] "
-                             "with kind and its parameters)")
-        if not isinstance(qdisc, str):
-            raise FieldError(("policy", name, "qdisc"), "a qdisc kind (docs/policies.md, e.g. \"fq_codel\") or a "
-                             f"name under policy.{name}.qdiscs, got {qdisc!r}")
-        if ports is not None and not (isinstance(ports, list) and all(isinstance(p, str) for p in ports)):
-            raise FieldError(("policy", name, "ports"), f"a list of guest port names, got {ports!r}")
-        if qdisc in named:
-            spec = dict(named[qdisc])
-            qdisc = spec.pop("kind", qdisc)
-            t.update(spec)
-        try:
-            setting = check_qdisc({"kind": qdisc, **t})
-        except ValueError as e:
-            raise FieldError(("policy", name, "qdisc"), str(e)) from None
-        assert isinstance(setting, dict)
-        out[NIC_QUEUES[name]] = (setting, ports)
-    return out
-
-
 def check(params: dict[str, Any]) -> None:
     topo, traffic, _ = spec_from_params(params)
     if topo.nic is None or topo.nic.mode not in DESIGNS:
         raise FieldError(("topology", "nic", "mode"), f"kind \"discrete\" runs one design: set "
                          f"topology.nic.mode to one of {', '.join(DESIGNS)}")
-    if nic_policies(params) and topo.nic.mode == "software":
-        name = next(iter(params["policy"]))
-        raise FieldError(("policy", name), "the software design has no NIC queue of a guest's own (the one "
-                         "queue feeds the switch): use vmdq or sriov")
+    nic_queues.check(params, topo.nic.mode)
     if traffic.sources:
         raise FieldError(("traffic", "sources"), "simple sources are kind \"queue\"'s; give the generator's "
                          "parameters or a trace")
@@ -151,18 +106,7 @@ def _topology(params: dict[str, Any], spec: Any) -> Any:
     if t.nic is not None:
         t.nic = dataclasses.replace(t.nic, mode=base_mode, profile=nic.profile, rx_ring=nic.rx_ring,
                                     tx_ring=nic.tx_ring, rx_usecs=nic.rx_usecs, rx_frames=nic.rx_frames)
-    from bench.modes import uplink_of
-    uplink = uplink_of(t)
-    guests = [p for p in t.ports if p.name != uplink]
-    for key, (setting, ports) in nic_policies(params).items():
-        unknown = sorted(set(ports or ()) - {p.name for p in guests})
-        if unknown:
-            name = next(n for n, k in NIC_QUEUES.items() if k == key)
-            raise ValueError(f"policy.{name}.ports: {unknown[0]!r} is not a guest of the topology "
-                             f"(guests: {', '.join(p.name for p in guests)})")
-        for p in guests:
-            if ports is None or p.name in ports:
-                setattr(p, key, setting)          # checked by nic_policies, as the port's setting is
+    nic_queues.apply(t, params)
     return t
 
 
@@ -227,12 +171,7 @@ def result_of(r: dict[str, Any], hists: dict[str, Any], cores: int, measure: Any
     }
     metrics.update({f"util_{n.replace('.', '_')}": v["utilisation"] for n, v in res.items() if v["kind"] != "vcpu"})
     metrics.update({f"drops_{why}": n for why, n in sorted(reasons.items()) if n})
-    for direction in ("rx", "tx"):
-        pols = [q for q in r.get("policies", {}).values() if q["direction"] == direction]
-        if pols:
-            metrics[f"nic_{direction}_sent_packets"] = sum(q["sent_packets"] for q in pols)
-            metrics[f"nic_{direction}_dropped"] = sum(sum(q["drops"].values()) for q in pols)
-            metrics[f"nic_{direction}_overlimits"] = sum(q["overlimits"] for q in pols)
+    metrics.update(nic_queues.metrics(r.get("policies", {})))
     out: dict[str, Any] = {"metrics": metrics}
     guests = [p for p in r["ports"] if p != uplink]
     if measure.latency:
@@ -263,6 +202,6 @@ KIND = Kind(
              "gbps_l1", "host_cpu_cores", "host_cpu_pct", "guest_cpu_cores", "host_cpu_per_gbps", "host_polls_per_s",
              "guest_polls_per_s", "vcpu_util_max", "dropped", "bottleneck", "bottleneck_util",
              "bottleneck_saturated"),
-    metric_prefixes=("drops_", "util_", "latency_g", "nic_rx_", "nic_tx_"), histograms=("latency",),
+    metric_prefixes=("drops_", "util_", "latency_g", *nic_queues.METRIC_PREFIXES), histograms=("latency",),
     doc="a trace through one design (software, vmdq, sriov) in the discrete-time driver with a cost table "
         "(and queue policies on the NIC's guest queues)")

@@ -24,8 +24,12 @@ NIC's TX engine sends is stamped with the start of its transmission, so on
 that path it counts from there.  ``ports``: each port's rx/tx counters and
 its own latency percentiles.
 
-Policies: none yet (main has no queue-policy library); a ``[policy]`` table is
-refused, naming it, rather than ignored.
+Policies: ``[policy.nic_rx]`` and ``[policy.nic_tx]`` (vmdq: a queue policy on
+each guest's NIC RX queues or its TX queue, as the ports' ``rx_qdisc`` and
+``tx_qdisc``; `bench.experiments.nic_queues`), with their metrics
+``nic_rx_sent_packets``, ``nic_rx_dropped``, ``nic_rx_overlimits`` (and
+``nic_tx_``) and their drops in ``dropped`` and ``drops_<reason>``; any other
+``[policy]`` table is refused, naming it, rather than ignored.
 """
 
 from __future__ import annotations
@@ -37,17 +41,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.experiments import hdr
+from bench.experiments import hdr, nic_queues
 from bench.experiments.kinds import Kind
 from bench.experiments.spec import FieldError, gen_spec, spec_from_params
 
 
 def check(params: dict[str, Any]) -> None:
-    if params["policy"]:
-        name = next(iter(params["policy"]))
-        raise FieldError(("policy", name), "kind \"replay\" applies no queue policies yet (it runs the switch "
-                         "and NIC as they are); leave [policy] out, or use a kind that has them")
     topo, traffic, _ = spec_from_params(params)
+    nic_queues.check(params, topo.nic.mode if topo.nic is not None else None)
     if topo.nic is not None and topo.nic.mode == "sriov":
         raise FieldError(("topology", "nic", "mode"), "kind \"replay\" has no SR-IOV design; use kind "
                          "\"discrete\"")
@@ -96,6 +97,8 @@ def _topology(params: dict[str, Any], spec: Any) -> Any:
         n = topo.nic
         t.nic = dataclasses.replace(t.nic, mode=n.mode, profile=n.profile, rx_ring=n.rx_ring, tx_ring=n.tx_ring,
                                     rx_usecs=n.rx_usecs, rx_frames=n.rx_frames)
+    if params["policy"]:
+        nic_queues.apply(t, params)
     return t
 
 
@@ -153,8 +156,10 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     span = result.duration_ns / 1e9
+    from bench.compare import nic_policies
     reasons = Counter[str]()
-    for el in snap["elements"].values():
+    policies = nic_policies(snap)
+    for el in [*snap["elements"].values(), *policies.values()]:
         for reason, n in el.get("drops", {}).items():
             reasons[reason] += n
     sw = snap["elements"][dp.switch.name]
@@ -172,6 +177,7 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
         "tx_dropped": sum(p.get("tx_dropped", 0) for p in ports_snap.values()),
     }
     metrics.update({f"drops_{r}": n for r, n in sorted(reasons.items()) if n})
+    metrics.update(nic_queues.metrics(policies))
     total = hdr.new(measure.latency_max_ns, measure.digits)
     ports: dict[str, dict[str, Any]] = {}
     for number, h in lat.items():
@@ -193,5 +199,5 @@ KIND = Kind(
     name="replay", run=run, check=check,
     metrics=("frames", "bytes", "span_s", "offered_pps", "delivered", "delivered_bytes", "delivered_pps",
              "throughput_mbps", "forwarded", "flooded", "dropped", "rx_dropped", "tx_dropped"),
-    metric_prefixes=("drops_",), histograms=("latency",),
+    metric_prefixes=("drops_", *nic_queues.METRIC_PREFIXES), histograms=("latency",),
     doc="a trace (given, or generated from the point's traffic and seed) through the topology in virtual time")

@@ -113,8 +113,34 @@ def test_bad_nic_policies_are_refused_at_the_key(tmp_path, extra, mode, key, say
     assert "\n" not in msg and key in msg and says in msg, msg
 
 
+def test_kind_replay_runs_a_tbf_on_the_guests_nic_rx_queues(tmp_path):
+    text = BASE.format(mode="vmdq").replace('kind = "discrete"', 'kind = "replay"').replace(
+        "[topology.costs]\nzero_host = true\n", "")
+    free = load_experiment(write(tmp_path, text))
+    r0 = run_point("replay", free.points[0].params, free.points[0].seed)
+    exp = load_experiment(write(tmp_path, text + TBF.format(ports="")))
+    r = run_point("replay", exp.points[0].params, exp.points[0].seed)
+    m, got = r["metrics"], {g: r["ports"][g]["tx_packets"] for g in ("g1", "g2")}
+    assert "nic_rx_sent_packets" not in r0["metrics"] and r0["metrics"]["dropped"] == 0
+    inbound = sum(r0["ports"][g]["tx_packets"] for g in ("g1", "g2"))
+    assert all(100 < n < 160 for n in got.values()), got          # as in the discrete driver
+    assert m["nic_rx_sent_packets"] == sum(got.values())
+    assert m["nic_rx_dropped"] == m["drops_queue_full"] == inbound - sum(got.values())
+
+
 def test_a_guest_the_topology_lacks_is_refused(tmp_path):
     text = BASE.format(mode="vmdq") + '\n[policy.nic_rx]\nqdisc = "pfifo"\nports = ["g9"]\n'
     exp = load_experiment(write(tmp_path, text))
     with pytest.raises(ValueError, match="policy.nic_rx.ports: 'g9' is not a guest of the topology"):
         run_point("discrete", exp.points[0].params, exp.points[0].seed)
+
+
+def test_a_sweep_axis_lists_nic_rx_qdiscs_by_name(tmp_path):
+    text = BASE.format(mode="vmdq") + TBF.format(ports="") + (
+        '[policy.nic_rx.qdiscs.fifo]\nkind = "pfifo"\nlimit = 5000\n\n'
+        '[sweep.axes]\n"policy.nic_rx.qdisc" = ["fifo", "slow"]\n')
+    exp = load_experiment(write(tmp_path, text))
+    runs = {p.params["policy"]["nic_rx"]["qdisc"]: run_point("discrete", p.params, p.seed)["metrics"]
+            for p in exp.points}
+    assert runs["fifo"]["nic_rx_dropped"] == 0 and runs["slow"]["nic_rx_dropped"] > 0
+    assert runs["fifo"]["nic_rx_sent_packets"] > runs["slow"]["nic_rx_sent_packets"]
