@@ -245,3 +245,19 @@ def test_a_refused_nic_queue_policy_says_why_in_one_line_and_changes_nothing(run
     r = running.call("set-port", name=name, changes=changes)
     assert not r["ok"] and says in r["error"] and "\n" not in r["error"], r
     assert (running.config.read_bytes(), dict(running.nic.rx_qdisc), dict(running.nic.tx_qdisc)) == before
+
+
+def test_add_port_with_an_rx_qdisc_installs_it_and_del_port_removes_it(running):
+    name = running.g + "b"
+    port = {"name": name, "type": "attach", "rx_qdisc": "fq_codel", "tx_qdisc": "pfifo"}
+    if running.sw.dp.nic.mode == "sriov":
+        port["vf"] = 1
+    r = running.call("add-port", port=port)
+    assert r["ok"], r
+    b = running.sw.dp.nic.bindings[name]
+    qs = list(running.nic.state.pool_queues(b.pool))
+    assert all(running.nic.rx_qdisc[q].scheduler.KIND == "fq_codel" for q in qs)
+    assert running.nic.tx_qdisc[b.pool].scheduler.KIND == "pfifo"
+    assert load_topology(running.config).port(name).rx_qdisc == "fq_codel"
+    assert running.call("del-port", name=name)["ok"]
+    assert not set(qs) & set(running.nic.rx_qdisc) and b.pool not in running.nic.tx_qdisc
