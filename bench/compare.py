@@ -97,7 +97,9 @@ def run_point(topology: Topology, trace: str | Path, costs: CostTable, mode: str
     # did, the busiest of all (under the same offered load, the one that saturates first).
     pool = [n for n in util if behind.get(n)] or list(util)
     top = max(pool, key=lambda n: util[n]) if pool else None
+    policies = nic_policies(res.snapshot)
     drops = res.drops()
+    drops.update({name: d["drops"] for name, d in policies.items() if d["drops"]})
     total_drops = sum(sum(v.values()) for v in drops.values())
     bottleneck: dict[str, Any] = {"resource": top, "utilisation": util.get(top, 0.0) if top else 0.0,
                                   "saturated": bool(top and (util[top] >= SATURATED or behind.get(top))),
@@ -121,8 +123,25 @@ def run_point(topology: Topology, trace: str | Path, costs: CostTable, mode: str
         "guest_cpu_cores": sum(util[n] for n, r in res.resources.items() if r.kind == "vcpu"),
         "assumed": plan.assumed | {"time": time_mode, "multiplier": multiplier, "pps": pps, "mbps": mbps},
         "latency_cdf": _cdf_points(cdf),
+        "policies": policies,
         "error": res.error,
     }
+
+
+def nic_policies(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The NIC's queue policies (a port's rx_qdisc on its RX queues, tx_qdisc on its TX queue) by
+    name, ``<nic>.rxq<N>.qdisc`` / ``<nic>.pool<P>.qdisc``: direction, kind, tc's counters and the
+    nonzero drops by reason.  Their queues are the NIC's own, not graph elements, so the graph's
+    drops do not have them."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, el in snapshot.get("elements", {}).items():
+        for view, label, direction in (("rx_qdisc", "rxq", "rx"), ("tx_qdisc", "pool", "tx")):
+            for k, q in (el.get(view) or {}).items():
+                out[f"{name}.{label}{k}.qdisc"] = {
+                    "direction": direction, "kind": q["scheduler"]["kind"], "sent_packets": q["sent_packets"],
+                    "overlimits": q["overlimits"], "backlog_packets": q["backlog_packets"],
+                    "drops": {r: n for r, n in q["drops"].items() if n}}
+    return out
 
 
 def _cdf_points(h: HdrHistogram, most: int = 200) -> list[tuple[int, float]]:

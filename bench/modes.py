@@ -68,7 +68,7 @@ def _build_sriov(topo: Topology, uplink: str) -> tuple[Dataplane, Any]:
     from sriov import SriovPf
     from vswitch.core.graph import Graph
     from vswitch.elements.learning_switch import LearningSwitch
-    from vswitch.topology import assign_numbers
+    from vswitch.topology import assign_numbers, qdisc_scheduler
 
     guests = [p for p in topo.ports if p.name != uplink]
     if len(guests) > SRIOV_MAX_GUESTS:
@@ -97,6 +97,12 @@ def _build_sriov(topo: Topology, uplink: str) -> tuple[Dataplane, Any]:
         if vlan.mode == "access" and vlan.tag:
             pf.set_vf_vlan(k, vlan.tag)
         vf.attach_guest(p.name, ram_bytes=16 * 1024 * 1024, mac=p.mac or None)
+        # The port's policies on its VF's queues, as vswitchd's sriov mode installs them.
+        if p.rx_qdisc is not None:
+            for q in vf.nic_queues:
+                nic.set_rx_qdisc(q, qdisc_scheduler(p.rx_qdisc))
+        if p.tx_qdisc is not None:
+            nic.set_tx_qdisc(vf.pool, qdisc_scheduler(p.tx_qdisc))
         n = numbers[p.name]
         g.add_port(n, p.name, vf.dma, "guest")
         g.bind_egress(vf.dma, "guest", n)

@@ -44,7 +44,8 @@ Drop reasons: ``link_down``, ``rx_disabled``, ``spoofed_mac``,
 stays off the wire and has no local destination), ``runt`` (a guest's frame
 shorter than an Ethernet header, or than its 802.1Q tag), ``qdisc_removed`` (frames a
 pool's TX policy still held when it was removed and the ring had no room for; the
-policy's own drops are its own, `set_tx_qdisc`).  VEB loopback into a
+policy's own drops are its own, `set_tx_qdisc`; for an RX queue's policy, `set_rx_qdisc`,
+the frames it held when removed).  VEB loopback into a
 full queue without drop enable is back-pressure, not a drop: the frame
 waits at the head of its TX queue.
 """
@@ -59,6 +60,7 @@ from typing import Any, ClassVar
 from nicmodel.interrupts import NAPI_BUDGET, Interrupts
 from nicmodel.profiles import Profile, get_profile
 from nicmodel.rings import RxQueue, RxRings, check_ring_size
+from nicmodel.rx_qdisc import RxPolicy
 from nicmodel.sorter import PoolTarget, VmdqSorter, bits_of, select_pools
 from nicmodel.state import VMVIR_MODES, MirrorRule, NicState
 from nicmodel.tables import NicError, hash12
@@ -122,6 +124,7 @@ class Nic(Element):
         self._outputs: tuple[PortId, ...] = ("wire", *self._pool_out)
         self.on_pool_tx: Callable[[int, Batch], None] | None = None   # the host's look at guest TX
         self.tx_qdisc: dict[int, Queue] = {}     # pool -> the policy in front of its TX queue 0
+        self.rx_qdisc: dict[int, Queue] = {}     # RX queue -> the policy between its ring and the poll
         # Imported here: registers/pci sit beside the datapath and need this class's API.
         from nicmodel.pci import ConfigSpace
         from nicmodel.registers import RegisterFile
@@ -539,6 +542,11 @@ class Nic(Element):
         for q in st.pool_queues(pool):
             rx += self.rings.queues[q].flush()
             tx += self.txa.queues[q].flush()
+            qd = self.rx_qdisc.get(q)
+            if qd is not None:           # what its policy held goes too (received, not delivered)
+                rest = self.rxq[q].scheduler.take_all()  # type: ignore[attr-defined]
+                self.drop_many(rest, "qdisc_removed")
+                rx += len(rest)
         self._changed()
         return rx, tx
 
@@ -672,7 +680,7 @@ class Nic(Element):
     # ring and the driver.
     def enqueued(self, queue: Queue, now_ns: int) -> None:
         """Frames pushed into an RX queue through the graph (not by DMA)."""
-        self.rings.touched.add(queue.scheduler)  # type: ignore[arg-type]
+        self.rings.touched.add(self.rings.queues[queue.scheduler.index])  # type: ignore[attr-defined]
         self._after(now_ns)
 
     def drained(self, queue: Queue, n: int, budget: int, now_ns: int) -> None:
@@ -691,6 +699,8 @@ class Nic(Element):
                 queue.wake(now_ns)  # NAPI keeps polling while the budget runs out
             else:                   # it polls again, finds the ring empty and completes: re-armed
                 self.irq.note_poll(qi, 0, budget)
+        elif self.rx_qdisc and qi in self.rx_qdisc and queue.backlog_packets:
+            queue.wake(now_ns)      # a shaping policy holds frames: polled again when one may leave
 
     # -- signals ---------------------------------------------------------------
     def _signal(self, now_ns: int) -> list[int]:
@@ -804,6 +814,32 @@ class Nic(Element):
         if scheduler is not None:
             q = Queue(f"{self.name}.pool{pool}.qdisc", scheduler)
             self.tx_qdisc[pool] = q
+
+    def set_rx_qdisc(self, queue: int, scheduler: Scheduler | None) -> None:
+        """Put a queue policy (a `Scheduler`) between RX queue ``queue``'s ring and the host's
+        NAPI poll, or remove it (None: the frames it holds are dropped, ``qdisc_removed``, as
+        ``tc qdisc del`` frees a qdisc's backlog).  A replaced policy goes the same way.
+
+        DMA still fills the ring (size, drop enable, packet buffer as before); each poll takes
+        what the ring holds into the policy and returns what the policy lets go, up to the
+        budget (`nicmodel.rx_qdisc`).  Its counters: ``rx_qdisc_show`` and the snapshot."""
+        self._check_queue(queue)
+        el = self.rxq[queue]
+        ring = self.rings.queues[queue]
+        if self.rx_qdisc.pop(queue, None) is not None:
+            old = el.scheduler
+            el.scheduler = ring
+            self.drop_many(old.take_all(), "qdisc_removed")  # type: ignore[attr-defined]
+        if scheduler is not None:
+            q = Queue(f"{el.name}.qdisc", scheduler)
+            policy = RxPolicy(ring, q)
+            policy.queue = el
+            el.scheduler = policy
+            self.rx_qdisc[queue] = q
+
+    def rx_qdisc_show(self) -> dict[str, Any]:
+        """Each RX queue's policy: its kind, parameters and `tc -s qdisc`-style figures."""
+        return {str(q): qd.snapshot() for q, qd in sorted(self.rx_qdisc.items())}
 
     def tx_qdisc_show(self) -> dict[str, Any]:
         """Each pool's TX policy: its kind, parameters and `tc -s qdisc`-style figures."""
@@ -1072,7 +1108,7 @@ class Nic(Element):
         queues = self.rings.queue_counters()
         queues.update(self.txa.queue_counters())
         drops: dict[str, int] = {}
-        for el in (self.sorter, self.rings, self, *self.tx_qdisc.values()):
+        for el in (self.sorter, self.rings, self, *self.tx_qdisc.values(), *self.rx_qdisc.values()):
             for k, v in el.drops.items():
                 drops[k] = drops.get(k, 0) + v
         views = {
@@ -1085,6 +1121,8 @@ class Nic(Element):
         }
         if self.tx_qdisc:
             views["tx_qdisc"] = self.tx_qdisc_show()
+        if self.rx_qdisc:
+            views["rx_qdisc"] = self.rx_qdisc_show()
         if self.graph is not None:
             return Element.snapshot(self) | views | {"all_drops": drops}
         return views | {

@@ -21,7 +21,7 @@ from rich.table import Table
 from vswitch.control.client import Client
 from vswitch.control.protocol import DEFAULT_SOCKET, ControlError
 from vswitch.graph_dot import collapse_idle, to_dot
-from vswitch.port_config import CONFIG_FILE_ONLY, PORT_SETTINGS, RUNTIME_SETTINGS
+from vswitch.port_config import CONFIG_FILE_ONLY, PORT_SETTINGS, QDISC_KEYS, RUNTIME_SETTINGS
 from vswitch.qdisc_view import tc_text
 from vswitch.render import fdb_table, make_console, port_counters_table, print_tables, switch_counters_table
 from vswitch.schema import Setting
@@ -209,7 +209,7 @@ def render_graph(r: dict[str, Any], all_elements: bool = False) -> list[Table]:
 JSON_HELP = "print the result as JSON (what the control socket returns) instead of tables"
 # The port settings `set-port` changes: those declared to change at run time (vswitch/port_config.py),
 # and state=up.
-SET_PORT_KEYS = (*RUNTIME_SETTINGS, "qdisc.PARAM", "state")
+SET_PORT_KEYS = (*RUNTIME_SETTINGS, *(f"{k}.PARAM" for k in QDISC_KEYS), "state")
 
 
 def _set_port_key_help(key: str) -> str:
@@ -219,6 +219,9 @@ def _set_port_key_help(key: str) -> str:
         return ("VALUE: one parameter of the qdisc, in tc's words and units (qdisc=tbf qdisc.rate=10mbit "
                 "qdisc.burst=10kb qdisc.latency=50ms); without qdisc=KIND it changes the port's qdisc; "
                 "none: back to its default; docs/policies.md lists each kind's")
+    if key.endswith(".PARAM"):
+        k = key.removesuffix(".PARAM")
+        return f"VALUE: one parameter of {k}, as qdisc.PARAM is of qdisc ({k}=fq_codel {k}.target=2ms)"
     s = PORT_SETTINGS[key]
     kind = "true/false" if bool in s.types else "|".join(map(str, s.choices)) if s.choices else s.metavar or s.kind()
     return (f"{kind}: {s.help}" + ("" if s.default is None or "default" in s.help else f" (default {s.default_text()})")
@@ -336,14 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--all", action="store_true",
                     help="draw or list every element, idle queues too (--json always has every element)")
 
-    qd = _commands(command(sub, "qdisc", "the ports' egress qdiscs and ingress policing"), "qdisc_cmd")
+    qd = _commands(command(sub, "qdisc", "the ports' egress qdiscs, NIC queue policies and ingress policing"),
+                   "qdisc_cmd")
     q_show = command(qd, "show", "each port's qdisc with tc -s qdisc's statistics, and its ingress policing",
                      "Each port's egress qdisc (set-port P qdisc=KIND ..., or [port.qdisc] in the config) as "
                      "`tc -s qdisc show` prints one: kind and parameters, Sent bytes and packets, dropped, "
                      "overlimits, requeues, backlog, the kind's own figures (fq_codel's maxpacket, "
                      "drop_overlimit, new_flow_count, ecn_mark, new_flows_len, old_flows_len) and, for a "
-                     "class-based qdisc, each class's; then the port's ingress policer and storm control "
-                     "with their counts. A port without a qdisc is noqueue.", json=True)
+                     "class-based qdisc, each class's; then the policies on a guest's NIC queues "
+                     "(rx_qdisc on each RX queue of its pool or VF, tx_qdisc on its TX queue) with the same "
+                     "figures; then the port's ingress policer and storm control with their counts. A port "
+                     "without a qdisc is noqueue.", json=True)
     q_show.add_argument("--port", help="only this port")
 
     nic = _commands(command(sub, "nic", "the emulated NIC ([nic] in the config)"), "nic_cmd")

@@ -12,7 +12,9 @@ saved config (`PortConfig.to_dict`), the switch element's `SwitchPort`
 field of the same name), ``vlan`` (the switch's `PortVlan`, built from
 vlan_mode, tag and trunks), ``device`` (the open interface: namespace, MTU),
 ``pool`` (the guest's VMDq pool: its VLAN and MAC), ``vf`` (the guest's VF: its
-``ip link set PF vf N`` admin settings).  A setting with no
+``ip link set PF vf N`` admin settings), ``qdisc`` and ``ingress`` (the port's egress
+qdisc, its policer and storm control), ``nic_qdisc`` (the policies on the guest's NIC
+queues: its pool's or its VF's).  A setting with no
 ``applies`` takes effect later (``persistent``: when the daemon exits).
 """
 
@@ -114,33 +116,37 @@ def check_qdisc(v: str | dict[str, Any]) -> str | dict[str, Any]:
     return v if isinstance(v, str) else {"kind": kind, **spec}
 
 
+# The settings that are a queue policy: set-port takes KEY=KIND and KEY.PARAM=VALUE for each.
+QDISC_KEYS = ("qdisc", "rx_qdisc", "tx_qdisc")
+
+
 def fold_qdisc(current: str | dict[str, Any] | None, changes: Mapping[str, Any],
-               params: Mapping[str, Any]) -> dict[str, Any]:
-    """``set-port`` keys ``qdisc=KIND`` and ``qdisc.PARAM=VALUE`` as one ``qdisc`` change: with
-    ``qdisc=KIND`` a new qdisc of that kind with the given parameters; without it, the port's
-    ``current`` qdisc with those parameters changed (``qdisc.PARAM=none``: back to its default).
-    ValueError says what is wrong."""
+               params: Mapping[str, Any], key: str = "qdisc") -> dict[str, Any]:
+    """``set-port`` keys ``qdisc=KIND`` and ``qdisc.PARAM=VALUE`` as one ``qdisc`` change (or
+    ``rx_qdisc``/``tx_qdisc``, ``key``): with ``KEY=KIND`` a new qdisc of that kind with the
+    given parameters; without it, the port's ``current`` one with those parameters changed
+    (``KEY.PARAM=none``: back to its default).  ValueError says what is wrong."""
     out = dict(changes)
     if not params:
         return out
-    if "qdisc" in out:
-        base = out["qdisc"]
+    if key in out:
+        base = out[key]
         if base is None:
-            raise ValueError("qdisc=none takes no qdisc.PARAM settings")
+            raise ValueError(f"{key}=none takes no {key}.PARAM settings")
         spec = qdisc_spec(base)
     elif current is not None:
         spec = qdisc_spec(current)
     else:
-        raise ValueError(f"{', '.join(f'qdisc.{k}' for k in params)}: the port has no qdisc; "
-                         "give qdisc=KIND too")
+        raise ValueError(f"{', '.join(f'{key}.{k}' for k in params)}: the port has no {key}; "
+                         f"give {key}=KIND too")
     for k, v in params.items():
         if k == "kind" or not k:
-            raise ValueError(f"qdisc.{k}: set the kind with qdisc=KIND")
+            raise ValueError(f"{key}.{k}: set the kind with {key}=KIND")
         if isinstance(v, str) and v.lower() == "none":
             spec.pop(k, None)
         else:
             spec[k] = v
-    out["qdisc"] = spec
+    out[key] = spec
     return out
 
 
@@ -206,6 +212,20 @@ class PortConfig:
              "parameters, a [port.qdisc] table (kind = \"tbf\", rate = \"10mbit\", ...) or set-port's "
              "qdisc=KIND qdisc.PARAM=VALUE ...; frames the switch sends the port wait in it (default: none, "
              "straight to the device)")
+    rx_qdisc: str | dict | None = setting(  # type: ignore[type-arg]  # as qdisc
+        default=None, check=check_qdisc, runtime=True, applies=("nic_qdisc",), metavar="KIND",
+        example="fq_codel",
+        help="the queue policy on the NIC's RX queues that feed the guest ([nic] mode = vmdq: its pool's; "
+             "sriov: its VF's), between the ring and the host's (or the guest driver's) poll: each poll takes "
+             "the ring into it and gets what it lets go; a kind or a [port.rx_qdisc] table as qdisc, set-port's "
+             "rx_qdisc=KIND rx_qdisc.PARAM=VALUE ... (default: none, the ring's FIFO)")
+    tx_qdisc: str | dict | None = setting(  # type: ignore[type-arg]  # as qdisc
+        default=None, check=check_qdisc, runtime=True, applies=("nic_qdisc",), metavar="KIND",
+        example="pfifo",
+        help="the queue policy in front of the NIC's TX queue the guest sends on (its pool's or its VF's "
+             "queue 0): the guest's frames wait in it and move to the TX ring as descriptors free up; a kind "
+             "or a [port.tx_qdisc] table, set-port's tx_qdisc=KIND tx_qdisc.PARAM=VALUE ... (default: "
+             "[nic] tx_qdisc, else none)")
     ingress_policing_rate: int = setting(
         default=0, bounds=(0, MAX_KBPS), runtime=True, applies=("ingress",), metavar="KBPS", example=10000,
         help="police frames received on the port to this many kbit/s (1000 bit/s), dropping the excess, as "

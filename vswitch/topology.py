@@ -232,8 +232,35 @@ def parse_topology(doc: dict[str, Any], source: str = "<config>") -> Topology:
         topo.fdb.append(StaticFdbConfig(mac, port_name, vlan))
     if "nic" in doc:
         topo.nic = parse_nic(doc["nic"], f"{source}: [nic]", seen)
+    for i, p in enumerate(topo.ports):
+        err = nic_queue_error(topo.nic, p)
+        if err is not None:
+            raise ConfigError(f"{source}: port[{i}] ({p.name!r}): {err}")
     _check_vf_ports(topo, source)
     return topo
+
+
+NIC_QUEUE_KEYS = ("rx_qdisc", "tx_qdisc")     # a port's policies on its NIC queues (its pool's or VF's)
+
+
+def nic_queue_error(nic: NicConfig | None, cfg: PortConfig) -> str | None:
+    """Why ``cfg``'s ``rx_qdisc``/``tx_qdisc`` cannot be (None: they can): only a guest port
+    behind the NIC in vmdq or sriov mode has NIC queues of its own."""
+    key = next((k for k in NIC_QUEUE_KEYS if getattr(cfg, k) is not None), None)
+    if key is None:
+        return None
+    if nic is None or nic.mode not in ("vmdq", "sriov"):
+        return (f"{key}: only a guest port behind the NIC ([nic] mode = \"vmdq\" or \"sriov\") has NIC "
+                f"queues of its own (for the port's egress use qdisc)")
+    if cfg.name == nic.uplink:
+        return f"{key}: the uplink is the NIC's wire, not a guest's queues (use [nic] or a guest port)"
+    return None
+
+
+def qdisc_scheduler(setting: str | dict[str, Any]) -> Any:
+    """The scheduler a qdisc setting (a kind, or a table with ``kind``) names (`build_scheduler`)."""
+    spec = qdisc_spec(setting)
+    return build_scheduler(spec["kind"], **{k: v for k, v in spec.items() if k != "kind"})
 
 
 def _check_vf_ports(topo: Topology, source: str) -> None:
@@ -462,8 +489,13 @@ class Dataplane:
         """Add a port (switch, graph and, in vmdq mode, a pool; in sriov mode a guest port on its
         VF is not a switch port); nothing is changed if it fails."""
         g, sw, host = self.graph, self.switch, self.nic
+        if any(getattr(cfg, k) is not None for k in NIC_QUEUE_KEYS):
+            err = nic_queue_error(self.nic_config(), cfg)
+            if err is not None:
+                raise ConfigError(f"port {cfg.name!r}: {err}")
         if host is not None and host.mode == "sriov" and cfg.name != self.uplink:
             self._add_vf_port(cfg, number)
+            self.set_nic_qdiscs(cfg)
             return
         binding = None
         if host is not None and host.vmdq and cfg.name != self.uplink:
@@ -512,6 +544,8 @@ class Dataplane:
         self.entries[cfg.name] = g.entry(number)
         self.set_ingress(cfg)
         self.set_qdisc(cfg.name, cfg.qdisc)
+        if binding is not None:
+            self.set_nic_qdiscs(cfg)
 
     # -- a port's queue policies ---------------------------------------------------
     def set_qdisc(self, name: str, setting: str | dict[str, Any] | None) -> None:
@@ -542,6 +576,51 @@ class Dataplane:
             g.connect(el, out, queue, "in")
         g.bind_egress(queue, "out", number)
         self.qdiscs[name] = queue
+
+    def nic_config(self) -> NicConfig | None:
+        """The ``[nic]`` as far as the NIC queue policies care (its mode and uplink)."""
+        if self.nic is None:
+            return None
+        return NicConfig(mode=self.nic.mode, uplink=self.uplink or "")
+
+    def nic_qdisc_error(self, cfg: PortConfig) -> str | None:
+        """Why the port cannot have its ``rx_qdisc``/``tx_qdisc`` here (None: it can)."""
+        return nic_queue_error(self.nic_config(), cfg)
+
+    def set_nic_qdiscs(self, cfg: PortConfig, old: PortConfig | None = None) -> None:
+        """The policies on guest port ``cfg.name``'s NIC queues, as ``cfg`` has them (only
+        those that differ from ``old``'s): ``rx_qdisc`` on each RX queue of its pool (or VF),
+        each its own instance (`Nic.set_rx_qdisc`); ``tx_qdisc`` in front of its TX queue 0
+        (`Nic.set_tx_qdisc`; none: ``[nic] tx_qdisc`` if the NIC has one).  Every scheduler
+        is built before any is installed."""
+        host = self.nic
+        b = host.bindings.get(cfg.name) if host is not None else None
+        if b is None:
+            return
+        nic = host.nic
+        if old is None or cfg.rx_qdisc != old.rx_qdisc:
+            queues = nic.state.pool_queues(b.pool)
+            scheds = [qdisc_scheduler(cfg.rx_qdisc) if cfg.rx_qdisc is not None else None for _ in queues]
+            for q, sched in zip(queues, scheds, strict=True):
+                nic.set_rx_qdisc(q, sched)
+        if old is None and cfg.tx_qdisc is None:
+            return                           # a new port keeps what its pool was given ([nic] tx_qdisc)
+        if old is None or cfg.tx_qdisc != old.tx_qdisc:
+            setting = cfg.tx_qdisc if cfg.tx_qdisc is not None else getattr(host, "tx_qdisc", None)
+            nic.set_tx_qdisc(b.pool, qdisc_scheduler(setting) if setting is not None else None)
+
+    def clear_nic_qdiscs(self, name: str) -> None:
+        """The port is going: its NIC queues' policies go with it."""
+        host = self.nic
+        b = host.bindings.get(name) if host is not None else None
+        if b is None:
+            return
+        nic = host.nic
+        for q in nic.state.pool_queues(b.pool):
+            if q in nic.rx_qdisc:
+                nic.set_rx_qdisc(q, None)
+        if b.pool in nic.tx_qdisc:
+            nic.set_tx_qdisc(b.pool, None)
 
     def set_ingress(self, cfg: PortConfig) -> None:
         """Put port ``cfg.name``'s ingress policer and storm control (each only if set) between
@@ -598,6 +677,7 @@ class Dataplane:
         if not on_vf:
             self.switch.remove_port(number)
         if self.nic is not None:
+            self.clear_nic_qdiscs(name)
             self.nic.unbind(name)
         return number
 
@@ -607,13 +687,15 @@ class Dataplane:
         PF's errors refuse it and change nothing)."""
         if self.on_vf(new.name):
             self.nic.program(new.name, new.vf_settings(), new.mtu)
-            entry = self.graph._entry[self.numbers[new.name]][0]
+            entry = self.graph.entry(self.numbers[new.name])[0]
             if isinstance(entry, Segmenter):
                 entry.mtu = new.mtu
+            self.set_nic_qdiscs(new, old)
             return
         self.switch.update_port(self.numbers[new.name], **new.switch_settings())
         if new.qdisc != old.qdisc:
             self.set_qdisc(new.name, new.qdisc)
+        self.set_nic_qdiscs(new, old)
         if new.policer_params() != old.policer_params() or (new.storm_broadcast_pps, new.storm_multicast_pps) \
                 != (old.storm_broadcast_pps, old.storm_multicast_pps):
             self.set_ingress(new)

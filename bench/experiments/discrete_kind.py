@@ -16,6 +16,11 @@ every key checked; ``zero_host = true`` makes every host and guest cost zero
 (line-rate runs).  ``[traffic]``: the generator's parameters (or a trace with
 its manifest), in recorded time.
 
+``[policy.nic_rx]`` and ``[policy.nic_tx]`` (vmdq and sriov designs): a queue
+policy on each guest's NIC RX queues (its pool's or its VF's, between the ring
+and the poll) or in front of its NIC TX queue, as the ports' ``rx_qdisc`` and
+``tx_qdisc`` settings put them (`bench.experiments.nic_queues`).
+
 Metrics
 -------
 ``offered_frames``, ``offered_pps``; ``delivered_frames``, ``delivered_pps``,
@@ -25,7 +30,10 @@ Metrics
 L2 Gb/s), ``guest_cpu_cores``;
 ``host_polls_per_s`` and ``guest_polls_per_s`` (interrupts taken, NAPI polls);
 ``util_<resource>`` for the wire, PCIe, NIC and each hypervisor core,
-``vcpu_util_max``; ``dropped`` and ``drops_<reason>`` (summed over elements);
+``vcpu_util_max``; ``dropped`` and ``drops_<reason>`` (summed over elements and
+the NIC queue policies); with a NIC queue policy, ``nic_rx_sent_packets``,
+``nic_rx_dropped``, ``nic_rx_overlimits`` (summed over the guests' RX queue
+policies) and the same ``nic_tx_``;
 ``bottleneck`` (the resource named), ``bottleneck_util``,
 ``bottleneck_saturated``.  Histograms: ``latency`` (every guest-bound frame,
 from its first bit on the ingress link to the end of its last stage) and, with
@@ -37,7 +45,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.experiments import hdr
+from bench.experiments import hdr, nic_queues
 from bench.experiments.kinds import Kind
 from bench.experiments.point_trace import drop_metrics, point_trace, with_nic
 from bench.experiments.spec import FieldError, gen_spec, spec_from_params
@@ -62,14 +70,11 @@ def costs_of(params: dict[str, Any]) -> Any:
 
 
 def check(params: dict[str, Any]) -> None:
-    if params["policy"]:
-        name = next(iter(params["policy"]))
-        raise FieldError(("policy", name), "kind \"discrete\" runs the designs as they are (no qdiscs); "
-                         "use kind \"queue\" for queue policies")
     topo, traffic, _ = spec_from_params(params)
     if topo.nic is None or topo.nic.mode not in DESIGNS:
         raise FieldError(("topology", "nic", "mode"), f"kind \"discrete\" runs one design: set "
                          f"topology.nic.mode to one of {', '.join(DESIGNS)}")
+    nic_queues.check(params, topo.nic.mode)
     if traffic.sources:
         raise FieldError(("traffic", "sources"), "simple sources are kind \"queue\"'s; give the generator's "
                          "parameters or a trace")
@@ -95,7 +100,9 @@ def _topology(params: dict[str, Any], spec: Any) -> Any:
         t = load_topology(pm.topology)
     else:
         t = parse_topology(topology_doc(spec, base_mode), "generated topology")
-    return with_nic(t, nic, base_mode)
+    t = with_nic(t, nic, base_mode)
+    nic_queues.apply(t, params)
+    return t
 
 
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -141,6 +148,7 @@ def result_of(r: dict[str, Any], hists: dict[str, Any], cores: int, measure: Any
     }
     metrics.update({f"util_{n.replace('.', '_')}": v["utilisation"] for n, v in res.items() if v["kind"] != "vcpu"})
     metrics.update(drop_metrics(r["drops"].values()))
+    metrics.update(nic_queues.metrics(r.get("policies", {})))
     out: dict[str, Any] = {"metrics": metrics}
     guests = [p for p in r["ports"] if p != uplink]
     if measure.latency:
@@ -171,5 +179,6 @@ KIND = Kind(
              "gbps_l1", "host_cpu_cores", "host_cpu_pct", "guest_cpu_cores", "host_cpu_per_gbps", "host_polls_per_s",
              "guest_polls_per_s", "vcpu_util_max", "dropped", "bottleneck", "bottleneck_util",
              "bottleneck_saturated"),
-    metric_prefixes=("drops_", "util_", "latency_g"), histograms=("latency",),
-    doc="a trace through one design (software, vmdq, sriov) in the discrete-time driver with a cost table")
+    metric_prefixes=("drops_", "util_", "latency_g", *nic_queues.METRIC_PREFIXES), histograms=("latency",),
+    doc="a trace through one design (software, vmdq, sriov) in the discrete-time driver with a cost table "
+        "(and queue policies on the NIC's guest queues)")

@@ -24,8 +24,12 @@ NIC's TX engine sends is stamped with the start of its transmission, so on
 that path it counts from there.  ``ports``: each port's rx/tx counters and
 its own latency percentiles.
 
-Policies: none yet (main has no queue-policy library); a ``[policy]`` table is
-refused, naming it, rather than ignored.
+Policies: ``[policy.nic_rx]`` and ``[policy.nic_tx]`` (vmdq: a queue policy on
+each guest's NIC RX queues or its TX queue, as the ports' ``rx_qdisc`` and
+``tx_qdisc``; `bench.experiments.nic_queues`), with their metrics
+``nic_rx_sent_packets``, ``nic_rx_dropped``, ``nic_rx_overlimits`` (and
+``nic_tx_``) and their drops in ``dropped`` and ``drops_<reason>``; any other
+``[policy]`` table is refused, naming it, rather than ignored.
 """
 
 from __future__ import annotations
@@ -33,18 +37,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from bench.experiments import hdr
+from bench.experiments import hdr, nic_queues
 from bench.experiments.kinds import Kind
 from bench.experiments.point_trace import drop_metrics, point_trace, with_nic
 from bench.experiments.spec import FieldError, gen_spec, spec_from_params
 
 
 def check(params: dict[str, Any]) -> None:
-    if params["policy"]:
-        name = next(iter(params["policy"]))
-        raise FieldError(("policy", name), "kind \"replay\" applies no queue policies yet (it runs the switch "
-                         "and NIC as they are); leave [policy] out, or use a kind that has them")
     topo, traffic, _ = spec_from_params(params)
+    nic_queues.check(params, topo.nic.mode if topo.nic is not None else None)
     if topo.nic is not None and topo.nic.mode == "sriov":
         raise FieldError(("topology", "nic", "mode"), "kind \"replay\" has no SR-IOV design; use kind "
                          "\"discrete\"")
@@ -89,7 +90,10 @@ def _topology(params: dict[str, Any], spec: Any) -> Any:
         t = load_topology(pm.topology)
     else:
         t = parse_topology(topology_doc(spec, topo.nic.mode if topo.nic else "none"), "generated topology")
-    return with_nic(t, topo.nic, topo.nic.mode) if topo.nic is not None else t
+    t = with_nic(t, topo.nic, topo.nic.mode) if topo.nic is not None else t
+    if params["policy"]:
+        nic_queues.apply(t, params)
+    return t
 
 
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -129,7 +133,9 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
             raise ValueError(f"{trace}: {result.error}")
         snap = dp.graph.snapshot()
     span = result.duration_ns / 1e9
-    drops = drop_metrics(el.get("drops", {}) for el in snap["elements"].values())
+    from bench.compare import nic_policies
+    policies = nic_policies(snap)
+    drops = drop_metrics(el.get("drops", {}) for el in [*snap["elements"].values(), *policies.values()])
     sw = snap["elements"][dp.switch.name]
     delivered, dbytes = sum(sent.values()), sum(sent_bytes.values())
     ports_snap = snap["ports"]
@@ -145,6 +151,7 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
         "tx_dropped": sum(p.get("tx_dropped", 0) for p in ports_snap.values()),
     }
     metrics.update(drops)
+    metrics.update(nic_queues.metrics(policies))
     total = hdr.new(measure.latency_max_ns, measure.digits)
     ports: dict[str, dict[str, Any]] = {}
     for number, h in lat.items():
@@ -166,5 +173,5 @@ KIND = Kind(
     name="replay", run=run, check=check,
     metrics=("frames", "bytes", "span_s", "offered_pps", "delivered", "delivered_bytes", "delivered_pps",
              "throughput_mbps", "forwarded", "flooded", "dropped", "rx_dropped", "tx_dropped"),
-    metric_prefixes=("drops_",), histograms=("latency",),
+    metric_prefixes=("drops_", *nic_queues.METRIC_PREFIXES), histograms=("latency",),
     doc="a trace (given, or generated from the point's traffic and seed) through the topology in virtual time")

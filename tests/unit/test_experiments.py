@@ -112,7 +112,7 @@ def test_a_bad_value_from_a_listed_point_is_named_at_that_point(tmp_path):
     ('[sweep.axes]\n"bridge.x" = [1]\n', '"bridge.x"', 'sweep.axes."bridge.x"', "dotted path under"),
     ('[sweep.axes]\n"traffic.flows" = []\n', '"traffic.flows"', 'sweep.axes."traffic.flows"', "non-empty"),
     ('[sweep.axes]\n"traffic.flowz" = [1, 2]\n', '"traffic.flowz"', "traffic.flowz", "unknown key"),
-    ('[policy.g1]\nqdisc = "fq_codel"\n', "[policy.g1]", "policy.g1", "no queue policies yet"),
+    ('[policy.g1]\nqdisc = "fq_codel"\n', "[policy.g1]", "policy.g1", "[policy.nic_rx] (each guest's RX queues)"),
     ('[[plot]]\ntype = "line"\nfile = "a.png"\nx = "frames"\ny = "goodput"\n', 'y = "goodput"',
      "plot[0].y", "not a sweep axis or a metric"),
     ('[[plot]]\ntype = "pie"\nfile = "a.png"\n', 'type = "pie"', "plot[0].type", "use one of"),

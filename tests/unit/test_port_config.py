@@ -32,9 +32,12 @@ from vswitch.topology import load_topology, parse_topology, save_topology
 ROOT = Path(__file__).resolve().parents[2]
 # Settings an example needs beside it to be valid (vlan_mode native-tagged takes a native VLAN).
 # A VF's settings belong to a port on a VF, in an SR-IOV topology.
+# A guest's NIC queue policies (rx_qdisc, tx_qdisc) belong to a port behind the NIC: a VF's, here.
+NIC_QUEUE_KEYS = ("rx_qdisc", "tx_qdisc")
 COMPANIONS: dict[str, dict[str, Any]] = {"vlan_mode": {"tag": 10},
                                          "ingress_policing_burst": {"ingress_policing_rate": 10000},
-                                         **{k: {"vf": 0} for k in VF_SETTINGS}, "qmp": {"vf": 0, "type": "attach"}}
+                                         **{k: {"vf": 0} for k in (*VF_SETTINGS, *NIC_QUEUE_KEYS)},
+                                         "qmp": {"vf": 0, "type": "attach"}}
 SRIOV_NIC = {"mode": "sriov", "numvfs": 4, "uplink": "up0"}
 UPLINK = {"name": "up0", "type": "attach"}
 # No driver of the model takes a minimum TX rate (ixgbe, igb: "must be 0"): its example is refused.
@@ -215,7 +218,7 @@ def test_every_run_time_setting_changes_through_set_port_text_shows_and_is_saved
     it (where it applies there), a VF has it (a VF's setting, on a port on a VF), the saved file
     has it, and a restart from that file has it."""
     from vswitch.cli import render_show
-    running = request.getfixturevalue("running_sriov" if key in VF_SETTINGS else "running")
+    running = request.getfixturevalue("running_sriov" if key in (*VF_SETTINGS, *NIC_QUEUE_KEYS) else "running")
     name = running.prefix + "a"
     want = PORT_SETTINGS[key].example
     changes = {k: as_text(v) for k, v in example(key).items()}
@@ -341,6 +344,8 @@ GOOD: dict[str, st.SearchStrategy] = {
     "ingress_policing_rate": st.integers(0, 10**10), "ingress_policing_burst": st.integers(0, 10**10),
     "storm_broadcast_pps": st.integers(0, 10**9),
     "storm_multicast_pps": st.integers(0, 10**9),
+    "rx_qdisc": st.sampled_from(["fq_codel", "drr", {"kind": "codel", "target": "2ms"}]),
+    "tx_qdisc": st.sampled_from(["pfifo", {"kind": "tbf", "rate": "10mbit", "burst": "10kb", "latency": "50ms"}]),
     # a port on a VF (the PF accepts these: ixgbe's max rate is 0 or 11-10000, its min rate 0)
     "vf": st.integers(0, 3), "vf_vlan": st.integers(0, 4095), "vf_qos": st.integers(0, 7),
     "vf_spoofchk": st.booleans(), "vf_trust": st.booleans(), "vf_max_tx_rate": st.sampled_from([0, 11, 500, 10000]),
@@ -348,7 +353,7 @@ GOOD: dict[str, st.SearchStrategy] = {
     "qmp": st.sampled_from(["/run/vm0.qmp", "/tmp/vm 1/qmp.sock"]),       # an attach port on a VF only
 }
 # What a port on a VF may hold besides its VF settings (not the switch's).
-VF_PORT_KEYS = ("type", "number", "mtu", "netns", "persistent", "mac", "vf", "qmp", *VF_SETTINGS)
+VF_PORT_KEYS = ("type", "number", "mtu", "netns", "persistent", "mac", "vf", "qmp", *VF_SETTINGS, *NIC_QUEUE_KEYS)
 JUNK = st.one_of(st.floats(), st.dates(), st.lists(st.text(max_size=2), max_size=2), st.dictionaries(
     st.text(max_size=2), st.integers(), max_size=1))
 BAD: dict[str, st.SearchStrategy] = {
@@ -366,6 +371,8 @@ BAD: dict[str, st.SearchStrategy] = {
     "ingress_policing_rate": st.sampled_from([-1, 10**11, "10", True]),
     "ingress_policing_burst": st.sampled_from([-1, 10**11, "10", 1.5]),
     "storm_broadcast_pps": st.sampled_from([-1, 10**10, "1"]), "storm_multicast_pps": st.sampled_from([-1, "x"]),
+    "rx_qdisc": st.sampled_from(["fq", 5, {"kind": "fq_codel", "target": "5000"}]),
+    "tx_qdisc": st.sampled_from(["", {"rate": "1mbit"}, {"kind": "tbf", "rate": "1mbit"}]),
     "vf": st.sampled_from([-1, 64, "0", True]), "vf_vlan": st.sampled_from([-1, 4096, "10", True]),
     "vf_qos": st.sampled_from([8, -1, "3"]), "vf_spoofchk": st.sampled_from([1, "on"]),
     "vf_trust": st.sampled_from([0, "off"]), "vf_max_tx_rate": st.sampled_from([-1, 100_001, "5", True]),
@@ -384,7 +391,7 @@ def valid_ports(draw: st.DrawFn) -> dict[str, Any]:
     """A switch port, or (one in four) a port on a VF with its VF's settings."""
     on_vf = draw(st.integers(0, 3)) == 0
     keys = [k for k in GOOD if k != "name" and (k in VF_PORT_KEYS if on_vf else k not in ("vf", "qmp")
-                                                 and k not in VF_SETTINGS)]
+                                                 and k not in VF_SETTINGS and k not in NIC_QUEUE_KEYS)]
     port = draw(st.fixed_dictionaries({"name": GOOD["name"].filter(lambda n: n != "up0")},
                                       optional={k: GOOD[k] for k in keys}))
     if port.get("type", "tap") != "tap":

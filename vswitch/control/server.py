@@ -26,7 +26,7 @@ from vswitch.control.protocol import MAX_LINE, ControlError, check_socket_path, 
 from vswitch.core.frame import parse_mac
 from vswitch.drivers.live import LiveError, LiveSwitch
 from vswitch.elements.vlan import check_vid
-from vswitch.port_config import CONFIG_FILE_ONLY, PORT_SETTINGS, coerce_setting, fold_qdisc
+from vswitch.port_config import CONFIG_FILE_ONLY, PORT_SETTINGS, QDISC_KEYS, coerce_setting, fold_qdisc
 from vswitch.qdisc_view import qdisc_view
 from vswitch.topology import ConfigError, StaticFdbConfig, parse_port
 from vswitch.views import fdb_stats_view, fdb_view, moves_view
@@ -51,7 +51,7 @@ _JSON_TYPE = {str: "string", int: "number", float: "number", bool: "boolean", li
               type(None): "null"}
 
 # A port's settings are declared in vswitch/port_config.py; `state` is set-port's action (state=up).
-_SETTABLE = (*PORT_SETTINGS, "qdisc.PARAM", "state")
+_SETTABLE = (*PORT_SETTINGS, *(f"{k}.PARAM" for k in QDISC_KEYS), "state")
 
 
 def command(name: str, /, **args: str) -> Callable[[Handler], Handler]:
@@ -128,11 +128,16 @@ async def _set_port(sw: LiveSwitch, a: dict[str, Any]) -> Any:
     raw = a.get("changes", {})
     if not raw:
         raise ControlError("set-port needs at least one key=value")
-    changes = {k: coerce(k, v) for k, v in raw.items() if not k.startswith("qdisc.")}
-    params = {k[len("qdisc."):]: v for k, v in raw.items() if k.startswith("qdisc.")}
-    if params:
+    # KEY.PARAM=VALUE of a queue-policy setting (qdisc, rx_qdisc, tx_qdisc): folded into KEY
+    params: dict[str, dict[str, Any]] = {}
+    for k, v in raw.items():
+        head, dot, param = k.partition(".")
+        if dot and head in QDISC_KEYS:
+            params.setdefault(head, {})[param] = v
+    changes = {k: coerce(k, v) for k, v in raw.items() if not ("." in k and k.partition(".")[0] in QDISC_KEYS)}
+    for key, p in params.items():
         try:
-            changes = fold_qdisc(sw._port(a["name"]).cfg.qdisc, changes, params)
+            changes = fold_qdisc(getattr(sw._port(a["name"]).cfg, key), changes, p, key)
         except ValueError as e:
             raise ControlError(f"port {a['name']!r}: {e}") from None
     lp = await sw.set_port(a["name"], changes)

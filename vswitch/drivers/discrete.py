@@ -63,7 +63,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from vswitch.core.element import Batch, Element, PortId
+from vswitch.core.element import Batch
 from vswitch.core.frame import Frame
 from vswitch.core.queues import Queue
 from vswitch.core.scheduler import Scheduler
@@ -337,19 +337,13 @@ class DiscreteDriver:
             if r not in self.res:
                 raise ValueError(f"plan: {where}: resource {r!r} is not declared")
 
-    def _feeds(self, number: int) -> list[tuple[Element, PortId]]:
-        """The element outputs bound to graph port ``number``."""
-        counters = self.dp.graph.ports[number]
-        return [(el, out) for el in self.dp.graph.elements.values() for out, send in el._out.items()
-                if getattr(send, "port", None) is counters]
-
     def _rewire(self) -> None:
         g, plan = self.dp.graph, self.plan
         for number in (*plan.entry, *plan.egress, *plan.pre, *plan.wire_out):
             if number not in g.ports:
                 raise ValueError(f"plan: no graph port {number}")
         for number, specs in plan.egress.items():
-            feeds = self._feeds(number)
+            feeds = g.egress_feeds(number)
             if not specs:
                 continue
             qs = [self._add_queue(s) for s in specs]
@@ -360,10 +354,9 @@ class DiscreteDriver:
             g.bind_egress(qs[-1], "out", number)
         for number, spec in plan.entry.items():
             q = self._add_queue(spec)
-            el, inp = g._entry[number]
+            el, inp = g.entry(number)
             g.connect(q, "out", el, inp)
-            g._entry[number] = (q, "in")
-            g._ingress.pop(number, None)
+            g.set_entry(number, q, "in")
         for number, stages in plan.pre.items():
             for st in stages:
                 if st.resource not in self.res:
@@ -555,6 +548,10 @@ class DiscreteDriver:
             cost = r.work.pop(q)
             batch = q.pull(1, int(t))
             if not batch:
+                if q.gate is not None and q.backlog_packets:
+                    # It holds frames none of which may leave yet (a shaping policy on a NIC RX
+                    # queue): the poll ends empty, the gate re-arms and wakes it when one may.
+                    q.gate.drained(q, 0, self.plan.budget, int(t))
                 continue
             r.current, r.cost, r.in_poll = q, cost, 0
             r.polls += 1

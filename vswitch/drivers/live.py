@@ -251,6 +251,9 @@ class LiveSwitch:
             new = change_port(lp.cfg, changes, f"port {name!r}")
         except ConfigError as e:
             raise LiveError(str(e)) from None
+        err = self.dp.nic_qdisc_error(new)   # rx_qdisc/tx_qdisc: only a guest's NIC queues have them
+        if err is not None:
+            raise LiveError(f"port {name!r}: {err}")
         old = lp.cfg
         touched = new.touched_by(old)        # what the changed settings apply to (port_config.py)
         if new.netns is not None and new.netns != old.netns:
