@@ -1,7 +1,7 @@
 """``[policy.nic_rx]`` and ``[policy.nic_tx]``: a queue policy on each guest's NIC queues in an experiment.
 
 Kinds ``discrete`` and ``replay`` take them for the designs with guest queues on the NIC
-(vmdq; sriov in ``discrete``): each table gives every guest port (or those ``ports``
+(vmdq and sriov): each table gives every guest port (or those ``ports``
 names) the port setting of docs/config.md, ``rx_qdisc`` (each RX queue of its pool or
 VF, between the ring and the poll) or ``tx_qdisc`` (in front of its TX queue), so the
 dataplane the kind builds carries them as vswitchd would.  A table has ``qdisc`` (a kind

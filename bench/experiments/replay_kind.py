@@ -24,9 +24,13 @@ NIC's TX engine sends is stamped with the start of its transmission, so on
 that path it counts from there.  ``ports``: each port's rx/tx counters and
 its own latency percentiles.
 
-Policies: ``[policy.nic_rx]`` and ``[policy.nic_tx]`` (vmdq: a queue policy on
-each guest's NIC RX queues or its TX queue, as the ports' ``rx_qdisc`` and
-``tx_qdisc``; `bench.experiments.nic_queues`), with their metrics
+Designs: ``topology.nic.mode`` ``software``, ``vmdq`` or ``sriov`` (a VF per
+guest, built as `bench.modes.build_mode` builds it for ``compare``).
+
+Policies: ``[policy.nic_rx]`` and ``[policy.nic_tx]`` (vmdq or sriov: a queue
+policy on each guest's NIC RX queues or its TX queue, on a VF's queues in
+sriov, as the ports' ``rx_qdisc`` and ``tx_qdisc``;
+`bench.experiments.nic_queues`), with their metrics
 ``nic_rx_sent_packets``, ``nic_rx_dropped``, ``nic_rx_overlimits`` (and
 ``nic_tx_``) and their drops in ``dropped`` and ``drops_<reason>``; any other
 ``[policy]`` table is refused, naming it, rather than ignored.
@@ -46,9 +50,6 @@ from bench.experiments.spec import FieldError, gen_spec, spec_from_params
 def check(params: dict[str, Any]) -> None:
     topo, traffic, _ = spec_from_params(params)
     nic_queues.check(params, topo.nic.mode if topo.nic is not None else None)
-    if topo.nic is not None and topo.nic.mode == "sriov":
-        raise FieldError(("topology", "nic", "mode"), "kind \"replay\" has no SR-IOV design; use kind "
-                         "\"discrete\"")
     for key, unset in (("cores", topo.cores == 1), ("costs", not topo.costs)):
         if not unset:
             raise FieldError(("topology", key), "kind \"replay\" charges no costs (zero processing time); "
@@ -76,6 +77,11 @@ def check(params: dict[str, Any]) -> None:
                                  f"{topo.guests}: {topo.file} has no {', '.join(missing[:3])}")
 
 
+def _base_mode(topo: Any) -> str:
+    """The topology's NIC mode: SR-IOV's is built on a VMDq topology (`bench.modes.build_mode`)."""
+    return "vmdq" if topo.nic.mode == "sriov" else str(topo.nic.mode)
+
+
 def _topology(params: dict[str, Any], spec: Any) -> Any:
     from bench.gen_sidecar import topology_doc
     from vswitch.topology import load_topology, parse_topology
@@ -89,14 +95,15 @@ def _topology(params: dict[str, Any], spec: Any) -> Any:
             raise ValueError(f"{traffic.manifest}: the manifest names no topology; give topology.file")
         t = load_topology(pm.topology)
     else:
-        t = parse_topology(topology_doc(spec, topo.nic.mode if topo.nic else "none"), "generated topology")
-    t = with_nic(t, topo.nic, topo.nic.mode) if topo.nic is not None else t
+        t = parse_topology(topology_doc(spec, _base_mode(topo) if topo.nic else "none"), "generated topology")
+    t = with_nic(t, topo.nic, _base_mode(topo)) if topo.nic is not None else t
     if params["policy"]:
         nic_queues.apply(t, params)
     return t
 
 
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    from bench.modes import build_mode
     from vswitch.drivers.replay import ReplayDriver, SourceMacAssigner, records_by_source_mac
     from vswitch.topology import build_dataplane
 
@@ -105,8 +112,14 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
     with point_trace(spec, traffic) as (trace, pm):
         fixed: dict[bytes, str] = dict(pm.macs) if pm is not None else {}
         default: str | None = pm.default_port if pm is not None else None
-        dp = build_dataplane(_topology(params, spec))
-        assign = SourceMacAssigner(list(dp.switch.ports), {m: dp.numbers[p] for m, p in fixed.items()
+        topology = _topology(params, spec)
+        if topo_spec.nic is not None and topo_spec.nic.mode == "sriov":
+            dp = build_mode(topology, "sriov")[0]        # a VF per guest, as compare's SR-IOV design
+        else:
+            dp = build_dataplane(topology)
+        # (in sriov mode no guest is a switch port: a MAC the map lacks goes round the graph's ports)
+        ports = list(dp.switch.ports) or sorted(dp.graph.ports)
+        assign = SourceMacAssigner(ports, {m: dp.numbers[p] for m, p in fixed.items()
                                                            if p in dp.numbers},
                                    dp.numbers.get(default or ""))
         driver = ReplayDriver(dp, batch=traffic.batch)
