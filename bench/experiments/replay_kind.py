@@ -118,8 +118,8 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
         else:
             dp = build_dataplane(topology)
         # (in sriov mode no guest is a switch port: a MAC the map lacks goes round the graph's ports)
-        ports = list(dp.switch.ports) or sorted(dp.graph.ports)
-        assign = SourceMacAssigner(ports, {m: dp.numbers[p] for m, p in fixed.items()
+        candidates = list(dp.switch.ports) or sorted(dp.graph.ports)
+        assign = SourceMacAssigner(candidates, {m: dp.numbers[p] for m, p in fixed.items()
                                                            if p in dp.numbers},
                                    dp.numbers.get(default or ""))
         driver = ReplayDriver(dp, batch=traffic.batch)

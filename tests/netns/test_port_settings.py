@@ -20,10 +20,11 @@ import pytest
 from tests.netns.harness import Daemon
 from vswitch.port_config import CONFIG_FILE_ONLY, PORT_SETTINGS, RUNTIME_SETTINGS, VF_SETTINGS
 
-# A VF's settings belong to a guest on a VF ([nic] mode = "sriov"), not to a switch port: this
-# switch port keeps their defaults (tests/netns/test_sriov.py and tests/unit/test_port_config.py
-# take them through a switch in SR-IOV mode).
-ON_A_VF = {"vf", "qmp", *VF_SETTINGS}
+# A VF's settings belong to a guest on a VF ([nic] mode = "sriov"), and a guest's NIC queue
+# policies to a guest behind the NIC, not to a switch port: this switch port keeps their defaults
+# (tests/netns/test_sriov.py, tests/netns/test_nic_qdisc_live.py and tests/unit/test_port_config.py
+# take them through a switch with a NIC).
+ON_A_VF = {"vf", "qmp", "rx_qdisc", "tx_qdisc", *VF_SETTINGS}
 
 pytestmark = pytest.mark.netns
 
