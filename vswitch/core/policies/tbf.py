@@ -93,11 +93,14 @@ class TokenBucket(Policy):
             limit = lim
         assert limit is not None
         self.limit = limit
-        self.buffer_ns = burst * _NS_BITS // rate          # the bucket, in ns of sending at rate
+        # The bucket, in ns of sending at rate, rounded up as a frame's cost is: a frame of
+        # burst bytes must fit (rounded down, it cost 1 ns more than the bucket ever held and
+        # waited 1 ns at a time for ever).
+        self.buffer_ns = _cost(burst, rate)
         self.tokens = self.buffer_ns                        # it starts full
         self._peak = peakrate is not None
         self._peakrate = peakrate if peakrate is not None else 1
-        self.mtu_ns = mtu * _NS_BITS // self._peakrate if mtu is not None else 0
+        self.mtu_ns = _cost(mtu, self._peakrate) if mtu is not None else 0   # rounded up, as buffer_ns
         self.ptokens = self.mtu_ns
         self.max_size = min(burst, mtu) if mtu is not None else burst
         self.t_c = 0                 # time of the last departure (the buckets were full before it)
