@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--live", action="store_true", help="measure vswitchd too (one core: --cores 1)")
     lv.add_argument("--reps", type=int, default=1, metavar="N", help="with --live: replays per mode, the "
                     "best kept (default 1)")
+    lv.add_argument("--cpu", type=int, metavar="N", help="with --live: give vswitchd CPU N (pinned there at "
+                    "nice -20, so other work on that CPU barely takes from it) and send from the other CPUs: "
+                    "its one core, on a shared machine")
     return ap
 
 
@@ -311,8 +314,17 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
                                     if flag == "--cores" else "; --plot draws the model's runs)"))
         if not 1 <= args.reps <= 100:
             raise ValueError(f"--reps {args.reps}: must be 1-100")
+        if args.cpu is not None:
+            import os
+            have = sorted(os.sched_getaffinity(0))
+            if args.cpu not in have:
+                raise ValueError(f"--cpu {args.cpu}: not a CPU this process may use ({', '.join(map(str, have))})")
+            if len(have) < 2:
+                raise ValueError(f"--cpu {args.cpu}: only one CPU here: the sender needs another")
     elif args.reps != 1:
         raise ValueError("--reps: only with --live")
+    elif args.cpu is not None:
+        raise ValueError("--cpu: only with --live")
     if not modes or len(set(modes)) != len(modes):
         raise ValueError(f"--modes {args.modes!r}: name each design once")
     if args.cores < 1 or args.cores > 256:
@@ -421,7 +433,8 @@ def _main_live(args: argparse.Namespace, o: dict[str, Any]) -> int:
     try:
         check_environment()
         results = run_live_compare(o["topology"], o["trace"], kw["port_map"], o["modes"], speed,
-                                   o["costs"] if args.costs else None, reps=args.reps, log=sys.stderr)
+                                   o["costs"] if args.costs else None, reps=args.reps, log=sys.stderr,
+                                   cpu=args.cpu)
     except (LiveError, TargetError, ValueError, ConfigError) as e:
         print(f"vswitch-bench compare: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ gives each default's source::
     vmdq_frame_ns = 250          # NetQueue: a pool's queue straight to its guest, no classification
     vf_irq_ns = 1200             # the host's share of a VF interrupt (the exit it takes, the injection)
     iommu_ns = 80                # one DMA translation (an IOTLB miss's page walk, amortised)
+    nic_emulation_ns = 0         # per frame crossing the NIC: a host that emulates it (vswitchd)
 
     [guest]                      # a guest vCPU
     rx_frame_ns = 300            # its stack's work per received frame
@@ -66,6 +67,9 @@ class Host:
     vmdq_frame_ns: float = 250.0
     vf_irq_ns: float = 1200.0
     iommu_ns: float = 80.0
+    # What a host that emulates its NIC in software (vswitchd) spends on the NIC model per
+    # frame crossing it, on the core that handles the frame; a real NIC does it in hardware: 0.
+    nic_emulation_ns: float = 0.0
 
 
 @dataclass
@@ -175,7 +179,8 @@ def save_costs(table: CostTable, path: str | Path, comment: str = "") -> None:
 
 # -- calibration ---------------------------------------------------------------------------------
 
-def from_perf(perf: dict[str, Any], base: CostTable | None = None) -> tuple[CostTable, dict[str, Any]]:
+def from_perf(perf: dict[str, Any], base: CostTable | None = None,
+              emulation: bool = False) -> tuple[CostTable, dict[str, Any]]:
     """A cost table for the software path from ``vswitchctl perf-show --json``.
 
     vswitchd measures, per frame, its read (``rx_ns_per_frame``), its graph
@@ -183,14 +188,19 @@ def from_perf(perf: dict[str, Any], base: CostTable | None = None) -> tuple[Cost
     ``nic.nic_model_ns_per_frame``, left out here because a NIC does that work in hardware)
     and its write (``tx_ns_per_frame``).  The model's software path charges a frame from the
     wire ``switch_frame_ns`` on the RX core and ``vhost_frame_ns`` + ``copy_byte_ns`` per
-    byte handing it to the guest, so: ``switch_frame_ns`` = read + graph - NIC model,
+    byte handing it to the guest, so: ``switch_frame_ns`` = read + graph - NIC model
+    (+ ``total.loop_ns_per_frame``, the event loop's work outside those stages, where the
+    caller measured it: one perf-show cannot, its CPU time counts since the daemon started),
     ``vhost_frame_ns`` = write, ``copy_byte_ns`` = 0 (the write's copy is in what was
     measured), ``vhost_tx_frame_ns`` = 0 (a guest's frame costs the model vhost_tx + switch
     on entry, and vswitchd's read of the guest's TAP is its read, already in
     ``switch_frame_ns``: charging the write there too counted it twice, which compare --live
     found as a model some 25 % slow on guest-to-guest frames), and a calibrated model of one
     core forwards 1 / (read + graph + write) frames a second from any port, vswitchd's own
-    ceiling.  The rest of ``base`` (default: the defaults) is kept.
+    ceiling.  With ``emulation`` the table models vswitchd itself rather than a host with a
+    real NIC: ``nic_emulation_ns`` = the NIC model's ns over the frames that crossed it
+    (``nic.nic_model_ns`` / ``nic.frames``), charged on each such frame's core, as vswitchd pays
+    it on its one thread.  The rest of ``base`` (default: the defaults) is kept.
     Returns the table and the figures it came from; ValueError if perf-show counted no frames."""
     b = base or CostTable()
     table = CostTable(link=Link(**asdict(b.link)), host=Host(**asdict(b.host)),
@@ -204,12 +214,21 @@ def from_perf(perf: dict[str, Any], base: CostTable | None = None) -> tuple[Cost
     nic = perf.get("nic") or {}
     nic_ns = float(nic.get("nic_model_ns_per_frame", 0.0)) if isinstance(nic, dict) else 0.0
     rx, graph, tx = (float(total[k]) for k in ("rx_ns_per_frame", "switch_ns_per_frame", "tx_ns_per_frame"))
-    table.host.switch_frame_ns = max(0.0, rx + graph - nic_ns)
+    # the event loop's own work per frame, outside the timed stages, when the caller measured it
+    # (compare --live: the loop thread's CPU time over the run less the stages)
+    loop = float(total.get("loop_ns_per_frame", 0.0) or 0.0)
+    table.host.switch_frame_ns = max(0.0, rx + graph - nic_ns) + max(0.0, loop)
     table.host.vhost_frame_ns = tx
     table.host.copy_byte_ns = 0.0
     table.host.vhost_tx_frame_ns = 0.0
     table.source = "calibrated from vswitchd perf-show"
     basis = {"frames": frames, "rx_ns_per_frame": rx, "switch_ns_per_frame": graph, "tx_ns_per_frame": tx,
-             "nic_model_ns_per_frame": nic_ns, "switch_frame_ns": table.host.switch_frame_ns,
+             "nic_model_ns_per_frame": nic_ns, "loop_ns_per_frame": loop, "switch_frame_ns": table.host.switch_frame_ns,
              "vhost_frame_ns": table.host.vhost_frame_ns}
+    if emulation:
+        nic_frames = int(nic.get("frames", 0) or 0) if isinstance(nic, dict) else 0
+        # no frame crossed the NIC (or no NIC): nothing to charge
+        table.host.nic_emulation_ns = nic_ns * frames / nic_frames if nic_frames > 0 else 0.0
+        table.source = "calibrated from vswitchd perf-show, the NIC's emulation included"
+        basis.update({"nic_frames": nic_frames, "nic_emulation_ns": table.host.nic_emulation_ns})
     return table, basis

@@ -59,7 +59,12 @@ def test_compare_live_software_low_rate(lab, tmp_path: Path) -> None:
     for stage in ("entry", "switch", "egress"):
         assert cmp["drops"][stage]["measured"] == cmp["drops"][stage]["predicted"] == 0
     # the model was calibrated from this daemon's perf-show
-    assert res["costs"]["source"] == "calibrated from vswitchd perf-show"
+    # the model was calibrated from this daemon's perf-show, its NIC model's time included (software
+    # mode: vswitchd's own prediction), measured per frame that crossed the NIC
+    assert res["costs"]["source"] == "calibrated from vswitchd perf-show, the NIC's emulation included"
+    emu = cmp["stages"]["NIC model, per NIC frame (nic_emulation_ns)"]
+    assert emu["measured"] == pytest.approx(emu["predicted"]) and emu["measured"] > 0
+    assert res["costs"]["host"]["nic_emulation_ns"] == pytest.approx(emu["measured"])
     st = cmp["stages"]["write (vhost_frame_ns)"]
     assert st["measured"] == pytest.approx(st["predicted"]) and st["measured"] > 0
     assert meas["stages"]["frames"] == meas["offered"]["frames"]
@@ -91,6 +96,7 @@ def test_compare_live_sigterm_cleans_up(lab, tmp_path: Path) -> None:
     (["--zero-host"], "--zero-host: not with --live"),
     (["--reps", "0"], "--reps 0: must be 1-100"),
     (["--modes", "software,bogus"], "'bogus' is not a design"),
+    (["--cpu", "4096"], "--cpu 4096: not a CPU this process may use"),
 ])
 def test_compare_live_bad_arguments(tmp_path: Path, argv: list[str], message: str) -> None:
     trace = tmp_path / "t.pcap"
@@ -99,3 +105,10 @@ def test_compare_live_bad_arguments(tmp_path: Path, argv: list[str], message: st
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_compare_cpu_only_with_live(tmp_path: Path) -> None:
+    trace = tmp_path / "t.pcap"
+    assert bench("gen", str(trace), "--guests", "2", "--frames", "10").returncode == 0
+    r = bench("compare", str(trace), "--cpu", "0")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["vswitch-bench compare: --cpu: only with --live"]

@@ -69,6 +69,13 @@ def test_vmdq_guests_ping_out_and_each_other_frames_land_in_their_pools(lab, wor
     assert sum(c["nic"][f"nic0.rxq{q}"]["sent_packets"] for q in pools[taps["g1"]]["queues"]) >= 3
     perf = d.call("perf-show")["nic"]
     assert perf["mode"] == "vmdq" and perf["nic_model_ns_per_frame"] > 0
+    # the frames that crossed the NIC either way: the uplink port's, as calibration divides by them
+    (up,) = [c for n, c in d.call("counters")["ports"].items() if n not in taps.values()]
+    assert 0 < perf["frames"] <= up["rx_packets"] + up["tx_packets"]
+    # the loop thread's CPU time, and what answering the control socket took of it (every call)
+    l0 = d.call("perf-show")["loop"]
+    l1 = d.call("perf-show")["loop"]
+    assert 0 < l0["control_cpu_ns"] < l1["control_cpu_ns"] < l1["cpu_ns"] and l0["cpu_ns"] <= l1["cpu_ns"]
     assert perf["elements"]["nic0"]["calls"] > 0 and perf["elements"]["nic0"]["self_ns"] > 0
 
 

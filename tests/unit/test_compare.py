@@ -136,6 +136,18 @@ def test_calibration_round_trip_predicts_the_measured_ceiling(trace: Path, tmp_p
     r = run_point(load_topology(d / "t.toml"), t64, table, "software", port_map=load_port_map(d / "t.json"))
     assert r["delivered"]["pps"] == pytest.approx(1e9 / 850, rel=0.02)
     assert r["bottleneck"]["resource"] == "core0"
+    # --emulation: vswitchd's own ceiling, its NIC model too (150 ns x 100,000 over the 100,000
+    # frames that crossed it: every frame of an inbound trace)
+    perf["nic"]["frames"] = 100_000
+    pj.write_text(json.dumps(perf))
+    assert calibrate_main(["--perf-json", str(pj), "--out", str(out), "--emulation"]) == 0
+    assert "nic_emulation_ns 150.0" in capsys.readouterr().out
+    emu = load_costs(out)
+    assert emu.host.nic_emulation_ns == pytest.approx(150) and "nic_emulation_ns" in out.read_text()
+    emu.host.irq_ns = 0
+    emu.guest.rx_frame_ns = emu.guest.vm_exit_ns = 0
+    r = run_point(load_topology(d / "t.toml"), t64, emu, "software", port_map=load_port_map(d / "t.json"))
+    assert r["delivered"]["pps"] == pytest.approx(1e9 / 1000, rel=0.02)
 
 
 def test_calibrate_refuses_what_is_not_perf_show(tmp_path: Path, capsys) -> None:

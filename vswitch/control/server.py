@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -375,7 +376,9 @@ class ControlServer:
                     break
                 if not line:
                     break
+                c0 = time.thread_time_ns()
                 writer.write(encode(await self.handle(line)))
+                self.sw.control_cpu_ns += time.thread_time_ns() - c0
                 await asyncio.wait_for(writer.drain(), self.idle_timeout)
         except (ConnectionError, BrokenPipeError, TimeoutError):
             pass

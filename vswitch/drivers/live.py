@@ -98,6 +98,10 @@ class LiveSwitch:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started_ns = clock()
         self.loop_lag_max_ns = 0
+        # The loop thread's CPU time spent answering control requests (perf-show's
+        # `loop.control_cpu_ns`): what a client polling the daemon costs it, kept apart from
+        # the frames' work when the loop's CPU time is set against the frames.
+        self.control_cpu_ns = 0
         self.ticks = 0
         self._tick_task: asyncio.Task[None] | None = None
         self._rx_filter_task: asyncio.Task[None] | None = None

@@ -8,6 +8,7 @@ busy time, the NIC's apart) and ``nic_show``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,11 @@ def perf_show(sw: LiveSwitch) -> dict[str, Any]:
         names = [n for n in perf if n == host.nic.name or n.startswith(host.nic.name + ".")]
         nic_ns = sum(perf[n]["self_ns"] for n in names)
         frames = tot.frames or 1
+        up = snap["ports"].get(sw.dp.uplink or "", {})
         nic = {"mode": host.mode, "nic_model_ns": nic_ns, "nic_model_ns_per_frame": nic_ns / frames,
+               # the frames that crossed the emulated NIC, either way: its cost per such frame
+               # is what calibration charges the NIC's own frames (`from_perf`, emulation)
+               "frames": int(up.get("rx_packets", 0)) + int(up.get("tx_packets", 0)),
                "elements": {n: perf[n] for n in names}}
         if host.mode == "sriov":
             # With SR-IOV a real hypervisor spends nothing per VF frame: the NIC switches them and
@@ -95,6 +100,9 @@ def perf_show(sw: LiveSwitch) -> dict[str, Any]:
                      "busy_poll_us": io.busy_poll_ns // 1000, "busy_poll_catches": io.busy_polls,
                      # graph work from the loop's timer (deadlines), no port's: writes apart
                      "timer_wakeups": io.timer_wakeups, "timer_ns": io.timer_ns, "timer_tx_ns": io.timer_tx_ns,
+                     # the loop thread's CPU time (this runs on it), and its share answering the
+                     # control socket: the rest, less the timed stages, is the loop's own per frame
+                     "cpu_ns": time.thread_time_ns(), "control_cpu_ns": sw.control_cpu_ns,
                      "uptime_s": (sw.clock() - sw.started_ns) / 1e9}}
 
 
