@@ -287,9 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--live", action="store_true", help="measure vswitchd too (one core: --cores 1)")
     lv.add_argument("--reps", type=int, default=1, metavar="N", help="with --live: replays per mode, the "
                     "best kept (default 1)")
-    lv.add_argument("--cpu", type=int, metavar="N", help="with --live: give vswitchd CPU N (pinned there at "
-                    "nice -20, so other work on that CPU barely takes from it) and send from the other CPUs: "
-                    "its one core, on a shared machine")
+    lv.add_argument("--cpu", type=int, metavar="N", help="with --live: pin vswitchd to CPU N and send from "
+                    "the other CPUs (its one core; the sender never shares it)")
     return ap
 
 
