@@ -376,9 +376,10 @@ class ControlServer:
                     break
                 if not line:
                     break
-                c0 = time.thread_time_ns()
+                c0 = self.sw.control_started_ns = time.thread_time_ns()
                 writer.write(encode(await self.handle(line)))
                 self.sw.control_cpu_ns += time.thread_time_ns() - c0
+                self.sw.control_started_ns = 0
                 await asyncio.wait_for(writer.drain(), self.idle_timeout)
         except (ConnectionError, BrokenPipeError, TimeoutError):
             pass

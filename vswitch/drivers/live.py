@@ -102,6 +102,7 @@ class LiveSwitch:
         # `loop.control_cpu_ns`): what a client polling the daemon costs it, kept apart from
         # the frames' work when the loop's CPU time is set against the frames.
         self.control_cpu_ns = 0
+        self.control_started_ns = 0     # the thread's CPU time when the request under way began
         self.ticks = 0
         self._tick_task: asyncio.Task[None] | None = None
         self._rx_filter_task: asyncio.Task[None] | None = None
