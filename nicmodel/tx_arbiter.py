@@ -114,11 +114,12 @@ class TxQueue:
 
     The limiter keeps its schedule ``tat`` (the next eligible time) in float nanoseconds,
     ``ns_per_byte`` and ``lag_ns`` (the compensation window) at its rate; ``next_ns`` is that
-    time rounded up to a nanosecond.  (Float: exact integers would need bit-ns products
+    time rounded up to a nanosecond.  ``last_ts`` is a bound on the hand-over times in the ring
+    (the latest ever): a run whose start is past it need not look at them.  (Float: exact integers would need bit-ns products
     that cost several times as much per frame; the error is ~1e-4 ns after hours.)
     """
 
-    __slots__ = ("index", "ring", "size", "enabled", "rate_bps", "tat", "next_ns", "accepted", "accepted_bytes",
+    __slots__ = ("index", "ring", "size", "enabled", "rate_bps", "tat", "last_ts", "accepted", "accepted_bytes",
                  "pool", "ok", "ns_per_byte", "lag_ns", "discarded")
 
     def __init__(self, index: int) -> None:
@@ -128,7 +129,7 @@ class TxQueue:
         self.enabled = False
         self.rate_bps = 0  # 0: no limit
         self.tat = 0.0
-        self.next_ns = 0
+        self.last_ts = 0
         self.ns_per_byte = 0.0
         self.lag_ns = 0.0
         self.accepted = 0        # frames / bytes ever put on the ring
@@ -161,6 +162,10 @@ class TxQueue:
         self.ring.clear()
         return n
 
+    @property
+    def next_ns(self) -> int:
+        return ceil(self.tat)
+
     def set_rate(self, rate_bps: int) -> None:
         """A new rate factor; the queue's next eligible time is kept."""
         self.rate_bps = rate_bps
@@ -170,7 +175,11 @@ class TxQueue:
 
     def eligible_ns(self) -> int:
         ts = self.ring[0][1]
-        return self.next_ns if self.rate_bps and self.next_ns > ts else ts
+        if self.rate_bps:
+            nx = ceil(self.tat)
+            if nx > ts:
+                return nx
+        return ts
 
     def config(self) -> dict[str, Any]:
         return {"size": self.size, "enabled": self.enabled, "rate_bps": self.rate_bps,
@@ -289,6 +298,8 @@ class TxArbiter(Element):
         was_empty = not ring
         batch = frames[:n]
         ring.extend([(f, now_ns) for f in batch])
+        if now_ns > q.last_ts:
+            q.last_ts = now_ns
         q.accepted += n
         q.accepted_bytes += sum(map(len, map(_DATA, batch)))
         if was_empty and q.ok and self._gen == self.state.generation:
@@ -438,6 +449,7 @@ class TxArbiter(Element):
                 stop = -1
                 alone = False
             left = lim - n   # < 0: no limit
+            hok = q.last_ts <= t   # every frame in the ring was handed over by t
             k = 0
             f, ts = ring.popleft()
             while True:
@@ -465,13 +477,14 @@ class TxArbiter(Element):
                 if not ring:
                     how = _DRAINED
                     break
-                e = ring[0][1]
-                if e <= t and (not r or tat <= t):   # next frame eligible (tat <= t: ceil(tat) <= t)
+                # next frame eligible? (its hand-over time, and tat <= t: ceil(tat) <= t)
+                if (hok or ring[0][1] <= t) and (not r or tat <= t):
                     if cr > 0 and t <= stop and k != left:
                         f, ts = ring.popleft()
                         continue
                     how = _ELIGIBLE
                     break
+                e = ring[0][1]
                 if r:
                     nx = ceil(tat)
                     if nx >= e:
@@ -487,7 +500,6 @@ class TxArbiter(Element):
                 n += k
                 if r:
                     q.tat = tat
-                    q.next_ns = ceil(tat)
                 if wrr:
                     credit[p] = cr
             if how == _WAITING:

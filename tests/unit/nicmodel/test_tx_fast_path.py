@@ -103,7 +103,7 @@ def plain_service(self: TxArbiter, now_ns: int, limit: int | None = None,
         if q.rate_bps:
             fl = t - q.lag_ns
             q.tat = max(q.tat, fl) + (nb + WIRE_OVERHEAD) * q.ns_per_byte
-            q.next_ns = ceil(q.tat)
+        next_ns = ceil(q.tat)
         n += 1
         t += -(-(nb + WIRE_OVERHEAD) * 8 * GIG // st_.link_speed_bps)
         if wrr:
@@ -111,12 +111,12 @@ def plain_service(self: TxArbiter, now_ns: int, limit: int | None = None,
             self.credit[p] = cr
         if q.ring:
             e = q.ring[0][1]
-            if q.rate_bps and q.next_ns > e:
-                e = q.next_ns
+            if q.rate_bps and next_ns > e:
+                e = next_ns
             if e <= t:
                 d.append(q)
             else:
-                shaped += bool(q.rate_bps) and e == q.next_ns
+                shaped += bool(q.rate_bps) and e == next_ns
                 wait(q, e)
         else:
             self._drained(q, p)
