@@ -114,9 +114,10 @@ class TxQueue:
 
     The limiter keeps its schedule ``tat`` (the next eligible time) in float nanoseconds,
     ``ns_per_byte`` and ``lag_ns`` (the compensation window) at its rate; ``next_ns`` is that
-    time rounded up to a nanosecond.  ``last_ts`` is a bound on the hand-over times in the ring
-    (the latest ever): a run whose start is past it need not look at them.  (Float: exact integers would need bit-ns products
-    that cost several times as much per frame; the error is ~1e-4 ns after hours.)
+    time rounded up to a nanosecond.  (Float: exact integers would need bit-ns products that
+    cost several times as much per frame; the error is ~1e-4 ns after hours.)  ``last_ts``
+    bounds the hand-over times in the ring (the latest ever): a run of the arbiter that
+    starts past it need not look at them.
     """
 
     __slots__ = ("index", "ring", "size", "enabled", "rate_bps", "tat", "last_ts", "accepted", "accepted_bytes",
