@@ -419,9 +419,9 @@ class TxArbiter(Element):
             # while the top of this loop would pick q again at once (its pool's only ready
             # queue, the pool keeps the turn -- wrr: credit left; rr: the only ready pool --
             # nothing else due by then, not past now_ns or the limit): ``stop`` is the last
-            # start time for which that holds, -1 for one frame (the plain loop).  A next frame
-            # that its limiter (or its hand-over time) holds back is waited for in the run too
-            # when no other pool could use the wire meanwhile (``alone``).
+            # start time for which that holds.  A next frame that its limiter (or its hand-over
+            # time) holds back is waited for in the run too when no other pool could use the
+            # wire meanwhile (``alone``).  Otherwise one frame, as the plain loop.
             p = ready[0]
             d = rqs[p]
             q = d.popleft()
@@ -443,17 +443,9 @@ class TxArbiter(Element):
             else:
                 cr = _NO_CREDIT
             fd = fast[p]
-            if burst and not d and (wrr or len(ready) == 1):
-                stop = now_ns if not heap or heap[0][0] > now_ns else heap[0][0] - 1
-                alone = len(ready) == 1 and not neg
-            else:
-                stop = -1
-                alone = False
-            left = lim - n   # < 0: no limit
-            hok = q.last_ts <= t   # every frame in the ring was handed over by t
-            k = 0
-            f, ts = ring.popleft()
-            while True:
+            if not (burst and not d and (wrr or len(ready) == 1)):
+                # one frame: another queue or pool has the next turn (the plain loop's step)
+                f, ts = ring.popleft()
                 if stamp:
                     f.ts_ns = t
                 data = f.data
@@ -461,58 +453,104 @@ class TxArbiter(Element):
                     wapp(f)
                 elif not handle(f, p, t):
                     ring.appendleft((f, ts))
-                    how = _BLOCKED
-                    break
+                    self._block(q, d, wrr)
+                    continue
                 else:
                     data = f.data
                 nb = len(data)
                 if r:
                     fl = t - lag
-                    tat = (tat if tat > fl else fl) + (nb + WIRE_OVERHEAD) * npb
+                    q.tat = tat = (tat if tat > fl else fl) + (nb + WIRE_OVERHEAD) * npb
                 try:
                     t += wire[nb]
                 except KeyError:
                     t += self._wire_ns(nb)
-                k += 1
-                cr -= nb
-                if not ring:
-                    how = _DRAINED
-                    break
-                # next frame eligible? (its hand-over time, and tat <= t: ceil(tat) <= t)
-                if (hok or ring[0][1] <= t) and (not r or tat <= t):
-                    if cr > 0 and t <= stop and k != left:
+                n += 1
+                if wrr:
+                    cr -= nb
+                    credit[p] = cr
+                if ring:
+                    e = ring[0][1]
+                    if r:
+                        nx = ceil(tat)
+                        if nx >= e:
+                            e = nx
+                            if e > t:
+                                shaped += 1
+                    if e <= t:
+                        d.append(q)
+                    else:
+                        heappush(heap, (e, seq, q))
+                        seq += 1
+                else:
+                    self._drained(q, p)
+            else:
+                stop = now_ns if not heap or heap[0][0] > now_ns else heap[0][0] - 1
+                alone = len(ready) == 1 and not neg
+                left = lim - n   # < 0: no limit
+                hok = q.last_ts <= t   # every frame in the ring was handed over by t
+                k = 0
+                f, ts = ring.popleft()
+                while True:
+                    if stamp:
+                        f.ts_ns = t
+                    data = f.data
+                    if fd is not None and f.vlan is None and fd.get(data[:16]) is mark:
+                        wapp(f)
+                    elif not handle(f, p, t):
+                        ring.appendleft((f, ts))
+                        how = _BLOCKED
+                        break
+                    else:
+                        data = f.data
+                    nb = len(data)
+                    if r:
+                        fl = t - lag
+                        tat = (tat if tat > fl else fl) + (nb + WIRE_OVERHEAD) * npb
+                    try:
+                        t += wire[nb]
+                    except KeyError:
+                        t += self._wire_ns(nb)
+                    k += 1
+                    cr -= nb
+                    if not ring:
+                        how = _DRAINED
+                        break
+                    # next frame eligible? (its hand-over time, and tat <= t: ceil(tat) <= t)
+                    if (hok or ring[0][1] <= t) and (not r or tat <= t):
+                        if cr > 0 and t <= stop and k != left:
+                            f, ts = ring.popleft()
+                            continue
+                        how = _ELIGIBLE
+                        break
+                    e = ring[0][1]
+                    if r:
+                        nx = ceil(tat)
+                        if nx >= e:
+                            e = nx
+                            shaped += 1
+                    if alone and cr > 0 and e <= stop and k != left:
+                        t = e   # the wire waits for this queue's next frame: no other queue has one
                         f, ts = ring.popleft()
                         continue
-                    how = _ELIGIBLE
+                    how = _WAITING
                     break
-                e = ring[0][1]
-                if r:
-                    nx = ceil(tat)
-                    if nx >= e:
-                        e = nx
-                        shaped += 1
-                if alone and cr > 0 and e <= stop and k != left:
-                    t = e   # the wire waits for this queue's next frame: no other queue has one
-                    f, ts = ring.popleft()
+                if k:
+                    n += k
+                    if r:
+                        q.tat = tat
+                    if wrr:
+                        credit[p] = cr
+                if how == _WAITING:
+                    heappush(heap, (e, seq, q))
+                    seq += 1
+                elif how == _ELIGIBLE:
+                    d.append(q)
+                elif how == _DRAINED:
+                    self._drained(q, p)
+                else:
+                    self._block(q, d, wrr)
                     continue
-                how = _WAITING
-                break
-            if k:
-                n += k
-                if r:
-                    q.tat = tat
-                if wrr:
-                    credit[p] = cr
-            if how == _WAITING:
-                heappush(heap, (e, seq, q))
-                seq += 1
-            elif how == _ELIGIBLE:
-                d.append(q)
-            elif how == _DRAINED:
-                self._drained(q, p)
-            else:
-                self._block(q, d, wrr)
-                continue
             if wrr:
                 if cr <= 0 or not d:
                     ready.popleft()
