@@ -19,6 +19,7 @@ from math import ceil
 from types import MethodType
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nic_frames import eth, mac
@@ -155,7 +156,7 @@ event = st.tuples(
     st.integers(0, 300_000),                  # ns before they are handed over
     st.integers(0, 3),                        # polls of the back-pressured queue after the service
     st.sampled_from(CHANGES),                 # a configuration change before the hand-over
-    st.sampled_from([0, 100, 1000, 6000]),    # its rate (Mb/s per queue), for "rate"
+    st.sampled_from([0, 100, 1000, 6000, 9800, 10000]),    # its rate (Mb/s per queue), for "rate"
 )
 
 
@@ -220,7 +221,7 @@ def scenario(reference: bool, mode: str, veb: bool, stamp: bool, rates: list[int
 
 @settings(max_examples=120, deadline=None)
 @given(mode=st.sampled_from(["rr", "wrr"]), veb=st.booleans(), stamp=st.booleans(),
-       rates=st.lists(st.sampled_from([0, 100, 1000, 6000]), min_size=3, max_size=3),
+       rates=st.lists(st.sampled_from([0, 100, 1000, 6000, 9800, 10000]), min_size=3, max_size=3),
        weights=st.lists(st.integers(1, 200), min_size=3, max_size=3),
        limit=st.sampled_from([None, None, 1, 5]),
        events=st.lists(event, min_size=1, max_size=25))
@@ -252,3 +253,28 @@ def test_inline_path_is_taken() -> None:
     nic.tx(1, [eth(mac(99), src=mac(1)) for _ in range(10)], 0)
     assert len(nic.tx_service(GIG)) == 10
     assert calls == 1
+
+
+def boundary_run(reference: bool, mode: str, rate_mbps: int, size: int) -> tuple[Any, ...]:
+    nic = Nic(tx_arbitration=mode)
+    if reference:
+        nic.txa.service = MethodType(plain_service, nic.txa)   # type: ignore[method-assign]
+        nic.tx_inline = False
+    for p in (1, 2):
+        nic.program_pool(p, mac=mac(p))
+    for q in nic.state.pool_queues(1):
+        nic.set_tx_rate(q, rate_mbps * 1_000_000)
+    for p, index in ((1, 0), (2, 0), (1, 1)):
+        nic.tx(p, [eth(mac(99), src=mac(p), size=size) for _ in range(5)], 0, index)
+    out = [(f.data, f.ts_ns) for f in nic.tx_service(GIG // 1000)]
+    return out, nic.snapshot(), [q.tat for q in nic.txa.queues]
+
+
+@pytest.mark.parametrize("mode", ["rr", "wrr"])
+@pytest.mark.parametrize("rate_mbps", [10000, 9800])
+@pytest.mark.parametrize("size", [60, 700])
+def test_single_frame_turns_at_the_limiters_boundary(mode: str, rate_mbps: int, size: int) -> None:
+    """A queue limited to (about) the link speed whose next eligible time lands exactly on the end
+    of its frame on the wire (or 1 ns after): eligible, and not a shaped wait, as in the plain loop
+    (random times in the property above rarely hit these nanoseconds)."""
+    assert boundary_run(False, mode, rate_mbps, size) == boundary_run(True, mode, rate_mbps, size)
