@@ -280,15 +280,6 @@ class TxArbiter(Element):
             self.credit[p] = 0
             self._cround[p] = self._round
 
-    def _refill(self) -> None:
-        """wrr: nobody ready has credit: run refill rounds until the next ready pool turns positive."""
-        neg = self._neg
-        target = neg[0][0]
-        self.counters["refills"] += target - self._round
-        self._round = target
-        while neg and neg[0][0] <= target:
-            self._ready.append(heappop(neg)[2])
-
     # -- queues ------------------------------------------------------------------
     def enqueue(self, qi: int, frames: Batch, now_ns: int) -> int:
         q = self.queues[qi]
@@ -590,12 +581,6 @@ class TxArbiter(Element):
         self._busy[p] -= 1
         if not self._busy[p]:
             self._cur(p)
-
-    def _wait_credit(self, p: int, cr: int) -> None:
-        """wrr: pool p is ready but out of credit: it turns positive after this many refill rounds."""
-        r = self.state.pools[p].tx_refill * CREDIT_UNIT
-        heappush(self._neg, (self._round + (-cr) // r + 1, self._seq, p))
-        self._seq += 1
 
     def snapshot(self) -> dict[str, Any]:
         snap = super().snapshot()
