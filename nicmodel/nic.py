@@ -113,6 +113,9 @@ class Nic(Element):
         self._raised: list[int] = []
         self._tx_gen = -1
         self._wire: list[Frame] = []
+        # The TX engine sends a header this pool already sent plainly to the wire without a
+        # call (TxArbiter.service's inline); False: every frame through `_tx_frame` (tests).
+        self.tx_inline = True
         self._tx_spoofed = [0] * len(self.state.pools)   # per pool: TX security drops
         self._tx_spoofed_bytes = [0] * len(self.state.pools)
         # The graph's view: one core queue per RX ring, ports for the wire and each pool.
@@ -892,6 +895,9 @@ class Nic(Element):
         self._veb_on = st.veb_en and st.link_up and st.rx_enable
         self._veb_plans: list[dict[bytes, VebPlan]] = [{} for _ in pools]
         self._fast: list[dict[bytes, object]] = [{} for _ in pools]
+        # what the TX engine looks up inline: the cache of a pool that sends frames as handed over
+        self._inline: list[dict[bytes, object] | None] = [
+            fast if plain else None for fast, plain in zip(self._fast, self._plain, strict=True)]
         dl = 0
         for r in st.mirror:
             if r.downlink_mirror:
@@ -959,20 +965,12 @@ class Nic(Element):
         return any(len(q.ring) >= q.limit and q.enabled and not q.drop_en for q, _ in copies)
 
     def _tx_frame(self, f: Frame, pool: int, start_ns: int) -> bool:
-        """One frame the arbiter starts: VMVIR, anti-spoof, VEB, the wire.  False: it must wait.
+        """One frame the arbiter starts: VMVIR insertion, anti-spoof (E.3: insertion first),
+        then VEB loopback, the downlink mirror and the wire.  False: it must wait.
 
-        Inline: a frame whose header (DA, SA, type or tag) this pool already sent plainly to
-        the wire this generation (anti-spoof passed, no local copy, no mirror); everything
-        else goes through `_tx_slow`, which fills that cache.
-        """
-        if f.vlan is None and self._plain[pool] and self._fast[pool].get(f.data[:16]) is _WIRE:
-            self._wire.append(f)
-            return True
-        return self._tx_slow(f, pool, start_ns)
-
-    def _tx_slow(self, f: Frame, pool: int, start_ns: int) -> bool:
-        """VMVIR insertion, anti-spoof (E.3: insertion first), then VEB loopback, the downlink
-        mirror and the wire.
+        A frame whose header (DA, SA, type or tag) this pool already sent plainly to the wire
+        this generation (anti-spoof passed, no local copy, no mirror) never gets here: the
+        arbiter sends it inline (`tx_service`); this fills that cache.
 
         VEB loopback into a queue that is full and has drop enable off does not lose the
         frame: it stays at the head of its TX queue (that queue blocks, the others go on)
@@ -1048,6 +1046,7 @@ class Nic(Element):
             self._tx_prepare()
         wire: list[Frame] = []
         self._wire = wire
+        inline = (self._inline, wire, _WIRE) if self.tx_inline else None
         if self.tx_qdisc:
             # The policies' frames reach their rings at the time each may leave (a shaper's),
             # the engine run up to that time first so the ring has the room it had then.
@@ -1055,12 +1054,12 @@ class Nic(Element):
                 left = None if limit is None else limit - len(wire)
                 if left is not None and left <= 0:
                     break
-                self.txa.service(nxt[0], left, self._tx_frame)
+                self.txa.service(nxt[0], left, self._tx_frame, inline)
                 if self.txa.run_ns < nxt[0] or not self._tx_feed(nxt[1], self.tx_qdisc[nxt[1]], nxt[0]):
                     break            # the budget stopped the engine, or nothing moved
             limit = None if limit is None else limit - len(wire)
         if limit is None or limit > 0:
-            self.txa.service(now_ns, limit, self._tx_frame)
+            self.txa.service(now_ns, limit, self._tx_frame, inline)
         if self.tx_qdisc:
             for p, qd in self.tx_qdisc.items():
                 self._tx_feed(p, qd, now_ns)

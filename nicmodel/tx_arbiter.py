@@ -94,11 +94,19 @@ COMPENSATION_BYTES = 2048
 _NS = 1_000_000_000
 _DATA = attrgetter("data")
 
-# where a queue is
-IDLE, WAITING, READY, BLOCKED = 0, 1, 2, 3
-
 # handle(frame, pool, start_ns) -> False to refuse the head frame (its queue blocks)
 Handle = Callable[[Frame, int, int], bool]
+# (per-pool dict of headers or None, the list such frames go to, the mark): TxArbiter.service
+Inline = tuple[list[dict[bytes, object] | None], list[Frame], object]
+
+
+def _never(f: Frame) -> None:  # pragma: no cover
+    raise AssertionError("no inline headers")
+
+
+_NO_CREDIT = 1 << 62   # rr: a pool's turn never ends for want of credit
+# how a run of a queue's frames ended
+_WAITING, _ELIGIBLE, _DRAINED, _BLOCKED = 0, 1, 2, 3
 
 
 class TxQueue:
@@ -106,12 +114,14 @@ class TxQueue:
 
     The limiter keeps its schedule ``tat`` (the next eligible time) in float nanoseconds,
     ``ns_per_byte`` and ``lag_ns`` (the compensation window) at its rate; ``next_ns`` is that
-    time rounded up to a nanosecond.  (Float: exact integers would need bit-ns products
-    that cost several times as much per frame; the error is ~1e-4 ns after hours.)
+    time rounded up to a nanosecond.  (Float: exact integers would need bit-ns products that
+    cost several times as much per frame; the error is ~1e-4 ns after hours.)  ``last_ts``
+    bounds the hand-over times in the ring (the latest ever): a run of the arbiter that
+    starts past it need not look at them.
     """
 
-    __slots__ = ("index", "ring", "size", "enabled", "rate_bps", "tat", "next_ns", "accepted", "accepted_bytes",
-                 "pool", "ok", "where", "ns_per_byte", "lag_ns", "discarded")
+    __slots__ = ("index", "ring", "size", "enabled", "rate_bps", "tat", "last_ts", "accepted", "accepted_bytes",
+                 "pool", "ok", "ns_per_byte", "lag_ns", "discarded")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -120,7 +130,7 @@ class TxQueue:
         self.enabled = False
         self.rate_bps = 0  # 0: no limit
         self.tat = 0.0
-        self.next_ns = 0
+        self.last_ts = 0
         self.ns_per_byte = 0.0
         self.lag_ns = 0.0
         self.accepted = 0        # frames / bytes ever put on the ring
@@ -128,7 +138,6 @@ class TxQueue:
         self.discarded = 0       # frames handed over but thrown away unsent (a function reset)
         self.pool = -1      # owning pool in the current layout (set by the arbiter)
         self.ok = False     # may be served (TCTL.EN, VFTE, TXDCTL.ENABLE), as of the arbiter's rebuild
-        self.where = IDLE
 
     # Sent = handed over - still in the ring (a TX ring never drops), so serving a frame
     # only pops it; the figures are exact at any moment.
@@ -154,6 +163,10 @@ class TxQueue:
         self.ring.clear()
         return n
 
+    @property
+    def next_ns(self) -> int:
+        return ceil(self.tat)
+
     def set_rate(self, rate_bps: int) -> None:
         """A new rate factor; the queue's next eligible time is kept."""
         self.rate_bps = rate_bps
@@ -163,7 +176,11 @@ class TxQueue:
 
     def eligible_ns(self) -> int:
         ts = self.ring[0][1]
-        return self.next_ns if self.rate_bps and self.next_ns > ts else ts
+        if self.rate_bps:
+            nx = ceil(self.tat)
+            if nx > ts:
+                return nx
+        return ts
 
     def config(self) -> dict[str, Any]:
         return {"size": self.size, "enabled": self.enabled, "rate_bps": self.rate_bps,
@@ -202,6 +219,7 @@ class TxArbiter(Element):
         self._gen = -1
         self._wire: dict[int, int] = {}   # frame length -> ns on the wire at _wire_speed
         self._wire_speed = 0
+        self._no_fast: list[dict[bytes, object] | None] = [None] * n
 
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:  # pragma: no cover
         raise NotImplementedError("use Nic.tx(pool, frames, now_ns)")
@@ -232,7 +250,6 @@ class TxArbiter(Element):
             p = st.pool_of_queue(q.index)
             q.pool = p if p < np else -1
             q.ok = on and q.pool >= 0 and bool((vfte >> p) & 1) and q.enabled
-            q.where = IDLE
             if q.ok and q.ring:
                 self._wait(q, q.eligible_ns())
                 busy[p] += 1
@@ -245,7 +262,6 @@ class TxArbiter(Element):
     def _wait(self, q: TxQueue, eligible_ns: int) -> None:
         heappush(self._heap, (eligible_ns, self._seq, q))
         self._seq += 1
-        q.where = WAITING
 
     def _cur(self, p: int) -> int:
         """Pool p's credit brought up to the current refill round (wrr)."""
@@ -264,23 +280,6 @@ class TxArbiter(Element):
             self.credit[p] = 0
             self._cround[p] = self._round
 
-    def _pool_ready(self, p: int) -> None:
-        if self.mode == "wrr":
-            c = self._cur(p)
-            if c <= 0:
-                self._wait_credit(p, c)
-                return
-        self._ready.append(p)
-
-    def _refill(self) -> None:
-        """wrr: nobody ready has credit: run refill rounds until the next ready pool turns positive."""
-        neg = self._neg
-        target = neg[0][0]
-        self.counters["refills"] += target - self._round
-        self._round = target
-        while neg and neg[0][0] <= target:
-            self._ready.append(heappop(neg)[2])
-
     # -- queues ------------------------------------------------------------------
     def enqueue(self, qi: int, frames: Batch, now_ns: int) -> int:
         q = self.queues[qi]
@@ -291,6 +290,8 @@ class TxArbiter(Element):
         was_empty = not ring
         batch = frames[:n]
         ring.extend([(f, now_ns) for f in batch])
+        if now_ns > q.last_ts:
+            q.last_ts = now_ns
         q.accepted += n
         q.accepted_bytes += sum(map(len, map(_DATA, batch)))
         if was_empty and q.ok and self._gen == self.state.generation:
@@ -318,13 +319,19 @@ class TxArbiter(Element):
 
     # -- service -------------------------------------------------------------------
     def service(self, now_ns: int, limit: int | None = None,
-                handle: Handle | None = None) -> list[tuple[Frame, int]]:
+                handle: Handle | None = None, inline: Inline | None = None) -> list[tuple[Frame, int]]:
         """Run the TX engine up to ``now_ns``: every frame whose transmission starts by then.
 
         Without ``handle``: returns (frame, pool) in wire order.  With it: each frame is
         handed to ``handle(frame, pool, start_ns)`` instead (the list stays empty); a False
         return refuses it: the frame stays at the head of its queue, which is blocked until
-        `wake`, and it costs no wire time, credit or rate.
+        `wake`, and it costs no wire time, credit or rate.  ``handle`` must not call back
+        into the arbiter.
+
+        ``inline`` = (headers, out, mark): a frame of pool P without a descriptor tag
+        (``vlan`` None) whose first 16 bytes map to ``mark`` in ``headers[P]`` (a dict, or None
+        for none) is appended to ``out`` instead of calling ``handle``, as ``handle`` would have
+        done with it (the NIC's cache of headers it sends plainly to the wire).
         """
         st = self.state
         if self._gen != st.generation:
@@ -334,11 +341,22 @@ class TxArbiter(Element):
             def handle(f: Frame, p: int, t: int) -> bool:
                 out.append((f, p))
                 return True
+        if inline is None:
+            fast: list[dict[bytes, object] | None] = self._no_fast
+            wapp: Callable[[Frame], None] = _never   # fast has no dicts
+            mark: object = None
+        else:
+            fast, wout, mark = inline
+            wapp = wout.append
         heap = self._heap
         ready = self._ready
         rqs = self._rq
+        neg = self._neg
         credit = self.credit
         cround = self._cround
+        pools = st.pools
+        rnd = self._round
+        seq = self._seq
         wrr = self.mode == "wrr"
         if self._wire_speed != st.link_speed_bps:
             self._wire_speed = st.link_speed_bps
@@ -348,19 +366,38 @@ class TxArbiter(Element):
         stamp = self.stamp_tx
         burst = self.burst
         t = self.wire_free_ns if self.wire_free_ns > self.run_ns else self.run_ns
-        n = shaped = cr = 0
+        n = shaped = 0
+        tat = lag = npb = 0.0
         idle = False
         while True:
             while heap and heap[0][0] <= t:
                 q = heappop(heap)[2]
-                d = rqs[q.pool]
-                q.where = READY
+                p = q.pool
+                d = rqs[p]
                 d.append(q)
-                if len(d) == 1:
-                    self._pool_ready(q.pool)
+                if len(d) == 1:   # the pool has a ready queue again
+                    if wrr:
+                        c = credit[p]
+                        if cround[p] != rnd:   # brought up to this refill round (_cur)
+                            rb = pools[p].tx_refill * CREDIT_UNIT
+                            c += (rnd - cround[p]) * rb
+                            if c > 2 * rb:
+                                c = 2 * rb
+                            credit[p] = c
+                            cround[p] = rnd
+                        if c <= 0:   # it waits for the refill round that turns it positive
+                            heappush(neg, (rnd + (-c) // (pools[p].tx_refill * CREDIT_UNIT) + 1, seq, p))
+                            seq += 1
+                            continue
+                    ready.append(p)
             if not ready:
-                if wrr and self._neg:
-                    self._refill()
+                if wrr and neg:
+                    # nobody ready has credit: refill rounds until the next pool turns positive
+                    target = neg[0][0]
+                    self.counters["refills"] += target - rnd
+                    self._round = rnd = target
+                    while neg and neg[0][0] <= target:
+                        ready.append(heappop(neg)[2])
                     continue
                 if not heap or heap[0][0] > now_ns:
                     idle = True   # nothing more starts by now_ns
@@ -369,66 +406,160 @@ class TxArbiter(Element):
                 continue
             if t > now_ns or n == lim:
                 break
+            # A turn: q's head frame starts at t.  Its next frames are served in the same run
+            # while the top of this loop would pick q again at once (its pool's only ready
+            # queue, the pool keeps the turn -- wrr: credit left; rr: the only ready pool --
+            # nothing else due by then, not past now_ns or the limit): ``stop`` is the last
+            # start time for which that holds.  A next frame that its limiter (or its hand-over
+            # time) holds back is waited for in the run too when no other pool could use the
+            # wire meanwhile (``alone``).  Otherwise one frame, as the plain loop.
             p = ready[0]
             d = rqs[p]
             q = d.popleft()
             ring = q.ring
             r = q.rate_bps
-            while True:
-                f = ring[0][0]
+            if r:
+                tat = q.tat
+                lag = q.lag_ns
+                npb = q.ns_per_byte
+            if wrr:
+                cr = credit[p]
+                if cround[p] != rnd:   # a refill round since (_cur)
+                    rb = pools[p].tx_refill * CREDIT_UNIT
+                    cr += (rnd - cround[p]) * rb
+                    if cr > 2 * rb:
+                        cr = 2 * rb
+                    credit[p] = cr
+                    cround[p] = rnd
+            else:
+                cr = _NO_CREDIT
+            fd = fast[p]
+            if not (burst and not d and (wrr or len(ready) == 1)):
+                # one frame: another queue or pool has the next turn (the plain loop's step)
+                f, ts = ring.popleft()
                 if stamp:
                     f.ts_ns = t
-                if not handle(f, p, t):
+                data = f.data
+                if fd is not None and f.vlan is None and fd.get(data[:16]) is mark:
+                    wapp(f)
+                elif not handle(f, p, t):
+                    ring.appendleft((f, ts))
                     self._block(q, d, wrr)
-                    break
-                ring.popleft()
-                nb = len(f.data)
+                    continue
+                else:
+                    data = f.data
+                nb = len(data)
                 if r:
-                    fl = t - q.lag_ns
-                    tat = (q.tat if q.tat > fl else fl) + (nb + WIRE_OVERHEAD) * q.ns_per_byte
-                    q.tat = tat
-                    q.next_ns = ceil(tat)
-                n += 1
+                    fl = t - lag
+                    q.tat = tat = (tat if tat > fl else fl) + (nb + WIRE_OVERHEAD) * npb
                 try:
                     t += wire[nb]
                 except KeyError:
                     t += self._wire_ns(nb)
+                n += 1
                 if wrr:
-                    cr = (credit[p] if cround[p] == self._round else self._cur(p)) - nb
+                    cr -= nb
                     credit[p] = cr
                 if ring:
                     e = ring[0][1]
-                    if r and q.next_ns > e:
-                        e = q.next_ns
+                    if r:
+                        nx = ceil(tat)
+                        if nx >= e:
+                            e = nx
+                            if e > t:
+                                shaped += 1
                     if e <= t:
-                        # the top of the loop would pick q again (still its pool's turn, its only
-                        # ready queue, nothing else due by t, not past now_ns): serve it here
-                        if (not d and (cr > 0 if wrr else len(ready) == 1) and burst and t <= now_ns
-                                and n != lim and not (heap and heap[0][0] <= t)):
-                            continue
                         d.append(q)
                     else:
-                        shaped += r and e == q.next_ns
-                        self._wait(q, e)
+                        heappush(heap, (e, seq, q))
+                        seq += 1
                 else:
                     self._drained(q, p)
-                if wrr:
-                    if cr <= 0 or not d:
-                        ready.popleft()
-                        if d:
-                            self._wait_credit(p, cr)
-                elif d:
-                    ready.rotate(-1)
+            else:
+                stop = now_ns if not heap or heap[0][0] > now_ns else heap[0][0] - 1
+                alone = len(ready) == 1 and not neg
+                left = lim - n   # < 0: no limit
+                hok = q.last_ts <= t   # every frame in the ring was handed over by t
+                k = 0
+                f, ts = ring.popleft()
+                while True:
+                    if stamp:
+                        f.ts_ns = t
+                    data = f.data
+                    if fd is not None and f.vlan is None and fd.get(data[:16]) is mark:
+                        wapp(f)
+                    elif not handle(f, p, t):
+                        ring.appendleft((f, ts))
+                        how = _BLOCKED
+                        break
+                    else:
+                        data = f.data
+                    nb = len(data)
+                    if r:
+                        fl = t - lag
+                        tat = (tat if tat > fl else fl) + (nb + WIRE_OVERHEAD) * npb
+                    try:
+                        t += wire[nb]
+                    except KeyError:
+                        t += self._wire_ns(nb)
+                    k += 1
+                    cr -= nb
+                    if not ring:
+                        how = _DRAINED
+                        break
+                    # next frame eligible? (its hand-over time, and tat <= t: ceil(tat) <= t)
+                    if (hok or ring[0][1] <= t) and (not r or tat <= t):
+                        if cr > 0 and t <= stop and k != left:
+                            f, ts = ring.popleft()
+                            continue
+                        how = _ELIGIBLE
+                        break
+                    e = ring[0][1]
+                    if r:
+                        nx = ceil(tat)
+                        if nx >= e:
+                            e = nx
+                            shaped += 1
+                    if alone and cr > 0 and e <= stop and k != left:
+                        t = e   # the wire waits for this queue's next frame: no other queue has one
+                        f, ts = ring.popleft()
+                        continue
+                    how = _WAITING
+                    break
+                if k:
+                    n += k
+                    if r:
+                        q.tat = tat
+                    if wrr:
+                        credit[p] = cr
+                if how == _WAITING:
+                    heappush(heap, (e, seq, q))
+                    seq += 1
+                elif how == _ELIGIBLE:
+                    d.append(q)
+                elif how == _DRAINED:
+                    self._drained(q, p)
                 else:
+                    self._block(q, d, wrr)
+                    continue
+            if wrr:
+                if cr <= 0 or not d:
                     ready.popleft()
-                break
+                    if d:   # out of credit with queues ready: wait for the refill round
+                        heappush(neg, (rnd + (-cr) // (pools[p].tx_refill * CREDIT_UNIT) + 1, seq, p))
+                        seq += 1
+            elif d:
+                ready.rotate(-1)
+            else:
+                ready.popleft()
+        self._seq = seq
         self.wire_free_ns = t
         run = now_ns if idle or t > now_ns else t   # else the limit stopped it at t
         if run > self.run_ns:
             self.run_ns = run
-        c = self.counters
-        c["served_packets"] += n
-        c["shaped_waits"] += shaped
+        counters = self.counters
+        counters["served_packets"] += n
+        counters["shaped_waits"] += shaped
         return out
 
     def _wire_ns(self, nbytes: int) -> int:
@@ -439,7 +570,6 @@ class TxArbiter(Element):
 
     def _block(self, q: TxQueue, d: deque[TxQueue], wrr: bool) -> None:
         """The head frame was refused: the queue waits for `wake`; the pool's turn goes on."""
-        q.where = BLOCKED
         self.blocked.append(q)
         self.counters["backpressured"] += 1
         if not d:
@@ -448,16 +578,9 @@ class TxArbiter(Element):
             self._ready.rotate(-1)
 
     def _drained(self, q: TxQueue, p: int) -> None:
-        q.where = IDLE
         self._busy[p] -= 1
         if not self._busy[p]:
             self._cur(p)
-
-    def _wait_credit(self, p: int, cr: int) -> None:
-        """wrr: pool p is ready but out of credit: it turns positive after this many refill rounds."""
-        r = self.state.pools[p].tx_refill * CREDIT_UNIT
-        heappush(self._neg, (self._round + (-cr) // r + 1, self._seq, p))
-        self._seq += 1
 
     def snapshot(self) -> dict[str, Any]:
         snap = super().snapshot()
