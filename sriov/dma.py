@@ -66,7 +66,8 @@ BUFFER_DEFAULT = 2048          # SRRCTL.BSIZEPACKET = 2 (KiB): what ixgbevf uses
 MAX_VF_QUEUES = 8              # VF register map: queues 0..7
 _DID_SHIFT = 52
 _READ, _WRITE = 1, 2
-_DRAIN = deque(maxlen=0).extend        # runs an iterator to its end in C (the IOTLB's evictions)
+_SINK: deque[object] = deque(maxlen=0)
+_DRAIN = _SINK.extend                   # runs an iterator to its end in C (the IOTLB's evictions)
 
 
 class DmaQueue:
