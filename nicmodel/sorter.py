@@ -65,6 +65,7 @@ __all__ = ["VmdqSorter", "PoolTarget", "select_pools", "bits_of"]
 
 CACHE_MAX = 65536
 _TPID = b"\x81\x00"
+_IPV4 = b"\x08\x00"
 
 
 def bits_of(bitmap: int) -> list[int]:
@@ -206,14 +207,24 @@ def rss_index(data: bytes, n: int) -> int:
     return h % n
 
 
+def rss_table(queues: tuple[RxQueue, ...]) -> tuple[RxQueue, ...]:
+    """The queue `rss_index`'s hash picks, for every value the hash takes (an xor of octets:
+    0..255): ``table[h]`` is ``queues[h % len(queues)]``, so the fast path does neither the
+    modulo nor the ``len``."""
+    return tuple(queues[h % len(queues)] for h in range(256))
+
+
 class FastTarget:
-    """Cached plan of a unicast (DA, tag) key that selects exactly one pool (RSS picks the queue)."""
+    """Cached plan of a unicast (DA, tag) key that selects exactly one pool (RSS picks the queue).
+
+    ``rss``: None without RSS (every frame to ``q``), else the pool's `rss_table`; rebuilt with
+    the plan whenever the NIC's state changes (the sorter's ``refresh``)."""
 
     __slots__ = ("q", "rss", "pool", "lim", "tagged")
 
     def __init__(self, t: PoolTarget, tagged: bool) -> None:
         self.q = t.q0
-        self.rss = t.queues if t.nq > 1 else None
+        self.rss = rss_table(t.queues) if t.nq > 1 else None
         self.pool = t.pool
         # data length limit: max frame counts the FCS (+4) but not a VLAN tag (-4)
         self.lim = t.max_len if tagged else t.max_len - 4
@@ -327,23 +338,32 @@ class VmdqSorter(Element):
         n_slow = nbytes = 0
         for f in batch:
             d = f.data
-            t = fast_get(d[0:6]) if d[12:14] != _TPID else fast_get(d[0:6] + d[14:16])
-            if t is None or pb or not 14 <= len(d) <= t.lim:
+            et = d[12:14]
+            t = fast_get(d[0:6]) if et != _TPID else fast_get(d[0:6] + d[14:16])
+            n = len(d)
+            if t is None or pb or not 14 <= n <= t.lim:
                 n_slow += 1
                 slow(f, now_ns)
                 continue
             rss = t.rss
             if rss is None:
                 q = t.q
-            else:                       # rss_index, inlined: a call per frame costs as much again
-                off = 16 if t.tagged else 12
-                if d[off:off + 2] == b"\x08\x00" and len(d) >= off + 26:
-                    h = d[off + 17] ^ d[off + 21]
-                    if d[off + 2] == 0x45 and d[off + 11] in (6, 17):
-                        h ^= d[off + 23] ^ d[off + 25]
-                    q = rss[h % len(rss)]
-                else:
+            # rss_index, inlined (a call per frame costs as much again) with the offsets written
+            # out and the pool's table for the modulo; tagged frames' ``et`` is the TPID
+            elif et == _IPV4:
+                if n < 38:
                     q = rss[0]
+                elif d[14] == 0x45 and d[23] in (6, 17):
+                    q = rss[d[29] ^ d[33] ^ d[35] ^ d[37]]
+                else:
+                    q = rss[d[29] ^ d[33]]
+            elif et == _TPID and d[16:18] == _IPV4 and n >= 42:
+                if d[18] == 0x45 and d[27] in (6, 17):
+                    q = rss[d[33] ^ d[37] ^ d[39] ^ d[41]]
+                else:
+                    q = rss[d[33] ^ d[37]]
+            else:
+                q = rss[0]
             ring = q.ring
             if len(ring) >= q.limit:
                 n_slow += 1
@@ -351,7 +371,7 @@ class VmdqSorter(Element):
                 continue
             f.pool = t.pool
             f.queue = q.index
-            nbytes += len(d)
+            nbytes += n
             if q.vlan_strip and t.tagged:
                 f.vlan = ((d[14] << 8) | d[15]) & 0xFFF
                 f.pcp = d[14] >> 4

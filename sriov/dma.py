@@ -48,8 +48,8 @@ Drop reasons: ``dma_fault``, ``no_bus_master``, ``tx_ring_full``.
 from __future__ import annotations
 
 import errno
+from collections import deque
 from itertools import islice
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sriov.errors import SriovError
@@ -66,7 +66,8 @@ BUFFER_DEFAULT = 2048          # SRRCTL.BSIZEPACKET = 2 (KiB): what ixgbevf uses
 MAX_VF_QUEUES = 8              # VF register map: queues 0..7
 _DID_SHIFT = 52
 _READ, _WRITE = 1, 2
-_DATA = attrgetter("data")
+_SINK: deque[object] = deque(maxlen=0)
+_DRAIN = _SINK.extend                   # runs an iterator to its end in C (the IOTLB's evictions)
 
 
 class DmaQueue:
@@ -317,7 +318,8 @@ class VfDma(Element):
         if (self.memory.version, hpa, dom.did, dom.version, shift, dq.bsize, dq.size) != dq.kver:   # as _read_ring
             self._read_ring(dq, hpa, dom)
         n = len(batch)
-        if max(map(len, map(_DATA, batch))) > dq.minlim:
+        # a list comprehension: a third cheaper than max(map(len, map(attrgetter("data"), ...)))
+        if max([len(f.data) for f in batch]) > dq.minlim:
             self._tally(1, misses)
             return self._frames(batch, dq, write, rid, dom)
         need = _WRITE if write else _READ
@@ -327,8 +329,22 @@ class VfDma(Element):
         if 4 * (runs[head] - head) <= n and keys[head] not in tlb:
             got = self._burst(dq, n, tlb, cap, need)
             if got >= 0:
-                self._tally(n + 1, misses + got)
-                return self._count(batch, write, 0)
+                # _tally(n + 1, misses + got) and _count(batch, write, 0), written out: the
+                # streaming case's two calls cost as much as the rest of its bookkeeping
+                misses += got
+                ic = iommu.counters
+                ic["translations"] += n + 1
+                ic["iotlb_hits"] += n + 1 - misses
+                ic["iotlb_misses"] += misses
+                ic["page_walks"] += misses
+                ic["walk_reads"] += misses * iommu.walk_levels
+                if write:
+                    self.counters["rx_delivered"] += n
+                    if self.hide_vlan:
+                        return self._count(batch, write, 0, False)
+                else:
+                    self.counters["tx_fetched"] += n
+                return batch
         bad: list[Frame] | None = None
         i = 0
         while i < n:
@@ -407,8 +423,7 @@ class VfDma(Element):
             if k > cap:
                 ks, es = ks[-cap:], es[-cap:]
         elif over > 0:
-            for old in list(islice(tlb, over)):
-                del tlb[old]
+            _DRAIN(map(tlb.pop, list(islice(tlb, over))))
         tlb.update(zip(ks, es, strict=False))        # the same length: slices of the same runs
         dq.head = end if end < size else 0
         return k
@@ -493,16 +508,19 @@ class VfDma(Element):
         self.iommu.trace.append((rid, dom.name, iova, (e >> 2) << shift | (iova & (self.iommu.page_size - 1)),  # type: ignore[union-attr]
                                  n, write))
 
-    def _count(self, out: Batch, write: bool, faults: int) -> Batch:
+    def _count(self, out: Batch, write: bool, faults: int, count: bool = True) -> Batch:
+        """The frames that passed counted (unless ``count`` is off: done already) and, for RX
+        with a port VLAN, its stripped tag taken off them."""
         c = self.counters
         if write:
-            c["rx_delivered"] += len(out)
-            c["rx_dma_faults"] += faults
+            if count:
+                c["rx_delivered"] += len(out)
+                c["rx_dma_faults"] += faults
             if self.hide_vlan:                           # a port VLAN: the tag is not the guest's
                 for f in out:
                     f.vlan = None
                     f.pcp = 0
-        else:
+        elif count:
             c["tx_fetched"] += len(out)
             c["tx_dma_faults"] += faults
         return out

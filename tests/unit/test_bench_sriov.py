@@ -36,8 +36,38 @@ def test_rx_pass_times_rx_poll_and_dma_apart() -> None:
     ticks = iter(range(0, 10**9, 1000))
     (s,) = sriov.rx_sriov(pf, frames, 32, 1, clock=lambda: next(ticks))
     # a fake clock that moves 1 us per read; 8 batches are one drain cycle (rings of 512, 2 VFs):
-    # one stretch of each kind, so 1 us of each over the 256 frames
+    # one stretch of Nic.rx (1 us over the 256 frames); each of the 8 queues (0xA: 4 per VF)
+    # polled and its frames DMAed right after, a stretch of each per queue (8 us of each)
     assert pf.nic.rings.queues[pf.vfs[0].nic_queues[0]].size == 512
+    assert sum(len(vf.nic_queues) for vf in pf.vfs) == 8
     assert s["frames"] == 256
-    assert s["rx_us"] == s["poll_us"] == s["dma_us"] == 1.0 / 256
+    assert s["rx_us"] == 1.0 / 256
+    assert s["poll_us"] == s["dma_us"] == 8.0 / 256
     assert sum(vf.dma.counters["rx_delivered"] for vf in pf.vfs) == 256
+
+
+def test_each_queue_is_dmaed_right_after_its_poll(monkeypatch) -> None:
+    """As VirtualFunction.receive does it: poll a queue, DMA what it got, then the next queue
+    (a DMA pass after every poll would work on frames long out of the cache)."""
+    pf = sriov.build_pf(2, 4096, 64)
+    frames = sriov.frames_to([sriov.vf_mac(k) for k in range(2)], 256)
+    events: list[tuple[str, int]] = []
+    nic = pf.nic
+    real_poll = nic.poll
+
+    def poll(q: int, budget: int, now: int):
+        events.append(("poll", q))
+        return real_poll(q, budget, now)
+    monkeypatch.setattr(nic, "poll", poll)
+    for vf in pf.vfs:
+        real_rx = vf.dma.rx
+
+        def rx(batch, real_rx=real_rx):
+            events.append(("dma", batch[0].queue))
+            return real_rx(batch)
+        monkeypatch.setattr(vf.dma, "rx", rx)
+    sriov.rx_sriov(pf, frames, 32, 1)
+    for i, (kind, q) in enumerate(events):
+        if kind == "dma":
+            assert events[i - 1] == ("poll", q)
+    assert sum(k == "dma" for k, _ in events) >= 2

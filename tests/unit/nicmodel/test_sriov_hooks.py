@@ -83,3 +83,64 @@ def test_the_fast_path_spreads_over_a_pools_queues_exactly_as_rss_index(body, ta
         nic.rx([f], 0)
         assert f.queue == qs[rss_index(data, len(qs))]
         nic.poll(f.queue, 64, 0)
+
+
+def test_the_rss_table_is_the_modulo_of_every_hash_value() -> None:
+    from nicmodel.sorter import rss_table
+    nic = Nic(mrqc=0xA)                                # 32 pools x 4
+    qs = tuple(nic.rings.queues[q] for q in nic.state.pool_queues(3))
+    table = rss_table(qs)
+    assert len(table) == 256                           # an xor of octets: 0..255
+    assert all(table[h] is qs[h % 4] for h in range(256))
+
+
+# (not 0x8100 behind the addresses: a tag is the ``tagged`` flag's, VID 7, which the pool takes)
+_ETHERTYPES = st.sampled_from([b"\x08\x00", b"\x08\x00", b"\x86\xdd", b"\x08\x06", b"\x00\x00"])
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), _ETHERTYPES, st.sampled_from([0x45, 0x46, 0x55]),
+                          st.sampled_from([6, 17, 1, 47]), st.binary(min_size=0, max_size=60)),
+                min_size=1, max_size=12),
+       st.sampled_from([0xB, 0xA]), st.sampled_from([0xB, 0xA]))
+def test_the_fast_paths_table_picks_rss_index_for_any_frame_and_after_a_layout_change(frames, mrqc, mrqc2) -> None:
+    """Every frame (short ones, IPv4 with options, other protocols and Ethertypes, tagged or
+    not) lands on the queue rss_index picks, by the fast path (the second time a DA is seen)
+    as by the general one; and again after the layout changes (2 queues a pool to 4 or back:
+    the pool's table rebuilt)."""
+    for layout in (mrqc, mrqc2):
+        nic = Nic(mrqc=0xB)
+        nic.set_layout(layout)
+        nic.program_pool(5, mac=mac(5), vlan=7, aupe=True, strip_vlan=False)   # tagged and untagged
+        qs = nic.state.pool_queues(5)
+        for tagged, et, vhl, proto, body in frames:
+            hdr = parse_mac(mac(5)) + parse_mac(mac(9)) + (b"\x81\x00\x00\x07" if tagged else b"")
+            ip = (bytes([vhl]) + body[1:9] + bytes([proto]) + body[10:]) if body else b""
+            data = hdr + et + ip
+            for _ in range(2):                         # the first warms the plan cache
+                f = Frame(data)
+                nic.rx([f], 0)
+                if len(data) < 14:
+                    continue
+                assert f.queue == qs[rss_index(data, len(qs))], (data.hex(), layout)
+                nic.poll(f.queue, 64, 0)
+        assert nic.sorter.counters["frames"] == 2 * len(frames)
+
+
+def test_the_fast_path_takes_every_truncation_of_an_ipv4_udp_frame_as_rss_index_does() -> None:
+    """Every length from the bare Ethernet header to past the ports, tagged and untagged: the
+    fast path's bounds (no byte read beyond the frame, queue 0 where rss_index gives up)."""
+    nic = Nic(mrqc=0xA)                                # 4 queues a pool
+    nic.program_pool(5, mac=mac(5), vlan=7, aupe=True, strip_vlan=False)
+    qs = nic.state.pool_queues(5)
+    ip = bytes([0x45, 0, 0, 46, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 7, 10, 0, 1, 9]) + bytes([4, 3, 0, 80])
+    for tag in (b"", b"\x81\x00\x00\x07"):
+        full = parse_mac(mac(5)) + parse_mac(mac(9)) + tag + b"\x08\x00" + ip + bytes(20)
+        for n in range(14 + len(tag), len(full) + 1):      # (a tag cut short: the general path's own matter)
+            data = full[:n]
+            for _ in range(2):                         # the second by the fast path
+                f = Frame(data)
+                nic.rx([f], 0)
+                assert f.queue == qs[rss_index(data, len(qs))], n
+                nic.poll(f.queue, 64, 0)
+        assert rss_index(full, 4) != 0                 # the whole frame's hash picks another queue

@@ -141,3 +141,21 @@ def test_bursts_ending_at_the_ring_end_or_coming_back_to_their_first_run() -> No
         ("tx", 1, 512, 60), ("tx", 1, 511, 60), ("tx", 1, 2, 60), ("tx", 1, 512, 60)]
     for entries in (64, 300):
         assert play(world(4096, entries, False), steps) == play(world(4096, entries, True), steps)
+
+
+def test_a_streaming_burst_to_a_port_vlan_vf_hands_the_guest_untagged_frames() -> None:
+    # a port VLAN: the NIC strips the tag, and the DMA path (the burst's own bookkeeping
+    # included) takes the stripped tag off the frames, as the frame-by-frame path does
+    def run(traced: bool):
+        pf = world(4096, 64, traced)
+        pf.set_vf_vlan(0, 100, qos=3)
+        taken = counting_bursts(pf)
+        got = []
+        for t in range(1, 9):
+            pf.nic.rx([eth(vmac(0), WIRE, vlan=100, pcp=3) for _ in range(40)], t * 1_000_000)
+            got += [(f.vlan, f.pcp, len(f.data)) for f in pf.vf(0).receive(64, t * 1_000_000)]
+        return got, taken[0], dict(pf.iommu.counters), dict(pf.vf(0).dma.counters)
+    fast, slow = run(False), run(True)
+    assert fast[1] > 0 and slow[1] == 0                 # bursts taken, and none with a trace
+    assert fast[0] == slow[0] == [(None, 0, 60)] * 320
+    assert fast[2:] == slow[2:]
