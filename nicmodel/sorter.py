@@ -339,7 +339,9 @@ class VmdqSorter(Element):
         for f in batch:
             d = f.data
             et = d[12:14]
-            t = fast_get(d[0:6]) if et != _TPID else fast_get(d[0:6] + d[14:16])
+            # a tag cut short (under 16 bytes) would make an untagged frame's key: the slow
+            # path counts it as a runt
+            t = fast_get(d[0:6]) if et != _TPID else (fast_get(d[0:6] + d[14:16]) if len(d) >= 16 else None)
             n = len(d)
             if t is None or pb or not 14 <= n <= t.lim:
                 n_slow += 1
@@ -391,7 +393,7 @@ class VmdqSorter(Element):
         c = self.counters
         d = f.data
         n = len(d)
-        if n < 14:
+        if n < 14 or (n < 16 and d[12:14] == _TPID):     # no whole header, or its tag cut short
             c["ruc"] += 1
             self.drop(f, "runt")
             return

@@ -197,3 +197,26 @@ def test_veb_loopback_raises_the_interrupt_of_the_receiving_queue():
     nic.tx(1, [frame], 3000)
     nic.tx_service(3000)
     assert q2 in nic.take_interrupts()
+
+
+@pytest.mark.parametrize("layout", ["vt_off", "vmdq", "vmdq_rss"])
+@pytest.mark.parametrize("length", [14, 15])
+def test_rx_tag_cut_short_is_a_runt(layout: str, length: int) -> None:
+    """A frame from the wire whose VLAN tag (TPID 0x8100) is cut short, 14 or 15 bytes: counted
+    (ruc) and dropped as a runt on every layout, as on TX; before, 15 bytes raised IndexError
+    and 14 passed as an untagged frame of the same MAC (its key was the untagged one)."""
+    from vswitch.core.frame import Frame
+    nic = Nic()
+    if layout == "vt_off":
+        nic.set_vt(False)
+    else:
+        if layout == "vmdq_rss":
+            nic.set_layout(0xB)
+        nic.program_pool(1, mac=mac(1))
+    whole = eth(mac(1), vlan=0).data
+    # an untagged frame first: mac(1)'s plan is cached, the key a 14-byte tagged frame made
+    nic.rx([eth(mac(1)), Frame(whole[:length]), eth(mac(1))], 0)
+    snap = nic.snapshot()
+    assert snap["drops"]["runt"] == 1 and snap["port"]["ruc"] == 1
+    got = nic.poll(0) if layout == "vt_off" else [f for fs in drain(nic).values() for f in fs]
+    assert len(got) == 2 and all(len(f.data) == 60 for f in got)   # the whole frames still arrive
