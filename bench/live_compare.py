@@ -397,8 +397,9 @@ def stage_costs(run: Run) -> dict[str, float]:
 
 def calibrate(run: Run, base: CostTable | None = None, emulation: bool = True) -> tuple[CostTable, dict[str, Any]]:
     """The model's costs from this run's perf-show and CPU time (`from_perf`).  With
-    ``emulation`` (software mode) the NIC model's time is charged too: the prediction is then
-    vswitchd's own, which runs its NIC model on the same thread as its switch.  VMDq and SR-IOV
+    ``emulation`` (software mode) the NIC model's time and the loop's own work are charged
+    too: the prediction is then vswitchd's own, which runs its NIC model on the same thread as
+    its switch.  VMDq and SR-IOV
     are predicted as a host whose NIC is hardware (the NIC model and the DMA it emulates, the
     reads and writes of the pools' and VFs' frames, free), which is what those designs are."""
     f = int(run.perf["frames"])
@@ -410,7 +411,8 @@ def calibrate(run: Run, base: CostTable | None = None, emulation: bool = True) -
                       "switch_ns_per_frame": (run.perf["switch_ns"] + timer_graph) / (f or 1),
                       "tx_ns_per_frame": (run.perf["tx_ns"] + timer_tx) / (f or 1),
                       "cpu_ns_per_frame": run.cpu_ns / (f or 1),
-                      "loop_ns_per_frame": stage_costs(run)["loop_ns"]},
+                      # the loop's work is vswitchd's (its emulation's, in VMDq and SR-IOV mode)
+                      "loop_ns_per_frame": stage_costs(run)["loop_ns"] if emulation else 0.0},
             "nic": {"nic_model_ns_per_frame": run.perf["nic_ns"] / (f or 1),
                     "frames": int(run.perf.get("nic_frames", 0))}}
     return from_perf(perf, base, emulation=emulation)
