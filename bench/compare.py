@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -314,7 +315,6 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         if not 1 <= args.reps <= 100:
             raise ValueError(f"--reps {args.reps}: must be 1-100")
         if args.cpu is not None:
-            import os
             have = sorted(os.sched_getaffinity(0))
             if args.cpu not in have:
                 raise ValueError(f"--cpu {args.cpu}: not a CPU this process may use ({', '.join(map(str, have))})")

@@ -377,9 +377,11 @@ class ControlServer:
                 if not line:
                     break
                 c0 = self.sw.control_started_ns = time.thread_time_ns()
-                writer.write(encode(await self.handle(line)))
-                self.sw.control_cpu_ns += time.thread_time_ns() - c0
-                self.sw.control_started_ns = 0
+                try:
+                    writer.write(encode(await self.handle(line)))
+                finally:                       # also when the client is gone mid-answer
+                    self.sw.control_cpu_ns += time.thread_time_ns() - c0
+                    self.sw.control_started_ns = 0
                 await asyncio.wait_for(writer.drain(), self.idle_timeout)
         except (ConnectionError, BrokenPipeError, TimeoutError):
             pass
