@@ -68,8 +68,10 @@ class Schedule:
         self.frames = 0                  # frames given a time so far (attempted)
         self.bytes = 0
         self.last_due = 0
-        self._period_ns = 1e9 / speed.value if speed.mode == "pps" else 0.0
-        self._ns_per_byte = 8e3 / speed.value if speed.mode == "mbps" else 0.0
+        # Times are one correctly rounded division of an exact product, not a product with a
+        # rounded rate: 12354 B at 1.5 Mb/s is 65,888,000 ns, where bytes * (8e3 / 1.5) truncates
+        # to 65,887,999.
+        self._rate = float(speed.value)
         self._segment_base = 0
         self._ts0: int | None = None
         self._ts_max = 0
@@ -82,9 +84,9 @@ class Schedule:
     def due(self, ts_ns: int, length: int) -> int:
         mode = self.speed.mode
         if mode == "pps":
-            d = int(self.frames * self._period_ns)
+            d = int(self.frames * 1e9 / self._rate)
         elif mode == "mbps":
-            d = int((self.bytes + length) * self._ns_per_byte) if self.frames else 0
+            d = int((self.bytes + length) * 8e3 / self._rate) if self.frames else 0
         elif mode == "multiplier":
             if self._ts0 is None:
                 self._ts0 = self._ts_max = ts_ns
