@@ -23,9 +23,11 @@ of them, until half of its backlog is gone (tc: ``drop_overlimit``, and
 ``drop_overmemory`` when memory was the reason); its CoDel ``count`` grows by
 as many, so its control law tightens, as Linux does.  If that took the
 arriving frame itself (its flow had nothing else), the enqueue reports it
-refused.
+refused.  If the bytes are still over ``memory_limit`` after that batch, the
+fattest flow then loses another batch, until the queue fits.
 
-Departures from Linux: ``memory_limit`` counts frame bytes (Linux counts each
+Departures from Linux: the memory limit is a bound (Linux drops one batch per
+enqueue and may stay over it); ``memory_limit`` counts frame bytes (Linux counts each
 skb's truesize, about 1.5-3x a frame's length); flows are hashed with CRC-32
 (deterministic) instead of a random-seeded jhash; no ``ce_threshold``.
 
@@ -135,6 +137,11 @@ class FqCodel(CodelScheduler):
             return True
         over_memory = self.memory > self.memory_limit
         dropped = self._drop_fattest()
+        # One batch from the fattest flow can leave the bytes over memory_limit (it stops at half
+        # that flow's backlog); Linux then holds more than its limit until the next enqueue.  The
+        # model keeps the limit a bound: it drops batches until the queue fits.
+        while self.memory > self.memory_limit:
+            dropped += self._drop_fattest()
         c = self.counters
         c["drop_overlimit"] += dropped
         if over_memory:
