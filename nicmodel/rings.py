@@ -62,9 +62,16 @@ class RxQueue(Scheduler):
     figures are exact at any moment.  The DMA path (`RxRings.deliver`, the
     sorter's fast path) appends to ``ring`` itself; ``enqueue`` is for frames
     pushed into the queue through the graph.
+
+    ``len_bound``: no frame this queue ever held is longer (data bytes) than this.  The
+    sorter raises it to the pool's max frame whenever it makes a delivery plan for the
+    pool (every frame it writes passed a plan's length check), ``enqueue`` to the frame's
+    length; it is never lowered, so it holds for the frames still in the ring after the
+    max frame shrank.  A VF's DMA skips reading the lengths of a batch when the bound fits
+    every buffer of the ring (`sriov.dma.VfDma`).
     """
 
-    __slots__ = ("index", "ring", "size", "limit", "enabled", "drop_en", "vlan_strip",
+    __slots__ = ("index", "ring", "size", "limit", "enabled", "drop_en", "vlan_strip", "len_bound",
                  "taken_packets", "taken_bytes", "taken_multicast", "taken_broadcast", "rx_dropped", "flushed")
     KIND = "rx_ring"
     DROP_REASONS = ("ring_full",)
@@ -79,6 +86,7 @@ class RxQueue(Scheduler):
         self.limit = 0
         self.drop_en = True
         self.vlan_strip = False
+        self.len_bound = 0
         self.taken_packets = 0
         self.taken_bytes = 0
         self.taken_multicast = 0
@@ -113,6 +121,8 @@ class RxQueue(Scheduler):
 
     def enqueue(self, frame: Frame, now_ns: int) -> bool:
         if len(self.ring) < self.limit:
+            if len(frame.data) > self.len_bound:
+                self.len_bound = len(frame.data)
             self.ring.append(frame)
             return True
         self.rx_dropped += 1

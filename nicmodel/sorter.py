@@ -189,6 +189,9 @@ class PoolTarget:
         self.q0 = queues[0]
         self.nq = len(queues) if rss else 1
         self.mirror = mirror
+        for q in queues:        # every frame this target writes is at most max_len long
+            if max_len > q.len_bound:
+                q.len_bound = max_len
 
 
 def rss_index(data: bytes, n: int) -> int:

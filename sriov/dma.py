@@ -269,7 +269,8 @@ class VfDma(Element):
         `VirtualFunction.receive` hands over): its queue is the first frame's.  The common case
         is written out inline: a domain-tagged IOTLB, no trace, a ring base that sits in one
         page, every frame of the batch fitting the smallest room of the ring's buffers (no
-        frame over several buffers or across a page).  Then the descriptor fetch is one IOTLB
+        frame over several buffers or across a page; for RX known without reading the
+        lengths when the queue's `RxQueue.len_bound` fits that room).  Then the descriptor fetch is one IOTLB
         lookup, and the buffers are translated by runs: the descriptors from the head on
         whose buffers share a page (`DmaQueue.runs`, worked out per ring) are one lookup --
         the IOTLB, else the walk of the domain's table -- and the frames after the first of a
@@ -318,8 +319,12 @@ class VfDma(Element):
         if (self.memory.version, hpa, dom.did, dom.version, shift, dq.bsize, dq.size) != dq.kver:   # as _read_ring
             self._read_ring(dq, hpa, dom)
         n = len(batch)
-        # a list comprehension: a third cheaper than max(map(len, map(attrgetter("data"), ...)))
-        if max([len(f.data) for f in batch]) > dq.minlim:
+        # RX: the frames came from one NIC queue, none longer than its ``len_bound``; when that
+        # fits the ring's smallest room the lengths need not be read (half the cost of a
+        # streaming batch with large pages).  Otherwise a list comprehension: a third cheaper
+        # than max(map(len, map(attrgetter("data"), ...))).
+        if ((not write or self._rx_bound(batch[0].queue) > dq.minlim)
+                and max([len(f.data) for f in batch]) > dq.minlim):
             self._tally(1, misses)
             return self._frames(batch, dq, write, rid, dom)
         need = _WRITE if write else _READ
@@ -379,6 +384,13 @@ class VfDma(Element):
         self.drop_many(bad, "dma_fault")
         gone = set(map(id, bad))
         return self._count([f for f in batch if id(f) not in gone], write, len(bad))
+
+    def _rx_bound(self, queue: int) -> int:
+        """The longest frame NIC queue ``queue`` (one of the VF's) can hold: `RxQueue.len_bound`;
+        for anything else (a frame not from one of its queues) no bound."""
+        if queue not in self.qindex:
+            return 1 << 30
+        return self.vf.nic.rings.queues[queue].len_bound
 
     @staticmethod
     def _burst(dq: DmaQueue, n: int, tlb: dict[int, int], cap: int, need: int) -> int:

@@ -25,6 +25,10 @@ step = st.one_of(
               st.one_of(st.integers(0, RAM - 1), st.integers(RAM, 4 * RAM))),
     # a page of the guest's RAM unmapped, or mapped again read-only (RX writes fault, TX reads pass)
     st.tuples(st.just("unmap"), st.integers(0, 2), st.integers(0, 3), st.booleans()),
+    # frames left in the VF's ring for a later "rx", and its pool's max frame changed meanwhile
+    # (a frame received under a long max frame is still long when the max frame shrinks)
+    st.tuples(st.just("arrive"), st.integers(0, 2), st.integers(1, 20), st.sampled_from([60, 1500, 3000])),
+    st.tuples(st.just("max_frame"), st.integers(0, 2), st.sampled_from([None, 1600, 2048, 3100, 9018])),
 )
 
 
@@ -62,6 +66,10 @@ def play(pf, steps) -> list:
         elif s[0] == "tx":
             seen.append(vf.send([eth(WIRE, vmac(s[1]), size=s[3]) for _ in range(s[2])], t))
             pf.nic.tx_service(t + 500_000)
+        elif s[0] == "arrive":
+            pf.nic.rx([eth(vmac(s[1]), WIRE, size=s[3]) for _ in range(s[2])], t)
+        elif s[0] == "max_frame":
+            pf.nic.set_max_frame(vf.pool, s[2])
         elif s[0] == "desc":
             g = vf.guest
             try:
@@ -159,3 +167,18 @@ def test_a_streaming_burst_to_a_port_vlan_vf_hands_the_guest_untagged_frames() -
     assert fast[1] > 0 and slow[1] == 0                 # bursts taken, and none with a trace
     assert fast[0] == slow[0] == [(None, 0, 60)] * 320
     assert fast[2:] == slow[2:]
+
+
+def test_a_long_frame_left_in_the_ring_after_its_max_frame_shrank_takes_all_its_buffers() -> None:
+    # The DMA skips reading the lengths of a batch when its queue's `len_bound` fits every buffer;
+    # the bound is what the queue ever admitted, not today's max frame.
+    pf = world(4096, 64, False)
+    vf = pf.vf(0)
+    pf.nic.set_max_frame(vf.pool, 9018)
+    pf.nic.rx([eth(vmac(0), WIRE, size=3000)], 1_000_000)
+    pf.nic.set_max_frame(vf.pool, None)              # 1518 again before the guest drains the ring
+    assert [len(f.data) for f in vf.receive(64, 2_000_000)] == [3000]
+    assert sum(q.head for q in vf.dma.rxq) == 2      # two 2 KiB buffers
+    pf.nic.rx([eth(vmac(0), WIRE, size=60) for _ in range(4)], 3_000_000)
+    assert len(vf.receive(64, 4_000_000)) == 4
+    assert sum(q.head for q in vf.dma.rxq) == 6
