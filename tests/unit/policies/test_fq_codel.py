@@ -145,3 +145,16 @@ def test_flows_by_another_key_one_queue_per_guest_port():
     q.push("in", a + b, 0)
     st = q.scheduler.stats()
     assert st["new_flows_len"] == 2 and set(st["per_flow"]) == {"1", "2"}
+
+
+def test_memory_limit_holds_when_one_fat_flow_batch_is_not_enough():
+    # Found by the bounded-buffer property: flows of 2400, 2400 and a 1500 B arrival (6300 B over a
+    # 5000 B memory_limit).  The fattest flow's batch stops at half its bytes (one 1200 B frame),
+    # which leaves 5100 B; the next fattest then loses a batch too, so the queue fits its limit.
+    q = Queue("q", FqCodel(memory_limit=5000, target=10**12))
+    q.push("in", flow(1, 2, size=1200) + flow(2, 2, size=1200), 0)
+    s = q.scheduler
+    assert s.stats()["new_flows_len"] == 2 and s.backlog_bytes == 4800
+    q.push("in", flow(3, 1, size=1500), 0)
+    assert s.backlog_bytes == 3900 <= 5000
+    assert s.counters["drop_overmemory"] == 2 and q.drops["queue_full"] == 2
