@@ -71,3 +71,15 @@ def test_each_queue_is_dmaed_right_after_its_poll(monkeypatch) -> None:
         if kind == "dma":
             assert events[i - 1] == ("poll", q)
     assert sum(k == "dma" for k, _ in events) >= 2
+
+
+def test_sriov_regions_marks_only_its_region_and_delivers_every_frame(monkeypatch) -> None:
+    from bench import sriov_regions
+    calls: list[str] = []
+    monkeypatch.setattr(sriov_regions, "toggle", lambda: lambda: calls.append("x"))
+    assert sriov_regions.main(["vf", "dma", "--frames", "512", "--batch", "64", "--passes", "2"]) == 0
+    # 126 VF queues, each queue's DMA a stretch per drain cycle (one cycle a pass): two marks each
+    assert len(calls) == 2 * 2 * 126
+    calls.clear()
+    assert sriov_regions.main(["base", "rx", "--frames", "512", "--passes", "1"]) == 0
+    assert len(calls) == 2                 # one Nic.rx stretch in the pass's one drain cycle

@@ -1,0 +1,146 @@
+"""Instructions per frame of one region of `bench.sriov`'s RX pass, counted by callgrind.
+
+The timed figures of ``vswitch-bench sriov`` move 1.5-2x with this VM's spells; the
+instruction count of a region does not.  This runs the RX pass of bench/sriov.py (the
+same NICs, frames, batches and drain cycles) and turns callgrind's collection on only
+around one region:
+
+    rx     ``Nic.rx`` (the sorter and ring enqueue; in the VF case the VF layout's sorter)
+    poll   the NAPI polls that drain the rings
+    dma    the VF DMA/IOMMU path (``VfDma.rx``; ``vf`` only)
+
+of one kind: ``base`` (nic-sorter's VMDq NIC, MRQC 0x8), ``same`` (the same in SR-IOV's
+layout, 0xB) or ``vf`` (63 VFs with guests, the IOMMU on).  Set-up and warm-up cancel
+out of the difference of two runs of different lengths:
+
+    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file=/dev/null \\
+        python -m bench.sriov_regions vf dma --passes 2     # and --passes 1
+    instructions per frame = (Collected of 2 passes - Collected of 1) / --frames
+
+(``PYTHONHASHSEED=0`` for a run-to-run identical count.)  The switch is a two-line C
+helper calling ``CALLGRIND_TOGGLE_COLLECT``, built with the C compiler from valgrind's
+``callgrind.h`` into a temporary directory; without them (or outside valgrind) the
+region markers are no-ops and the script only runs the passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import nic_sorter
+from bench import sriov as S
+
+_HELPER = "#include <valgrind/callgrind.h>\nvoid cg_toggle(void) { CALLGRIND_TOGGLE_COLLECT; }\n"
+
+
+def toggle() -> Callable[[], Any] | None:
+    """callgrind's collection switch, or None where the helper cannot be built."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or not Path("/usr/include/valgrind/callgrind.h").exists():
+        return None
+    tmp = Path(tempfile.mkdtemp(prefix="vsw-cgt-"))
+    try:
+        (tmp / "cgt.c").write_text(_HELPER)
+        subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(tmp / "cgt.so"), str(tmp / "cgt.c")],
+                       check=True, capture_output=True)
+        return ctypes.CDLL(str(tmp / "cgt.so")).cg_toggle
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)      # the loaded library stays mapped
+
+
+def rx_pass(nic: Any, batches: list, drain_every: int, queues: list[int], dmas: list | None,
+            marks: dict[str, Callable[[], Any]]) -> int:
+    """bench.sriov.rx_pass without the clock, ``marks[region]`` called on entering and leaving
+    each stretch of that region.  Returns the frames delivered."""
+    rx_on, poll_on, dma_on = marks["rx"], marks["poll"], marks["dma"]
+    delivered = 0
+    for k0 in range(0, len(batches), drain_every):
+        cycle = batches[k0:k0 + drain_every]
+        for b in cycle:
+            for f in b:
+                f.pool = f.queue = -1
+        rx = nic.rx
+        rx_on()
+        for b in cycle:
+            rx(b, 0)
+        rx_on()
+        poll = nic.poll
+        if dmas is None:
+            poll_on()
+            got = [poll(q, 4096, 0) for q in queues]
+            poll_on()
+            delivered += sum(map(len, got))
+        else:
+            for q, d in zip(queues, dmas, strict=True):
+                poll_on()
+                g = poll(q, 4096, 0)
+                poll_on()
+                dma_on()
+                if g:
+                    delivered += len(d.rx(g))
+                dma_on()
+    return delivered
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.sriov_regions", description=__doc__.split("\n\n")[0])
+    ap.add_argument("kind", choices=("base", "same", "vf"))
+    ap.add_argument("region", choices=("rx", "poll", "dma"))
+    ap.add_argument("--passes", type=int, default=1, help="measured passes over the frames (default 1)")
+    ap.add_argument("--frames", type=int, default=65536, help="frames per pass (default 65536, as bench.sriov)")
+    ap.add_argument("--batch", type=int, default=64, help="frames per Nic.rx call (default 64)")
+    ap.add_argument("--page-size", type=int, default=4096, help="IOMMU page size (default 4096)")
+    args = ap.parse_args(argv)
+    if args.region == "dma" and args.kind != "vf":
+        ap.error("the dma region is the VF path's: kind vf")
+    if args.passes < 1 or args.frames < args.batch:
+        ap.error("need --passes >= 1 and --frames >= --batch")
+    B = args.batch
+    dmas: list | None
+    if args.kind == "vf":
+        pf = S.build_pf(63, args.page_size, 64)
+        frames = S.frames_to([S.vf_mac(k) for k in range(63)], args.frames)
+        nic = pf.nic
+        queues = [q for vf in pf.vfs for q in vf.nic_queues]
+        dmas = [vf.dma for vf in pf.vfs for _ in vf.nic_queues]
+        room = min(nic.rings.queues[q].size for q in queues)
+        drain_every = max(1, room * len(pf.vfs) // (2 * B))
+    else:
+        nic, frames = nic_sorter.build("82599", 0x8 if args.kind == "base" else 0xB, 64, args.frames)
+        queues = list(range(nic.profile.num_queues))
+        dmas = None
+        drain_every = max(1, min(q.size for q in nic.rings.queues) * nic.state.num_pools // (2 * B))
+    batches = [frames[i:i + B] for i in range(0, len(frames), B)]
+
+    def off() -> None:
+        return None
+    marks: dict[str, Callable[[], Any]] = dict.fromkeys(("rx", "poll", "dma"), off)
+    gc.disable()
+    rx_pass(nic, batches[:16], drain_every, queues, dmas, marks)        # warm-up: plans, IOTLB
+    rx_pass(nic, batches, drain_every, queues, dmas, marks)
+    sw = toggle()
+    if sw is None:
+        print("sriov_regions: no callgrind helper (needs a C compiler and valgrind's callgrind.h): "
+              "the passes run unmeasured")
+    else:
+        marks[args.region] = sw
+    for _ in range(args.passes):
+        got = rx_pass(nic, batches, drain_every, queues, dmas, marks)
+        if got != len(frames):
+            raise SystemExit(f"sriov_regions: {len(frames) - got} of {len(frames)} frames not delivered")
+    print(f"sriov_regions: {args.kind} {args.region}, {args.passes} x {len(frames)} frames")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
