@@ -17,13 +17,18 @@ out of the difference of two runs of different lengths:
         python -m bench.sriov_regions vf dma --passes 2     # and --passes 1
     instructions per frame = (Collected of 2 passes - Collected of 1) / --frames
 
-(``PYTHONHASHSEED=0`` for a run-to-run identical count.)  The switch is a two-line C
+(``PYTHONHASHSEED=0`` for a run-to-run identical count; ``VSWITCH_PURE=1`` for the interpreted
+dataplane, as `vswitch-bench` chooses it.)  The switch is a two-line C
 helper calling ``CALLGRIND_TOGGLE_COLLECT``, built with the C compiler from valgrind's
 ``callgrind.h`` into a temporary directory; without them (or outside valgrind) the
 region markers are no-ops and the script only runs the passes.
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":          # run as a program: choose the dataplane build before importing it
+    from vswitch import compiled as _compiled
+    _compiled.install()
 
 import argparse
 import ctypes
@@ -37,6 +42,7 @@ from typing import Any
 
 from bench import nic_sorter
 from bench import sriov as S
+from vswitch import compiled
 
 _HELPER = "#include <valgrind/callgrind.h>\nvoid cg_toggle(void) { CALLGRIND_TOGGLE_COLLECT; }\n"
 
@@ -138,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         got = rx_pass(nic, batches, drain_every, queues, dmas, marks)
         if got != len(frames):
             raise SystemExit(f"sriov_regions: {len(frames) - got} of {len(frames)} frames not delivered")
-    print(f"sriov_regions: {args.kind} {args.region}, {args.passes} x {len(frames)} frames")
+    print(f"sriov_regions: {args.kind} {args.region}, {args.passes} x {len(frames)} frames, "
+          f"dataplane {compiled.status()}")
     return 0
 
 
