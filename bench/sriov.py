@@ -124,13 +124,18 @@ def rx_pass(nic: Nic, batches: list[list[Frame]], drain_every: int, queues: list
 def rx_sriov(pf: SriovPf, frames: list[Frame], batch: int, rounds: int,
              clock: Clock = time.thread_time_ns) -> list[dict[str, Any]]:
     """The VF RX path, one sample per pass over ``frames`` (each ends with every ring drained)."""
-    nic = pf.nic
     batches = [frames[i:i + batch] for i in range(0, len(frames), batch)]
+    queues, dmas, drain_every = sriov_rx_layout(pf, batch)
+    return [rx_pass(pf.nic, batches, drain_every, queues, dmas, clock) for _ in range(rounds)]
+
+
+def sriov_rx_layout(pf: SriovPf, batch: int) -> tuple[list[int], list[VfDma], int]:
+    """The VF RX pass's queues (every VF's), each one's DMA path, and the batches per drain
+    cycle (half of what the rings hold: no ring fills between two drains)."""
     queues = [q for vf in pf.vfs for q in vf.nic_queues]
     dmas = [vf.dma for vf in pf.vfs for _ in vf.nic_queues]
-    room = min(nic.rings.queues[q].size for q in queues)
-    drain_every = max(1, room * len(pf.vfs) // (2 * batch))
-    return [rx_pass(nic, batches, drain_every, queues, dmas, clock) for _ in range(rounds)]
+    room = min(pf.nic.rings.queues[q].size for q in queues)
+    return queues, dmas, max(1, room * len(pf.vfs) // (2 * batch))
 
 
 def vmdq_rx(nic: Nic, frames: list[Frame], batch: int, rounds: int,
@@ -138,10 +143,14 @@ def vmdq_rx(nic: Nic, frames: list[Frame], batch: int, rounds: int,
     """The VMDq sorter path as nic-sorter measures it (``Nic.rx``; the drain apart), one
     sample per pass over ``frames``."""
     batches = [frames[i:i + batch] for i in range(0, len(frames), batch)]
-    room = min(q.size for q in nic.rings.queues)
-    drain_every = max(1, room * nic.state.num_pools // (2 * batch))      # as nic_sorter.run
-    queues = list(range(nic.profile.num_queues))
+    queues, drain_every = vmdq_rx_layout(nic, batch)
     return [rx_pass(nic, batches, drain_every, queues, None, clock) for _ in range(rounds)]
+
+
+def vmdq_rx_layout(nic: Nic, batch: int) -> tuple[list[int], int]:
+    """The VMDq RX pass's queues (all of the NIC's) and the batches per drain cycle."""
+    room = min(q.size for q in nic.rings.queues)
+    return list(range(nic.profile.num_queues)), max(1, room * nic.state.num_pools // (2 * batch))  # as nic_sorter.run
 
 
 def tx_round_ns(nframes: int, speed_bps: int, size: int = 60) -> int:

@@ -117,15 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         pf = S.build_pf(63, args.page_size, 64)
         frames = S.frames_to([S.vf_mac(k) for k in range(63)], args.frames)
         nic = pf.nic
-        queues = [q for vf in pf.vfs for q in vf.nic_queues]
-        dmas = [vf.dma for vf in pf.vfs for _ in vf.nic_queues]
-        room = min(nic.rings.queues[q].size for q in queues)
-        drain_every = max(1, room * len(pf.vfs) // (2 * B))
+        queues, dmas, drain_every = S.sriov_rx_layout(pf, B)
     else:
         nic, frames = nic_sorter.build("82599", 0x8 if args.kind == "base" else 0xB, 64, args.frames)
-        queues = list(range(nic.profile.num_queues))
+        queues, drain_every = S.vmdq_rx_layout(nic, B)
         dmas = None
-        drain_every = max(1, min(q.size for q in nic.rings.queues) * nic.state.num_pools // (2 * B))
     batches = [frames[i:i + B] for i in range(0, len(frames), B)]
 
     def off() -> None:
