@@ -1,21 +1,26 @@
-"""Instructions per frame of one region of `bench.sriov`'s RX pass, counted by callgrind.
+"""Instructions per frame of one region of `bench.sriov`'s RX pass or TX run, counted by callgrind.
 
 The timed figures of ``vswitch-bench sriov`` move 1.5-2x with this VM's spells; the
-instruction count of a region does not.  This runs the RX pass of bench/sriov.py (the
-same NICs, frames, batches and drain cycles) and turns callgrind's collection on only
-around one region:
+instruction count of a region does not.  This runs the RX pass or the TX rounds of
+bench/sriov.py (the same NICs, frames, batches, drain cycles and TX rounds) and turns
+callgrind's collection on only around one region:
 
-    rx     ``Nic.rx`` (the sorter and ring enqueue; in the VF case the VF layout's sorter)
-    poll   the NAPI polls that drain the rings
-    dma    the VF DMA/IOMMU path (``VfDma.rx``; ``vf`` only)
+    rx       ``Nic.rx`` (the sorter and ring enqueue; in the VF case the VF layout's sorter)
+    poll     the NAPI polls that drain the rings
+    dma      the VF DMA/IOMMU path (``VfDma.rx``; ``vf`` only)
+    txdma    the VF TX DMA/IOMMU path (``VfDma.tx``; ``vf`` only)
+    tx       the TX hand-over to the pools' queues (``Nic.tx``; ``vf`` and ``vmdq``)
+    service  the TX service (``Nic.tx_service``; ``vf`` and ``vmdq``)
 
 of one kind: ``base`` (nic-sorter's VMDq NIC, MRQC 0x8), ``same`` (the same in SR-IOV's
-layout, 0xB) or ``vf`` (63 VFs with guests, the IOMMU on).  Set-up and warm-up cancel
-out of the difference of two runs of different lengths:
+layout, 0xB), ``vf`` (63 VFs with guests, the IOMMU on) or ``vmdq`` (bench.sriov's VMDq
+TX NIC: 63 pools with the VFs' MACs and anti-spoof).  Set-up and warm-up cancel out of
+the difference of two runs of different lengths (a TX pass: ``--frames`` rounded down
+to whole rounds of ``--tx-batch`` frames per pool):
 
     valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file=/dev/null \\
         python -m bench.sriov_regions vf dma --passes 2     # and --passes 1
-    instructions per frame = (Collected of 2 passes - Collected of 1) / --frames
+    instructions per frame = (Collected of 2 passes - Collected of 1) / frames a pass (printed)
 
 (``PYTHONHASHSEED=0`` for a run-to-run identical count; ``VSWITCH_PURE=1`` for the interpreted
 dataplane, as `vswitch-bench` chooses it.)  The switch is a two-line C
@@ -44,6 +49,8 @@ from bench import nic_sorter
 from bench import sriov as S
 from vswitch import compiled
 
+_RX = ("rx", "poll", "dma")
+_TX = ("txdma", "tx", "service")
 _HELPER = "#include <valgrind/callgrind.h>\nvoid cg_toggle(void) { CALLGRIND_TOGGLE_COLLECT; }\n"
 
 
@@ -98,19 +105,59 @@ def rx_pass(nic: Any, batches: list, drain_every: int, queues: list[int], dmas: 
     return delivered
 
 
+def tx_pass(nic: Any, per: dict[int, list], pools: list[int], dmas: list | None, rounds: int,
+            t: int, step: int, marks: dict[str, Callable[[], Any]]) -> tuple[int, int]:
+    """bench.sriov.tx_sriov's rounds (``dmas``: each pool's VF DMA path) or tx_vmdq's (None)
+    without the clock, ``marks[region]`` around each round's stretch of that region.
+    Returns the TX engine's time after the rounds and the frames served."""
+    txdma_on, tx_on, svc_on = marks["txdma"], marks["tx"], marks["service"]
+    per_round = sum(len(per[p]) for p in pools)
+    served = 0
+    for _ in range(rounds):
+        if dmas is None:
+            oks = [per[p] for p in pools]
+        else:
+            txdma_on()
+            oks = [d.tx(per[p]) for p, d in zip(pools, dmas, strict=True)]
+            txdma_on()
+        tx = nic.tx
+        tx_on()
+        for p, ok in zip(pools, oks, strict=True):
+            tx(p, ok, t)
+        tx_on()
+        t += step
+        before = nic.txa.counters["served_packets"]
+        svc_on()
+        nic.tx_service(t)
+        svc_on()
+        got = nic.txa.counters["served_packets"] - before
+        if got != per_round:
+            raise SystemExit(f"sriov_regions: {got} of {per_round} TX frames sent in a round")
+        served += got
+    return t, served
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.sriov_regions", description=__doc__.split("\n\n")[0])
-    ap.add_argument("kind", choices=("base", "same", "vf"))
-    ap.add_argument("region", choices=("rx", "poll", "dma"))
+    ap.add_argument("kind", choices=("base", "same", "vf", "vmdq"))
+    ap.add_argument("region", choices=(*_RX, *_TX))
     ap.add_argument("--passes", type=int, default=1, help="measured passes over the frames (default 1)")
     ap.add_argument("--frames", type=int, default=65536, help="frames per pass (default 65536, as bench.sriov)")
     ap.add_argument("--batch", type=int, default=64, help="frames per Nic.rx call (default 64)")
+    ap.add_argument("--tx-batch", type=int, default=32,
+                    help="frames per pool per TX round (default 32, as bench.sriov)")
     ap.add_argument("--page-size", type=int, default=4096, help="IOMMU page size (default 4096)")
     args = ap.parse_args(argv)
-    if args.region == "dma" and args.kind != "vf":
-        ap.error("the dma region is the VF path's: kind vf")
-    if args.passes < 1 or args.frames < args.batch:
-        ap.error("need --passes >= 1 and --frames >= --batch")
+    if args.region in ("dma", "txdma") and args.kind != "vf":
+        ap.error(f"the {args.region} region is the VF path's: kind vf")
+    if args.region in _TX and args.kind not in ("vf", "vmdq"):
+        ap.error(f"the {args.region} region is a TX region: kind vf or vmdq")
+    if args.region in _RX and args.kind == "vmdq":
+        ap.error(f"the {args.region} region is an RX region: kind base, same or vf")
+    if args.passes < 1 or args.frames < args.batch or args.tx_batch < 1:
+        ap.error("need --passes >= 1, --frames >= --batch and --tx-batch >= 1")
+    if args.region in _TX:
+        return tx_main(args)
     B = args.batch
     dmas: list | None
     if args.kind == "vf":
@@ -126,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def off() -> None:
         return None
-    marks: dict[str, Callable[[], Any]] = dict.fromkeys(("rx", "poll", "dma"), off)
+    marks: dict[str, Callable[[], Any]] = dict.fromkeys(_RX, off)
     gc.disable()
     rx_pass(nic, batches[:16], drain_every, queues, dmas, marks)        # warm-up: plans, IOTLB
     rx_pass(nic, batches, drain_every, queues, dmas, marks)
@@ -142,6 +189,43 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"sriov_regions: {len(frames) - got} of {len(frames)} frames not delivered")
     print(f"sriov_regions: {args.kind} {args.region}, {args.passes} x {len(frames)} frames, "
           f"dataplane {compiled.status()}")
+    return 0
+
+
+def tx_main(args: argparse.Namespace) -> int:
+    """The TX regions: bench.sriov's TX rounds, two of warm-up, then ``--passes`` passes."""
+    B = args.tx_batch
+    if args.kind == "vf":
+        pf = S.build_pf(63, args.page_size, 64)
+        nic = pf.nic
+        pools = [vf.pool for vf in pf.vfs]
+        dmas: list | None = [vf.dma for vf in pf.vfs]
+        macs = {vf.pool: S.vf_mac(vf.index) for vf in pf.vfs}
+    else:
+        nic = S.build_vmdq_tx(63)
+        pools = list(range(63))
+        dmas = None
+        macs = {p: S.vf_mac(p) for p in pools}
+    # as tx_sriov and tx_vmdq: each pool sends the same frames from its own MAC every round
+    per = {p: [S.Frame(S.OUTSIDE + macs[p] + b"\x08\x00" + bytes(46)) for _ in range(B)] for p in pools}
+    step = S.tx_round_ns(B * len(pools), nic.state.link_speed_bps)
+    rounds = max(1, args.frames // (B * len(pools)))
+
+    def off() -> None:
+        return None
+    marks: dict[str, Callable[[], Any]] = dict.fromkeys(_TX, off)
+    gc.disable()
+    t, _ = tx_pass(nic, per, pools, dmas, 2, 0, step, marks)          # warm-up: IOTLB, queues
+    sw = toggle()
+    if sw is None:
+        print("sriov_regions: no callgrind helper (needs a C compiler and valgrind's callgrind.h): "
+              "the passes run unmeasured")
+    else:
+        marks[args.region] = sw
+    for _ in range(args.passes):
+        t, sent = tx_pass(nic, per, pools, dmas, rounds, t, step, marks)
+    print(f"sriov_regions: {args.kind} {args.region}, {args.passes} x {sent} frames "
+          f"({rounds} rounds of {B} frames from each of {len(pools)} pools), dataplane {compiled.status()}")
     return 0
 
 

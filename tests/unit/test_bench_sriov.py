@@ -6,6 +6,8 @@ import gc
 import json
 from pathlib import Path
 
+import pytest
+
 from bench import sriov
 
 
@@ -83,3 +85,35 @@ def test_sriov_regions_marks_only_its_region_and_delivers_every_frame(monkeypatc
     calls.clear()
     assert sriov_regions.main(["base", "rx", "--frames", "512", "--passes", "1"]) == 0
     assert len(calls) == 2                 # one Nic.rx stretch in the pass's one drain cycle
+
+
+def test_sriov_regions_tx_marks_each_round_of_its_region_and_refuses_other_kinds(monkeypatch, capsys) -> None:
+    from bench import sriov_regions
+    from sriov.dma import VfDma
+    calls: list[str] = []
+    inside = [False]
+
+    def mark() -> None:
+        inside[0] = not inside[0]
+        calls.append("x")
+    monkeypatch.setattr(sriov_regions, "toggle", lambda: mark)
+    dma_tx = VfDma.tx
+    seen: list[bool] = []
+
+    def tx(self, batch):
+        seen.append(inside[0])
+        return dma_tx(self, batch)
+    monkeypatch.setattr(VfDma, "tx", tx)
+    # two rounds of 32 frames from each of 63 VFs a pass, two passes: a stretch a round
+    assert sriov_regions.main(["vf", "txdma", "--frames", str(2 * 32 * 63), "--passes", "2"]) == 0
+    assert len(calls) == 2 * 2 * 2
+    assert seen.count(True) == 2 * 2 * 63 and seen.count(False) == 2 * 63    # the warm-up unmarked
+    assert "2 rounds of 32 frames from each of 63 pools" in capsys.readouterr().out
+    calls.clear()
+    assert sriov_regions.main(["vmdq", "service", "--frames", str(32 * 63), "--passes", "1"]) == 0
+    assert len(calls) == 2
+    for bad in (["vmdq", "txdma"], ["base", "tx"], ["vmdq", "rx"]):
+        with pytest.raises(SystemExit) as e:
+            sriov_regions.main(bad)
+        assert e.value.code == 2
+    assert "TX region" in capsys.readouterr().err
