@@ -66,6 +66,9 @@ __all__ = ["VmdqSorter", "PoolTarget", "select_pools", "bits_of"]
 CACHE_MAX = 65536
 _TPID = b"\x81\x00"
 _IPV4 = b"\x08\x00"
+# IP protocols whose ports `rss_index` hashes (TCP, UDP), by protocol number: a tuple index
+# is cheaper per frame than ``in (6, 17)``, which compares with 6 before it finds 17
+_PORTS = tuple(p in (6, 17) for p in range(256))
 
 
 def bits_of(bitmap: int) -> list[int]:
@@ -205,7 +208,7 @@ def rss_index(data: bytes, n: int) -> int:
     if data[off:off + 2] != b"\x08\x00" or len(data) < off + 26:
         return 0
     h = data[off + 17] ^ data[off + 21]
-    if data[off + 2] == 0x45 and data[off + 11] in (6, 17):
+    if data[off + 2] == 0x45 and _PORTS[data[off + 11]]:
         h ^= data[off + 23] ^ data[off + 25]
     return h % n
 
@@ -338,6 +341,7 @@ class VmdqSorter(Element):
         pb = rings._pb
         touched_add = rings.touched.add
         slow = self._sort_one
+        ports = _PORTS
         n_slow = nbytes = 0
         for f in batch:
             d = f.data
@@ -358,12 +362,12 @@ class VmdqSorter(Element):
             elif et == _IPV4:
                 if n < 38:
                     q = rss[0]
-                elif d[14] == 0x45 and d[23] in (6, 17):
+                elif d[14] == 0x45 and ports[d[23]]:
                     q = rss[d[29] ^ d[33] ^ d[35] ^ d[37]]
                 else:
                     q = rss[d[29] ^ d[33]]
             elif et == _TPID and d[16:18] == _IPV4 and n >= 42:
-                if d[18] == 0x45 and d[27] in (6, 17):
+                if d[18] == 0x45 and ports[d[27]]:
                     q = rss[d[33] ^ d[37] ^ d[39] ^ d[41]]
                 else:
                     q = rss[d[33] ^ d[37]]
