@@ -2,7 +2,8 @@
 the kernel's tbf on a veth between two namespaces and, as recorded, through the project's tbf
 with the same rate, burst and limit.  They deliver the same rate (within 2 %), drop about as
 many frames, pass the same bytes in the first window, and neither exceeds burst + rate*T in
-any window.  bench/tbf_kernel.py makes and removes the namespaces (pyroute2, ``vqp`` names)."""
+any window (the kernel's receive timestamps with 5 % slack).  bench/tbf_kernel.py makes and
+removes the namespaces (pyroute2, ``vqp`` names)."""
 
 from __future__ import annotations
 
@@ -36,5 +37,9 @@ def test_project_tbf_delivers_and_bursts_as_the_kernels_on_the_same_traffic(rate
     assert abs(p["dropped"] - k["dropped"]) <= max(2, 0.02 * k["dropped"]), r
     assert abs(p["first_window_bytes"] - k["first_window_bytes"]) <= frame + 0.01 * k["first_window_bytes"], r
     envelope = r["envelope_first_window"]
-    for x in (k, p):
-        assert x["max_window_bytes"] <= envelope + frame, r
+    # The project's departures are its token bucket's own times: never over the envelope.
+    assert p["max_window_bytes"] <= envelope + frame, r
+    # The kernel's are receive timestamps, taken when the receiving namespace's softirq drains
+    # the veth backlog: on a loaded machine frames that left tbf on time can be stamped
+    # together (one CI run saw 139,000 bytes in a window against 134,000), so 5 % more.
+    assert k["max_window_bytes"] <= 1.05 * envelope + frame, r
