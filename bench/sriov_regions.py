@@ -71,6 +71,21 @@ def toggle() -> Callable[[], Any] | None:
         shutil.rmtree(tmp, ignore_errors=True)      # the loaded library stays mapped
 
 
+def _off() -> None:
+    return None
+
+
+def measure(marks: dict[str, Callable[[], Any]], region: str) -> None:
+    """``marks[region]`` becomes callgrind's collection switch (or stays a no-op, said once,
+    where the helper cannot be built)."""
+    sw = toggle()
+    if sw is None:
+        print("sriov_regions: no callgrind helper (needs a C compiler and valgrind's callgrind.h): "
+              "the passes run unmeasured")
+    else:
+        marks[region] = sw
+
+
 def rx_pass(nic: Any, batches: list, drain_every: int, queues: list[int], dmas: list | None,
             marks: dict[str, Callable[[], Any]]) -> int:
     """bench.sriov.rx_pass without the clock, ``marks[region]`` called on entering and leaving
@@ -171,18 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         dmas = None
     batches = [frames[i:i + B] for i in range(0, len(frames), B)]
 
-    def off() -> None:
-        return None
-    marks: dict[str, Callable[[], Any]] = dict.fromkeys(_RX, off)
+    marks: dict[str, Callable[[], Any]] = dict.fromkeys(_RX, _off)
     gc.disable()
     rx_pass(nic, batches[:16], drain_every, queues, dmas, marks)        # warm-up: plans, IOTLB
     rx_pass(nic, batches, drain_every, queues, dmas, marks)
-    sw = toggle()
-    if sw is None:
-        print("sriov_regions: no callgrind helper (needs a C compiler and valgrind's callgrind.h): "
-              "the passes run unmeasured")
-    else:
-        marks[args.region] = sw
+    measure(marks, args.region)
     for _ in range(args.passes):
         got = rx_pass(nic, batches, drain_every, queues, dmas, marks)
         if got != len(frames):
@@ -211,17 +219,10 @@ def tx_main(args: argparse.Namespace) -> int:
     step = S.tx_round_ns(B * len(pools), nic.state.link_speed_bps)
     rounds = max(1, args.frames // (B * len(pools)))
 
-    def off() -> None:
-        return None
-    marks: dict[str, Callable[[], Any]] = dict.fromkeys(_TX, off)
+    marks: dict[str, Callable[[], Any]] = dict.fromkeys(_TX, _off)
     gc.disable()
     t, _ = tx_pass(nic, per, pools, dmas, 2, 0, step, marks)          # warm-up: IOTLB, queues
-    sw = toggle()
-    if sw is None:
-        print("sriov_regions: no callgrind helper (needs a C compiler and valgrind's callgrind.h): "
-              "the passes run unmeasured")
-    else:
-        marks[args.region] = sw
+    measure(marks, args.region)
     for _ in range(args.passes):
         t, sent = tx_pass(nic, per, pools, dmas, rounds, t, step, marks)
     print(f"sriov_regions: {args.kind} {args.region}, {args.passes} x {sent} frames "
