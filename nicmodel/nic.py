@@ -177,8 +177,23 @@ class Nic(Element):
     def set_layout(self, mrqc: int) -> None:
         """MRQC: pools x queues per pool (82599: 0xB 64x2, 0xA 32x4, 0x8 64x2 without RSS).
 
-        Pool bits for pools the new layout lacks are cleared (`NicState.set_layout`)."""
-        self.state.set_layout(self.profile.layout(mrqc))
+        Pool bits for pools the new layout lacks are cleared (`NicState.set_layout`).  As the PF
+        driver does next (ixgbe_setup_psrtype), every pool's PSRTYPE.RQPL is set to spread over
+        all of its queues when the layout has RSS (log2 of 4, 2 or 1 queues); a VF's pool is
+        then its driver's to set (VFPSRTYPE, `set_psrtype`)."""
+        lay = self.profile.layout(mrqc)
+        self.state.set_layout(lay)
+        rqpl = (lay.queues_per_pool if lay.rss else 1).bit_length() - 1
+        for cfg in self.state.pools:
+            cfg.psrtype = (cfg.psrtype & ~(7 << 29)) | (rqpl << 29)
+        self._changed()
+
+    def set_psrtype(self, pool: int, value: int) -> None:
+        """PSRTYPE[pool] (a VF's VFPSRTYPE): RQPL in bits 31:29 sets how many of the pool's
+        queues RSS spreads over (`NicState.rss_queues`)."""
+        self.state.check_pool(pool)
+        self.state.pools[pool].psrtype = value & 0xFFFFFFFF
+        self._changed()
 
     def set_vt(self, enabled: bool) -> None:
         """PFVTCTL.VT_ENA; off: a single promiscuous queue (vswitchd's software mode)."""
@@ -620,13 +635,13 @@ class Nic(Element):
     def queue_in_use(self, q: int) -> bool:
         """Whether RX queue ``q`` can receive a frame as the NIC is programmed now: with VT off
         queue 0 only; with VT on, a queue the sorter uses (the first of its pool unless RSS
-        spreads over them) of an RX-enabled pool that something selects (a filter, a VLAN,
+        spreads over them: PSRTYPE.RQPL) of an RX-enabled pool that something selects (a filter, a VLAN,
         a filter flag, the default pool, a mirror rule's destination)."""
         st = self.state
         if not st.vt_en:
             return q == 0
         p = st.pool_of_queue(q)
-        if not (st.vfre >> p) & 1 or (not st.layout.rss and st.pool_queues(p)[0] != q):
+        if not (st.vfre >> p) & 1 or st.pool_queues(p).index(q) >= st.rss_queues(p):
             return False
         cfg = st.pools[p]
         return (any(getattr(cfg, k) for k in POOL_FLAGS) or bool(st.rar.macs_of(p)) or bool(st.vlvf.vids_of(p))

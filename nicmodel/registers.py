@@ -19,6 +19,9 @@ Model choices (see docs/nicmodel.md):
   QPRC[0..15], QPRDC[0..15]) are clear-on-read views of the cumulative
   counters; QPRC[n]/QPRDC[n] count the RX queues RQSMR maps to statistics set
   n (reset: every queue in set 0), so every one of the 128 queues is covered.
+* PSRTYPE[n] is stored as written; only RQPL (31:29) acts: RSS spreads pool n's frames over
+  2**RQPL of its queues (reset 0: one).  ``Nic.set_layout`` writes it for every pool as
+  ixgbe_setup_psrtype does; an MRQC write alone leaves it.
 * PFVMECM selects the pools whose TX security drops SSVPC counts.
 
 Use ``write(name, index, value)`` / ``read(name, index)`` by name, or
@@ -255,6 +258,12 @@ class RegisterFile:
         def mrqc_w(_: int, v: int) -> None:
             st.set_layout(prof.layout(v & 0xF))
         self._add("MRQC", 1, lambda i: 0x0EC80, lambda _: st.layout.mrqc, mrqc_w)
+
+        # PSRTYPE: RQPL (31:29) is how many of the pool's queues RSS uses; a write of MRQC alone
+        # leaves it as it was (the driver writes both, as Nic.set_layout does)
+        def psrtype_w(p: int, v: int) -> None:
+            st.pools[p].psrtype = v
+        self._add("PSRTYPE", 64, lambda p: 0x0EA00 + 4 * p, lambda p: st.pools[p].psrtype, psrtype_w)
 
         # per-queue RX: SRRCTL.DROP_EN, RXDCTL.ENABLE/VME, RDLEN
         def srrctl_w(q: int, v: int) -> None:

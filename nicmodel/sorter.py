@@ -181,16 +181,17 @@ def _select_no_replication(st: NicState, d: Derived, da: bytes, tagged: bool, vi
 
 
 class PoolTarget:
-    """One pool a (DA, tag) selects: its queues and its max frame length."""
+    """One pool a (DA, tag) selects: the queues RSS spreads its frames over (one without RSS,
+    else as PSRTYPE.RQPL says) and its max frame length."""
 
     __slots__ = ("pool", "max_len", "queues", "q0", "nq", "mirror")
 
-    def __init__(self, pool: int, max_len: int, queues: list[RxQueue], rss: bool, mirror: bool) -> None:
+    def __init__(self, pool: int, max_len: int, queues: list[RxQueue], mirror: bool) -> None:
         self.pool = pool
         self.max_len = max_len
         self.queues = tuple(queues)
         self.q0 = queues[0]
-        self.nq = len(queues) if rss else 1
+        self.nq = len(queues)
         self.mirror = mirror
         for q in queues:        # every frame this target writes is at most max_len long
             if max_len > q.len_bound:
@@ -266,7 +267,7 @@ class VmdqSorter(Element):
         st = self.state
         if not st.vt_en:
             # VT off: one promiscuous queue (queue 0), the software switch classifies.
-            return (PoolTarget(0, st.pools[0].max_frame, [self.rings.queues[0]], False, False),)
+            return (PoolTarget(0, st.pools[0].max_frame, [self.rings.queues[0]], False),)
         if tagged and st.vlan_filter_en and not (st.vfta.bits >> vid) & 1:
             return "vfta_miss"
         P, mirrored = select_pools(st, self._derived, da, tagged, vid)
@@ -277,8 +278,7 @@ class VmdqSorter(Element):
     def targets_for(self, P: int, mirrored: int = 0) -> tuple[PoolTarget, ...]:
         st = self.state
         rx = self.rings.queues
-        rss = st.layout.rss
-        return tuple(PoolTarget(p, st.pools[p].max_frame, [rx[q] for q in st.pool_queues(p)], rss,
+        return tuple(PoolTarget(p, st.pools[p].max_frame, [rx[q] for q in st.pool_queues(p)[:st.rss_queues(p)]],
                                 bool((mirrored >> p) & 1)) for p in bits_of(P))
 
     def deliver_local(self, f: Frame, P: int, mirrored: int, now_ns: int) -> int:

@@ -16,6 +16,7 @@ Names follow nic-model.md section A:
 ``PFDTXGSWC.LBE`` veb_en;  ``VLNCTRL.VFE`` vlan_filter_en;  ``MCSTCTRL.MO`` mo
 ``VMOLR`` / ``PFVML2FLT`` per pool: AUPE ROMPE ROPE BAM MPE (UPE VPE: X540+), LPE, RLPML
 ``PFVMVIR`` per pool VLAN insertion; ``PFVFSPOOF`` per pool MAC/VLAN anti-spoof
+``PSRTYPE`` per pool: RQPL (bits 31:29), how many of the pool's queues RSS spreads over
 ``PFMRCTL/PFMRVM/PFMRVLAN`` four mirror rules
 
 Pool bits for pools the current layout does not have (a 64-bit register written
@@ -57,6 +58,9 @@ class PoolConfig:
     spoof_mac: bool = False
     spoof_vlan: bool = False
     tx_refill: int = 1   # DCB credit refill, 64-byte units (weighted TX arbitration)
+    # PSRTYPE as written; RQPL (31:29) = log2 of the queues RSS spreads the pool's frames over
+    # (reset 0: one queue).  The header-split bits are stored, not modelled.
+    psrtype: int = 0
 
     @property
     def max_frame(self) -> int:
@@ -151,6 +155,14 @@ class NicState:
     def pool_queues(self, pool: int) -> list[int]:
         lay = self.layout
         return [self.profile.queue_of(lay, pool, i) for i in range(lay.queues_per_pool)]
+
+    def rss_queues(self, pool: int) -> int:
+        """How many of ``pool``'s queues RSS spreads its frames over: 1 when the layout has no
+        RSS, else 2**PSRTYPE.RQPL capped at the queues the pool has (the rest see nothing)."""
+        lay = self.layout
+        if not lay.rss:
+            return 1
+        return min(lay.queues_per_pool, 1 << (self.pools[pool].psrtype >> 29 & 7))
 
     def pool_of_queue(self, q: int) -> int:
         lay = self.layout
