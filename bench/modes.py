@@ -96,7 +96,7 @@ def _build_sriov(topo: Topology, uplink: str) -> tuple[Dataplane, Any]:
         vlan = p.vlan()
         if vlan.mode == "access" and vlan.tag:
             pf.set_vf_vlan(k, vlan.tag)
-        vf.attach_guest(p.name, ram_bytes=16 * 1024 * 1024, mac=p.mac or None)
+        vf.attach_guest(p.name, ram_bytes=16 * 1024 * 1024, cpus=p.vf_cpus, mac=p.mac or None)
         # The port's policies on its VF's queues, as vswitchd's sriov mode installs them.
         if p.rx_qdisc is not None:
             for q in vf.nic_queues:

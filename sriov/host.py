@@ -64,7 +64,7 @@ __all__ = ["SriovHost", "VfBinding", "VF_KEYS", "DEFAULTS", "PROFILES", "build",
 VF_KEYS = {"mac": "mac", "vlan": "vf_vlan", "qos": "vf_qos", "spoofchk": "vf_spoofchk", "trust": "vf_trust",
            "max_tx_rate": "vf_max_tx_rate", "min_tx_rate": "vf_min_tx_rate", "state": "vf_state"}
 DEFAULTS: dict[str, Any] = {"mac": None, "vf_vlan": 0, "vf_qos": 0, "vf_spoofchk": True, "vf_trust": False,
-                            "vf_max_tx_rate": 0, "vf_min_tx_rate": 0, "vf_state": "auto"}
+                            "vf_max_tx_rate": 0, "vf_min_tx_rate": 0, "vf_state": "auto", "vf_cpus": 1}
 GUEST_RAM = 16 * 1024 * 1024     # host memory mapped for each guest's rings (the model keeps no frame bytes)
 ZERO = "00:00:00:00:00:00"
 
@@ -128,7 +128,7 @@ class SriovHost:
         self._apply(vf, want, dict(DEFAULTS))
         v = pf.vf(vf)
         try:
-            v.attach_guest(port, ram_bytes=GUEST_RAM, mtu=mtu)
+            v.attach_guest(port, ram_bytes=GUEST_RAM, cpus=want["vf_cpus"], mtu=mtu)
         except (NicError, VfRequestRefused) as e:
             v.detach_guest()
             self._apply(vf, dict(DEFAULTS), want)

@@ -310,6 +310,7 @@ class SriovPf:
             nic.clear_pool(p)
             nic.set_vmvir(p, "use_desc")
             nic.set_max_frame(p, None)
+            nic.set_psrtype(p, 0)                           # the VF driver's to set (VFPSRTYPE)
             for q in st.pool_queues(p):
                 nic.rings.queues[q].set_enabled(False)
                 nic.rings.queues[q].drop_en = True

@@ -16,10 +16,12 @@ between polls (a deferred PF runs there; a synchronous one has already answered)
 ``probe()`` (ixgbevf_probe -> ixgbevf_sw_init): reset the VF (VFCTRL.RST, wait RSTD),
 RESET through the mailbox (the reply gives the administrative MAC, ACK, or none, NACK,
 and the multicast filter type), negotiate the API from the newest down (1.5 .. 1.0), and
-ask for the queues (1.1+).  ``open(mtu, mac, multicast, xcast, vlans)`` (ixgbevf_open):
+ask for the queues (1.1+), of which it uses as many as the guest has CPUs (``cpus``), at
+most 2 (ixgbevf_set_num_queues).  ``open(mtu, mac, multicast, xcast, vlans)`` (ixgbevf_open):
 the MAC (the admin's, else ``mac``, else one derived from the VF's routing ID, as
-ixgbevf's random one), SET_LPE for the MTU, the rings (descriptor rings and buffers in
-the guest's RAM, VFRDBAL/VFRDLEN/VFSRRCTL/VFRXDCTL with VLAN strip, VFTDBAL/...),
+ixgbevf's random one), SET_LPE for the MTU, VFPSRTYPE (RQPL 1 with two RX queues, else 0:
+the NIC's RSS then spreads over exactly the queues it opened), the rings (descriptor rings
+and buffers in the guest's RAM, VFRDBAL/VFRDLEN/VFSRRCTL/VFRXDCTL with VLAN strip, VFTDBAL/...),
 UPDATE_XCAST_MODE (MULTI, as IFF_MULTICAST asks), SET_MULTICAST with at most 30 hashes
 (the rest are punted, as ixgbevf's comment says), SET_VLAN for each VLAN it joins.
 ``set_rx_mode(groups, allmulti, promisc)`` is ixgbevf_set_rx_mode, what the guest's kernel
@@ -91,6 +93,7 @@ from sriov.vf_regs import (
     VFLINKS,
     VFMAILBOX,
     VFMBMEM,
+    VFPSRTYPE,
     VFRDBAH,
     VFRDBAL,
     VFRDLEN,
@@ -107,6 +110,11 @@ __all__ = ["IxgbeVf", "MailboxTimeout", "VfRequestRefused", "NEGOTIATE_ORDER", "
 MBX_TIMEOUT = 2000                # IXGBE_VF_MBX_INIT_TIMEOUT polls
 NEGOTIATE_ORDER = (API_15, API_14, API_13, API_12, API_11, API_10)
 IXGBEVF_MAX_QUEUES = 8
+IXGBEVF_MAX_RSS_QUEUES = 2
+# ixgbevf_setup_psrtype: the header types it names (TCP, UDP, IPv4, IPv6, L2) and RQPL=1 (bit 29)
+# when it runs more than one RX queue
+PSRTYPE_HDRS = 0x10 | 0x20 | 0x100 | 0x200 | 0x1000
+PSRTYPE_RQPL_2 = 1 << 29
 
 
 class MailboxTimeout(SriovError):
@@ -132,8 +140,10 @@ class IxgbeVf:
     """ixgbevf on one VF (see the module docstring)."""
 
     def __init__(self, bar: Any, ram: GuestRam | None = None, *, wait: Callable[[], Any] | None = None,
-                 retries: int = MBX_TIMEOUT, ring_size: int = 512, buffer_size: int = BUFFER_DEFAULT) -> None:
+                 retries: int = MBX_TIMEOUT, ring_size: int = 512, buffer_size: int = BUFFER_DEFAULT,
+                 cpus: int = 1) -> None:
         self.bar = bar
+        self.cpus = max(1, cpus)          # the guest's num_online_cpus()
         self.ram = ram
         self.wait = wait
         self.retries = retries
@@ -145,6 +155,7 @@ class IxgbeVf:
         self.mc_filter_type = 0
         self.api = API_10
         self.num_rx_queues = self.num_tx_queues = 1
+        self.max_rx_queues = self.max_tx_queues = 1     # what GET_QUEUES offered
         self.trans_vlan = 0
         self.mtu = 1500
         self.multicast: list[bytes] = []
@@ -276,14 +287,22 @@ class IxgbeVf:
         return API_10
 
     def get_queues(self) -> None:
-        """ixgbevf_get_queues (API 1.1+): how many queues, and whether a port VLAN is there."""
+        """ixgbevf_get_queues + ixgbevf_set_num_queues (API 1.1+): what the PF offers (and whether
+        a port VLAN is there), then as many queues as the guest has CPUs, at most
+        IXGBEVF_MAX_RSS_QUEUES (2) -- and never more than offered; API 1.0: one queue."""
+        self.num_rx_queues = self.num_tx_queues = 1
         if self.api not in (API_11, API_12, API_13, API_14, API_15):
             return
         reply = self._ok(self.request([VF_GET_QUEUES, 0, 0, 0, 0], 5), VF_GET_QUEUES, "get queues")
-        self.num_tx_queues = max(1, min(reply[1], IXGBEVF_MAX_QUEUES))
-        self.num_rx_queues = max(1, min(reply[2], IXGBEVF_MAX_QUEUES))
+        self.max_tx_queues = max(1, min(reply[1], IXGBEVF_MAX_QUEUES))
+        self.max_rx_queues = max(1, min(reply[2], IXGBEVF_MAX_QUEUES))
         self.trans_vlan = reply[3]
-        self._note(f"queues: {self.num_rx_queues} rx, {self.num_tx_queues} tx, port vlan {bool(self.trans_vlan)}")
+        rss = min(self.cpus, IXGBEVF_MAX_RSS_QUEUES)
+        self.num_rx_queues = min(rss, self.max_rx_queues)
+        self.num_tx_queues = min(rss, self.max_tx_queues)
+        self._note(f"queues: {self.max_rx_queues} rx, {self.max_tx_queues} tx offered, "
+                   f"{self.num_rx_queues} rx, {self.num_tx_queues} tx used ({self.cpus} cpus), "
+                   f"port vlan {bool(self.trans_vlan)}")
 
     def probe(self) -> None:
         self.reset_hw()
@@ -384,7 +403,9 @@ class IxgbeVf:
     # -- rings ---------------------------------------------------------------------------
     def configure_rings(self) -> None:
         """ixgbevf_configure_rx_ring / _tx_ring: rings and buffers in the guest's RAM, the
-        descriptors written with the buffers' addresses, the queues enabled (VLAN strip on)."""
+        descriptors written with the buffers' addresses, the queues enabled (VLAN strip on);
+        first VFPSRTYPE (ixgbevf_setup_psrtype), so RSS spreads over the RX queues it opens."""
+        self._write(VFPSRTYPE, PSRTYPE_HDRS | (PSRTYPE_RQPL_2 if self.num_rx_queues > 1 else 0))
         if self.ram is None:
             return
         n, bs = self.ring_size, self.buffer_size

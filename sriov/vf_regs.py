@@ -10,6 +10,8 @@ offset     register                  model
                                      (3 = 10G, 2 = 1G, 1 = 100M)
 0x00200    VFMBMEM[0..15]            the mailbox buffer (`sriov.mailbox`)
 0x002FC    VFMAILBOX                 the mailbox control bits (PFSTS/PFACK/RSTD read-to-clear)
+0x00300    VFPSRTYPE                 the pool's PSRTYPE: RQPL (31:29), how many of the VF's
+                                     queues RSS spreads over (reset 0: queue 0 only)
 0x01000    VFRDBAL(i) / 0x01004 BAH  RX descriptor ring base (an IOVA) of VF queue i
 0x01008    VFRDLEN(i)                ring bytes (16 per descriptor; 64..4096 descriptors,
                                      a multiple of 128 bytes, else ignored)
@@ -37,13 +39,14 @@ from nicmodel.rings import RING_MAX, RING_MIN
 if TYPE_CHECKING:
     from sriov.virtual_function import VirtualFunction
 
-__all__ = ["VfRegisters", "VFCTRL", "VFSTATUS", "VFLINKS", "VFMBMEM", "VFMAILBOX", "VFCTRL_RST",
+__all__ = ["VfRegisters", "VFCTRL", "VFSTATUS", "VFLINKS", "VFMBMEM", "VFMAILBOX", "VFCTRL_RST", "VFPSRTYPE",
            "VFRDBAL", "VFRDBAH", "VFRDLEN", "VFRDH", "VFSRRCTL", "VFRDT", "VFRXDCTL",
            "VFTDBAL", "VFTDBAH", "VFTDLEN", "VFTDH", "VFTDT", "VFTXDCTL",
            "VFGPRC", "VFGORC_LSB", "VFGORC_MSB", "VFMPRC", "VFGPTC", "VFGOTC_LSB", "VFGOTC_MSB",
            "DCTL_ENABLE", "RXDCTL_VME", "LINKS_UP"]
 
 VFCTRL, VFSTATUS, VFLINKS, VFMBMEM, VFMAILBOX = 0x0000, 0x0008, 0x0010, 0x0200, 0x02FC
+VFPSRTYPE = 0x0300
 VFCTRL_RST = 1 << 26
 LINKS_UP = 1 << 30
 VFRDBAL, VFRDBAH, VFRDLEN, VFRDH, VFSRRCTL, VFRDT, VFRXDCTL = 0x1000, 0x1004, 0x1008, 0x1010, 0x1014, 0x1018, 0x1028
@@ -76,6 +79,8 @@ class VfRegisters:
             return (LINKS_UP if st.link_up else 0) | (speed << 28)
         if off in (VFCTRL, VFSTATUS):
             return 0
+        if off == VFPSRTYPE:
+            return vf.nic.state.pools[vf.pool].psrtype
         q, reg, rx = self._queue_reg(off)
         if q >= 0:
             return self._read_queue(q, reg, rx)
@@ -136,6 +141,9 @@ class VfRegisters:
         if off == VFCTRL:
             if v & VFCTRL_RST:
                 vf.hardware_reset()
+            return
+        if off == VFPSRTYPE:
+            vf.nic.set_psrtype(vf.pool, v)
             return
         i, reg, rx = self._queue_reg(off)
         if i < 0 or i >= vf.num_queues:

@@ -130,10 +130,12 @@ class VirtualFunction:
         self.pf.iommu.attach(self.rid, domain, who=f"vf {self.index}")
         self.domain = domain
 
-    def attach_guest(self, name: str, ram_bytes: int = 64 * 1024 * 1024, **open_args: Any) -> Guest:
+    def attach_guest(self, name: str, ram_bytes: int = 64 * 1024 * 1024, *, cpus: int = 1,
+                     **open_args: Any) -> Guest:
         """Give the VF to a new guest: host memory for its RAM, a domain mapping all of it at
         guest-physical 0, the VF attached, and the guest's ixgbevf probed and opened
-        (``open_args`` go to `IxgbeVf.open`: mac, mtu, multicast, xcast ...)."""
+        (``cpus``: the guest's vCPUs, hence its queues, at most 2; ``open_args`` go to
+        `IxgbeVf.open`: mac, mtu, multicast, xcast ...)."""
         from sriov.vf_driver import IxgbeVf
         pf = self.pf
         ps = pf.iommu.page_size
@@ -143,7 +145,7 @@ class VirtualFunction:
         domain.map(0, hpa, size)
         self.attach_domain(domain)
         ram = GuestRam(name, domain, pf.memory, size)
-        driver = IxgbeVf(self.bar0(), ram, wait=pf.service_mailbox if not pf.auto_service else None)
+        driver = IxgbeVf(self.bar0(), ram, wait=pf.service_mailbox if not pf.auto_service else None, cpus=cpus)
         self.fn.pci.write(0x04, 0x0004, 2)            # the guest's driver enables bus mastering
         driver.probe()
         driver.open(**open_args)
@@ -165,7 +167,7 @@ class VirtualFunction:
     # -- hardware reset ---------------------------------------------------------
     def hardware_reset(self) -> None:
         """VFLR or VFCTRL.RST: what the device does (QEMU igb_vf_reset): the VF's queues off
-        and emptied, its VFRE/VFTE bits cleared, VFLRE set for the PF (and its mailbox
+        and emptied, its VFRE/VFTE bits cleared, its PSRTYPE back to 0, VFLRE set for the PF (and its mailbox
         interrupt), the DMA engine back to the rings' start, RSTD for the VF."""
         pf = self.pf
         nic = self.nic
@@ -175,6 +177,7 @@ class VirtualFunction:
             nic.txa.queues[q].enabled = False
         nic.flush_pool(self.pool)
         nic.set_pool_enabled(self.pool, rx=False, tx=False)
+        nic.set_psrtype(self.pool, 0)                 # VFPSRTYPE's reset value: one RSS queue
         self.dma.reset()
         self.vme = [False] * 8
         self.mailbox.reset_done()
@@ -243,6 +246,7 @@ class VirtualFunction:
         st = self.nic.state
         return self.vf_info() | {
             "bdf": self.bdf, "rid": self.rid, "pool": self.pool, "queues": list(self.nic_queues),
+            "rss_queues": st.rss_queues(self.pool),       # of them, the ones RX frames go to (PSRTYPE.RQPL)
             "rx_enabled": bool((st.vfre >> self.pool) & 1), "tx_enabled": bool((st.vfte >> self.pool) & 1),
             "api": API_VERSIONS.get(i.api, str(i.api)), "clear_to_send": i.clear_to_send,
             "xcast_mode": XCAST_MODES[i.xcast_mode], "mc_hashes": list(i.mc_hashes),

@@ -248,6 +248,9 @@ class PortConfig:
         help="an attach port on a VF: the QMP socket of the QEMU whose tap it is (-qmp unix:PATH,server=on,"
              "wait=off); the daemon follows the guest's receive filter (query-rx-filter) and its VF's driver "
              "joins the guest's multicast groups; config file only")
+    vf_cpus: int = setting(default=1, bounds=(1, 64), runtime=False, metavar="N", example=2,
+                           help="the guest's vCPUs as its (emulated) ixgbevf sees them: it opens min(N, 2) queue "
+                                "pairs and the VF's RSS spreads over those (ixgbevf_set_num_queues)")
     vf_vlan: int = setting(default=0, bounds=(0, 4095), runtime=True, applies=("vf",), metavar="VID", example=10,
                            help="the VF's port VLAN (`ip link set PF vf N vlan V`): inserted on TX, stripped on RX, "
                                 "0 for none")

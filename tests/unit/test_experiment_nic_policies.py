@@ -74,10 +74,9 @@ def test_a_tbf_on_every_guests_nic_rx_queue_shapes_what_the_guests_get(tmp_path,
     inbound = sum(free_got.values())
     assert inbound >= 2000
     # 10 Gb/s for 1.6 ms: each guest's tbf passes its 10 KB burst, 100 Mbit/s after it and what it
-    # held (100 KB) when the traffic stopped: about 130 frames a queue (a VF spreads its flows over
-    # its two RX queues, each with its own tbf); it drops the rest.
-    per_queue = 1 if mode == "vmdq" else 2
-    assert all(100 * per_queue < n < 160 * per_queue for n in got.values()), got
+    # held (100 KB) when the traffic stopped: about 130 frames a guest (a VF's guest has one vCPU,
+    # so its ixgbevf opens one RX queue, as a VMDq pool uses one); it drops the rest.
+    assert all(100 < n < 160 for n in got.values()), got
     assert m["nic_rx_sent_packets"] == sum(got.values())
     assert m["nic_rx_dropped"] == m["dropped"] == m["drops_queue_full"] == inbound - sum(got.values())
     assert m["nic_rx_overlimits"] > 0
@@ -125,8 +124,7 @@ def test_kind_replay_runs_a_tbf_on_the_guests_nic_rx_queues(tmp_path, mode):
     m, got = r["metrics"], {g: r["ports"][g]["tx_packets"] for g in ("g1", "g2")}
     assert "nic_rx_sent_packets" not in r0["metrics"] and r0["metrics"]["dropped"] == 0
     inbound = sum(r0["ports"][g]["tx_packets"] for g in ("g1", "g2"))
-    per_queue = 1 if mode == "vmdq" else 2                       # a VF's two RX queues, a tbf each
-    assert all(100 * per_queue < n < 160 * per_queue for n in got.values()), got   # as in the discrete driver
+    assert all(100 < n < 160 for n in got.values()), got          # as in the discrete driver
     assert m["nic_rx_sent_packets"] == sum(got.values())
     assert m["nic_rx_dropped"] == m["drops_queue_full"] == inbound - sum(got.values())
 

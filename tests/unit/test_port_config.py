@@ -69,7 +69,7 @@ def test_every_field_of_portconfig_is_a_declared_setting_with_help_and_an_exampl
         assert s.help.strip(), key
         if not s.required:
             assert s.example is not None and s.example != s.default, f"{key}: declare an example value"
-    assert set(RUNTIME_SETTINGS) == set(PORT_SETTINGS) - {"name", "type", "number", "vf", "qmp"}
+    assert set(RUNTIME_SETTINGS) == set(PORT_SETTINGS) - {"name", "type", "number", "vf", "qmp", "vf_cpus"}
 
 
 def test_a_field_without_a_declaration_cannot_be_defined():
@@ -350,6 +350,7 @@ GOOD: dict[str, st.SearchStrategy] = {
     "vf": st.integers(0, 3), "vf_vlan": st.integers(0, 4095), "vf_qos": st.integers(0, 7),
     "vf_spoofchk": st.booleans(), "vf_trust": st.booleans(), "vf_max_tx_rate": st.sampled_from([0, 11, 500, 10000]),
     "vf_min_tx_rate": st.just(0), "vf_state": st.sampled_from(["auto", "enable", "disable"]),
+    "vf_cpus": st.integers(1, 64),
     "qmp": st.sampled_from(["/run/vm0.qmp", "/tmp/vm 1/qmp.sock"]),       # an attach port on a VF only
 }
 # What a port on a VF may hold besides its VF settings (not the switch's).
@@ -377,6 +378,7 @@ BAD: dict[str, st.SearchStrategy] = {
     "vf_qos": st.sampled_from([8, -1, "3"]), "vf_spoofchk": st.sampled_from([1, "on"]),
     "vf_trust": st.sampled_from([0, "off"]), "vf_max_tx_rate": st.sampled_from([-1, 100_001, "5", True]),
     "vf_min_tx_rate": st.sampled_from([-1, 100_001, "0"]), "vf_state": st.sampled_from(["up", "", 0]),
+    "vf_cpus": st.sampled_from([0, 65, "2", True]),
     "qmp": st.sampled_from(["vm0.qmp", "", 5, "/" + "x" * 120]),
 }
 

@@ -109,7 +109,7 @@ class Running:
                                f'[[port]]\nname = "{self.up}"\ntype = "attach"\n\n'
                                f'[[port]]\nname = "{self.g[0]}"\ntype = "attach"\nvf = 0\n'
                                'mac = "52:54:00:00:00:10"\n\n'
-                               f'[[port]]\nname = "{self.g[1]}"\ntype = "attach"\nvf = 1\n')
+                               f'[[port]]\nname = "{self.g[1]}"\ntype = "attach"\nvf = 1\nvf_cpus = 2\n')
         self.loop = asyncio.new_event_loop()
         self.sw = LiveSwitch(load_topology(self.config))
         self.server = ControlServer(self.sw, str(tmp_path / "unused.sock"))
@@ -151,6 +151,19 @@ def test_vf_show_lists_every_vf_with_its_port_admin_state_and_counters(running):
     assert ports[running.g[1]]["nic"] == "vf 1" and ports[running.up]["nic"] == "uplink"
     # The guests are not switch ports: the switch has the uplink only.
     assert [p.name for p in running.sw.dp.switch.ports.values()] == [running.up]
+
+
+def test_vf_cpus_sets_the_queues_the_guests_driver_opens_and_rss_spreads_over(running):
+    from sriov.vf_regs import VFPSRTYPE
+    one, two = running.pf.vf(0), running.pf.vf(1)
+    assert (one.guest.driver.num_rx_queues, two.guest.driver.num_rx_queues) == (1, 2)
+    assert one.bar0().read32(VFPSRTYPE) >> 29 == 0 and two.bar0().read32(VFPSRTYPE) >> 29 == 1
+    st = running.pf.nic.state
+    assert (st.rss_queues(one.pool), st.rss_queues(two.pool)) == (1, 2)
+    shown = {v["vf"]: v for v in running.ok("vf/show")["vfs"]}
+    assert (shown[0]["rss_queues"], shown[1]["rss_queues"], len(shown[1]["queues"])) == (1, 2, 4)   # 32 x 4
+    r = running.call("set-port", name=running.g[1], changes={"vf_cpus": "1"})
+    assert not r["ok"] and "vf_cpus" in r["error"] and two.guest.driver.num_rx_queues == 2, r
 
 
 def test_vf_set_applies_through_the_pf_and_is_saved_as_the_ports_settings(running):
