@@ -13,7 +13,8 @@ callgrind's collection on only around one region:
     service  the TX service (``Nic.tx_service``; ``vf`` and ``vmdq``)
 
 of one kind: ``base`` (nic-sorter's VMDq NIC, MRQC 0x8), ``same`` (the same in SR-IOV's
-layout, 0xB), ``vf`` (63 VFs with guests, the IOMMU on) or ``vmdq`` (bench.sriov's VMDq
+layout, 0xB), ``vf`` (63 VFs with 1-vCPU guests, one queue each, the IOMMU on), ``vf2``
+(the same with 2-vCPU guests: two queues each, RSS; RX regions only) or ``vmdq`` (bench.sriov's VMDq
 TX NIC: 63 pools with the VFs' MACs and anti-spoof).  Set-up and warm-up cancel out of
 the difference of two runs of different lengths (a TX pass: ``--frames`` rounded down
 to whole rounds of ``--tx-batch`` frames per pool):
@@ -154,7 +155,7 @@ def tx_pass(nic: Any, per: dict[int, list], pools: list[int], dmas: list | None,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.sriov_regions", description=__doc__.split("\n\n")[0])
-    ap.add_argument("kind", choices=("base", "same", "vf", "vmdq"))
+    ap.add_argument("kind", choices=("base", "same", "vf", "vf2", "vmdq"))
     ap.add_argument("region", choices=(*_RX, *_TX))
     ap.add_argument("--passes", type=int, default=1, help="measured passes over the frames (default 1)")
     ap.add_argument("--frames", type=int, default=65536, help="frames per pass (default 65536, as bench.sriov)")
@@ -163,20 +164,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="frames per pool per TX round (default 32, as bench.sriov)")
     ap.add_argument("--page-size", type=int, default=4096, help="IOMMU page size (default 4096)")
     args = ap.parse_args(argv)
-    if args.region in ("dma", "txdma") and args.kind != "vf":
+    if args.region == "dma" and args.kind not in ("vf", "vf2"):
+        ap.error(f"the {args.region} region is the VF path's: kind vf or vf2")
+    if args.region == "txdma" and args.kind != "vf":
         ap.error(f"the {args.region} region is the VF path's: kind vf")
     if args.region in _TX and args.kind not in ("vf", "vmdq"):
         ap.error(f"the {args.region} region is a TX region: kind vf or vmdq")
     if args.region in _RX and args.kind == "vmdq":
-        ap.error(f"the {args.region} region is an RX region: kind base, same or vf")
+        ap.error(f"the {args.region} region is an RX region: kind base, same, vf or vf2")
     if args.passes < 1 or args.frames < args.batch or args.tx_batch < 1:
         ap.error("need --passes >= 1, --frames >= --batch and --tx-batch >= 1")
     if args.region in _TX:
         return tx_main(args)
     B = args.batch
     dmas: list | None
-    if args.kind == "vf":
-        pf = S.build_pf(63, args.page_size, 64)
+    if args.kind in ("vf", "vf2"):
+        pf = S.build_pf(63, args.page_size, 64, cpus=1 if args.kind == "vf" else 2)
         frames = S.frames_to([S.vf_mac(k) for k in range(63)], args.frames)
         nic = pf.nic
         queues, dmas, drain_every = S.sriov_rx_layout(pf, B)

@@ -22,29 +22,34 @@ def test_every_kind_is_sampled_per_pass_with_the_gc_off(tmp_path: Path, monkeypa
     out = tmp_path / "r.json"
     assert sriov.main(["--vfs", "3", "--frames", "1024", "--batch", "16", "--rounds", "2", "--repeat", "2",
                        "--json", str(out)]) == 0
-    assert gc.isenabled() and seen and not any(seen[-2 * 2 * 3:])     # 2 repeats x 2 passes x 3 RX kinds
+    assert gc.isenabled() and len(seen) >= 2 * 2 * 4 and not any(seen[-2 * 2 * 4:])   # 2 repeats x 2 passes x 4 RX kinds
     r = json.loads(out.read_text())
     assert r["settings"]["clock"] == "cpu"
-    for kind in ("base", "vf_rx", "same", "vf_tx", "vm_tx"):
+    for kind in ("base", "vf_rx", "same", "vf_rx2", "vf_tx", "vm_tx"):
         assert len(r["runs"][kind]) == 2 * 2                            # repeat x rounds samples
     assert all(s["frames"] == 1024 for s in r["runs"]["vf_rx"] + r["runs"]["base"])
     best = min(s["rx_us"] + s["dma_us"] for s in r["runs"]["vf_rx"])
     assert r["vf_rx_us"] == best and r["vmdq_sorter_us"] == min(s["rx_us"] for s in r["runs"]["base"])
+    assert r["vf_rx2_us"] == min(s["rx_us"] + s["dma_us"] for s in r["runs"]["vf_rx2"])
+    assert r["vf_rx2_ratio_same_layout"] == r["vf_rx2_us"] / r["vmdq_sorter_same_layout_us"]
 
 
-def test_rx_pass_times_rx_poll_and_dma_apart() -> None:
-    pf = sriov.build_pf(2, 4096, 64)
+@pytest.mark.parametrize("cpus, opened", [(1, 1), (2, 2), (4, 2)])
+def test_rx_pass_times_rx_poll_and_dma_apart(cpus: int, opened: int) -> None:
+    pf = sriov.build_pf(2, 4096, 64, cpus=cpus)
     frames = sriov.frames_to([sriov.vf_mac(k) for k in range(2)], 256)
     ticks = iter(range(0, 10**9, 1000))
     (s,) = sriov.rx_sriov(pf, frames, 32, 1, clock=lambda: next(ticks))
     # a fake clock that moves 1 us per read; 8 batches are one drain cycle (rings of 512, 2 VFs):
-    # one stretch of Nic.rx (1 us over the 256 frames); each of the 8 queues (0xA: 4 per VF)
-    # polled and its frames DMAed right after, a stretch of each per queue (8 us of each)
+    # one stretch of Nic.rx (1 us over the 256 frames); each queue a guest opened (0xA has 4 per
+    # VF; ixgbevf opens min(cpus, 2)) polled and its frames DMAed right after, a stretch of each
+    # per queue (1 us of each per queue)
     assert pf.nic.rings.queues[pf.vfs[0].nic_queues[0]].size == 512
     assert sum(len(vf.nic_queues) for vf in pf.vfs) == 8
+    assert [vf.guest.driver.num_rx_queues for vf in pf.vfs] == [opened, opened]
     assert s["frames"] == 256
     assert s["rx_us"] == 1.0 / 256
-    assert s["poll_us"] == s["dma_us"] == 8.0 / 256
+    assert s["poll_us"] == s["dma_us"] == 2 * opened / 256
     assert sum(vf.dma.counters["rx_delivered"] for vf in pf.vfs) == 256
 
 
@@ -79,10 +84,12 @@ def test_sriov_regions_marks_only_its_region_and_delivers_every_frame(monkeypatc
     from bench import sriov_regions
     calls: list[str] = []
     monkeypatch.setattr(sriov_regions, "toggle", lambda: lambda: calls.append("x"))
-    assert sriov_regions.main(["vf", "dma", "--frames", "512", "--batch", "64", "--passes", "2"]) == 0
-    # 126 VF queues, each queue's DMA a stretch per drain cycle (one cycle a pass): two marks each
-    assert len(calls) == 2 * 2 * 126
-    calls.clear()
+    # one queue per VF (1-vCPU guests: 63) or two (vf2: 126), each queue's DMA a stretch per drain
+    # cycle (one cycle a pass): two marks each
+    for kind, queues in (("vf", 63), ("vf2", 126)):
+        assert sriov_regions.main([kind, "dma", "--frames", "512", "--batch", "64", "--passes", "2"]) == 0
+        assert len(calls) == 2 * 2 * queues
+        calls.clear()
     assert sriov_regions.main(["base", "rx", "--frames", "512", "--passes", "1"]) == 0
     assert len(calls) == 2                 # one Nic.rx stretch in the pass's one drain cycle
 
