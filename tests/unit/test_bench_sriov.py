@@ -22,7 +22,8 @@ def test_every_kind_is_sampled_per_pass_with_the_gc_off(tmp_path: Path, monkeypa
     out = tmp_path / "r.json"
     assert sriov.main(["--vfs", "3", "--frames", "1024", "--batch", "16", "--rounds", "2", "--repeat", "2",
                        "--json", str(out)]) == 0
-    assert gc.isenabled() and len(seen) >= 2 * 2 * 4 and not any(seen[-2 * 2 * 4:])   # 2 repeats x 2 passes x 4 RX kinds
+    # 2 repeats x 2 passes x 4 RX kinds
+    assert gc.isenabled() and len(seen) >= 2 * 2 * 4 and not any(seen[-2 * 2 * 4:])
     r = json.loads(out.read_text())
     assert r["settings"]["clock"] == "cpu"
     for kind in ("base", "vf_rx", "same", "vf_rx2", "vf_tx", "vm_tx"):
