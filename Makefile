@@ -53,7 +53,7 @@ compile: $(VENV)/.installed
 	$(PY) -m vswitch.mypyc_build ensure
 
 pure:
-	rm -rf build *__mypyc.*.so $$(find vswitch -name '*.so')
+	rm -rf build *__mypyc.*.so $$(find vswitch nicmodel sriov -name '*.so')
 
 # The demo runs compiled where a C compiler is at hand, interpreted otherwise.
 demo: $(VENV)/.installed

@@ -169,6 +169,10 @@ class VfDma(Element):
         self.txq = [DmaQueue(i) for i in range(MAX_VF_QUEUES)]
         self.qindex: dict[int, int] = {}      # NIC queue number -> the VF's queue index
         self.hide_vlan = False                # a port VLAN: the stripped tag is not the guest's
+        # Streaming bursts translated at once (`_burst`); off, the run loop takes them: the same
+        # model, compared by the tests (a compiled VfDma cannot be patched).  How many taken.
+        self.bursts = True
+        self.bursts_taken = 0
 
     def reset(self) -> None:
         """A VF reset: ring heads back to 0, descriptors to be fetched again."""
@@ -331,9 +335,10 @@ class VfDma(Element):
         keys, pfns, runs, head, size = dq.keys, dq.pfns, dq.runs, dq.head, dq.size
         # A burst of new pages, worth it where the batch spans many runs (small pages); a batch
         # within a run or two (large pages), or whose first page is cached, spares the attempt.
-        if 4 * (runs[head] - head) <= n and keys[head] not in tlb:
+        if self.bursts and 4 * (runs[head] - head) <= n and keys[head] not in tlb:
             got = self._burst(dq, n, tlb, cap, need)
             if got >= 0:
+                self.bursts_taken += 1
                 # _tally(n + 1, misses + got) and _count(batch, write, 0), written out: the
                 # streaming case's two calls cost as much as the rest of its bookkeeping
                 misses += got

@@ -10,7 +10,7 @@ The import system prefers an extension module to its source, so a build older
 than the source it came from would silently run stale code.  `install` (called by
 each program before it imports the dataplane: `vswitch.entry`, `bench.entry`, ``python -m
 vswitch.daemon``, the test suite) therefore checks once per process: if any module's
-build is missing, if any ``.py`` of the package is newer than the oldest build
+build is missing, if any ``.py`` of `PACKAGES` is newer than the oldest build
 (compiled code inlines constants and types from the modules it imports, so an
 edit anywhere counts), or if ``VSWITCH_PURE=1`` is set, every module in
 `MODULES` is loaded from source.  All or none: compiled modules call
@@ -34,7 +34,8 @@ from types import ModuleType
 # The per-frame path: frames, the graph and its counters, the switch and its FDB, the
 # devices' read and write loops, a replayed capture's record parser and its batching stream,
 # the queue policies (schedulers and the policer; their parameter declarations and factory
-# are not per frame).  Everything else runs once per batch or less.
+# are not per frame), and the SR-IOV VF's DMA path (every frame's buffer through the IOMMU).
+# Everything else runs once per batch or less.
 MODULES = (
     "vswitch.core.frame",
     "vswitch.core.element",
@@ -62,7 +63,11 @@ MODULES = (
     "vswitch.io.packet_socket",
     "vswitch.io.pcap_records",
     "vswitch.drivers.stream",
+    "sriov.dma",
 )
+# The packages whose sources a build depends on: those of MODULES and what they import
+# (sriov.dma imports nicmodel's rings and sorter); an edit in any makes a build stale.
+PACKAGES = ("vswitch", "nicmodel", "sriov")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds the vswitch package
 _status = ""                    # set by install(); empty: nobody chose, status() looks
@@ -81,11 +86,10 @@ def extension(module: str) -> str | None:
 
 
 def stray() -> list[str]:
-    """Modules under vswitch/ with an extension build that `MODULES` does not list (left by
+    """Modules of `PACKAGES` with an extension build that `MODULES` does not list (left by
     an older build): they would load instead of their source."""
     out = []
-    pkg = os.path.join(ROOT, "vswitch")
-    for dirpath, _, files in os.walk(pkg):
+    for dirpath, _, files in _walk():
         for f in files:
             for suffix in importlib.machinery.EXTENSION_SUFFIXES:    # the longest first
                 if f.endswith(suffix):
@@ -94,6 +98,10 @@ def stray() -> list[str]:
                         out.append(name)
                     break
     return out
+
+
+def _walk() -> list[tuple[str, list[str], list[str]]]:
+    return [w for pkg in PACKAGES for w in os.walk(os.path.join(ROOT, pkg))]
 
 
 def build_state() -> str:
@@ -107,7 +115,7 @@ def build_state() -> str:
     if not all(built):
         return "partial"
     oldest = min(os.path.getmtime(ext) for ext in built)  # type: ignore[arg-type]
-    for dirpath, _, files in os.walk(os.path.join(ROOT, "vswitch")):
+    for dirpath, _, files in _walk():
         if any(f.endswith(".py") and os.path.getmtime(os.path.join(dirpath, f)) > oldest for f in files):
             return "stale"
     return "compiled"

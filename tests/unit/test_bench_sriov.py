@@ -56,29 +56,25 @@ def test_rx_pass_times_rx_poll_and_dma_apart(cpus: int, opened: int) -> None:
 
 def test_each_queue_is_dmaed_right_after_its_poll(monkeypatch) -> None:
     """As VirtualFunction.receive does it: poll a queue, DMA what it got, then the next queue
-    (a DMA pass after every poll would work on frames long out of the cache)."""
-    pf = sriov.build_pf(2, 4096, 64)
+    (a DMA pass after every poll would work on frames long out of the cache).  Seen from the
+    VFs' counters: when a queue is polled, every frame the polls before it got is DMAed."""
+    pf = sriov.build_pf(2, 4096, 64, cpus=2)
     frames = sriov.frames_to([sriov.vf_mac(k) for k in range(2)], 256)
-    events: list[tuple[str, int]] = []
     nic = pf.nic
     real_poll = nic.poll
+    polled = [0]
+    seen: list[tuple[int, int]] = []              # (frames polled before, frames DMAed by then)
 
     def poll(q: int, budget: int, now: int):
-        events.append(("poll", q))
-        return real_poll(q, budget, now)
+        seen.append((polled[0], sum(vf.dma.counters["rx_delivered"] for vf in pf.vfs)))
+        got = real_poll(q, budget, now)
+        polled[0] += len(got)
+        return got
     monkeypatch.setattr(nic, "poll", poll)
-    for vf in pf.vfs:
-        real_rx = vf.dma.rx
-
-        def rx(batch, real_rx=real_rx):
-            events.append(("dma", batch[0].queue))
-            return real_rx(batch)
-        monkeypatch.setattr(vf.dma, "rx", rx)
     sriov.rx_sriov(pf, frames, 32, 1)
-    for i, (kind, q) in enumerate(events):
-        if kind == "dma":
-            assert events[i - 1] == ("poll", q)
-    assert sum(k == "dma" for k, _ in events) >= 2
+    assert len(seen) == 4 and polled[0] == 256          # 2 VFs x 2 queues, one drain cycle
+    assert all(before == dmaed for before, dmaed in seen)
+    assert sum(vf.dma.counters["rx_delivered"] for vf in pf.vfs) == 256
 
 
 def test_sriov_regions_marks_only_its_region_and_delivers_every_frame(monkeypatch) -> None:
@@ -97,25 +93,28 @@ def test_sriov_regions_marks_only_its_region_and_delivers_every_frame(monkeypatc
 
 def test_sriov_regions_tx_marks_each_round_of_its_region_and_refuses_other_kinds(monkeypatch, capsys) -> None:
     from bench import sriov_regions
-    from sriov.dma import VfDma
     calls: list[str] = []
-    inside = [False]
+    fetched: list[int] = []                       # the VFs' TX fetches at each mark
+    pfs: list = []
+    build = sriov_regions.S.build_pf
+
+    def built(*a, **kw):
+        pfs.append(build(*a, **kw))
+        return pfs[-1]
+    monkeypatch.setattr(sriov_regions.S, "build_pf", built)
 
     def mark() -> None:
-        inside[0] = not inside[0]
+        fetched.append(sum(vf.dma.counters["tx_fetched"] for vf in pfs[0].vfs))
         calls.append("x")
     monkeypatch.setattr(sriov_regions, "toggle", lambda: mark)
-    dma_tx = VfDma.tx
-    seen: list[bool] = []
-
-    def tx(self, batch):
-        seen.append(inside[0])
-        return dma_tx(self, batch)
-    monkeypatch.setattr(VfDma, "tx", tx)
-    # two rounds of 32 frames from each of 63 VFs a pass, two passes: a stretch a round
+    # two rounds of 32 frames from each of 63 VFs a pass, two passes: a stretch a round, every
+    # TX DMA inside one (the two warm-up rounds before the first)
     assert sriov_regions.main(["vf", "txdma", "--frames", str(2 * 32 * 63), "--passes", "2"]) == 0
     assert len(calls) == 2 * 2 * 2
-    assert seen.count(True) == 2 * 2 * 63 and seen.count(False) == 2 * 63    # the warm-up unmarked
+    assert fetched[0] == 2 * 32 * 63
+    inside = [b - a for a, b in zip(fetched[0::2], fetched[1::2], strict=True)]
+    between = [b - a for a, b in zip(fetched[1::2], fetched[2::2], strict=False)]
+    assert inside == [32 * 63] * 4 and not any(between)
     assert "2 rounds of 32 frames from each of 63 pools" in capsys.readouterr().out
     calls.clear()
     assert sriov_regions.main(["vmdq", "service", "--frames", str(32 * 63), "--passes", "1"]) == 0

@@ -87,6 +87,29 @@ def test_an_edit_to_any_module_of_the_package_makes_the_build_stale(tmp_path, mo
     assert compiled.build_state() == "stale"
 
 
+@pytest.mark.parametrize("edited", [("nicmodel", "sorter.py"), ("sriov", "iommu.py")])
+def test_an_edit_to_the_nic_model_or_sriov_makes_the_build_stale(tmp_path, monkeypatch, edited) -> None:
+    """sriov.dma is compiled and imports nicmodel: their sources count as the dataplane's."""
+    fake_tree(tmp_path, list(compiled.MODULES), -5)
+    monkeypatch.setattr(compiled, "ROOT", str(tmp_path))
+    assert "sriov.dma" in compiled.MODULES and compiled.build_state() == "compiled"
+    other = tmp_path.joinpath(*edited)
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_text("")
+    os.utime(other, (1_000_010, 1_000_010))              # after the build
+    assert compiled.build_state() == "stale"
+
+
+def test_a_stray_build_in_the_nic_model_counts_as_partial(tmp_path, monkeypatch) -> None:
+    fake_tree(tmp_path, list(compiled.MODULES), -5)
+    extra = tmp_path / "nicmodel" / ("sorter" + SUFFIX)
+    extra.parent.mkdir(parents=True, exist_ok=True)
+    extra.write_text("")
+    monkeypatch.setattr(compiled, "ROOT", str(tmp_path))
+    assert compiled.stray() == ["nicmodel.sorter"]
+    assert compiled.build_state() == "partial"
+
+
 def test_importing_the_packages_walks_no_directory_and_installs_no_import_hook() -> None:
     """The build is chosen by the program that starts (vswitch.entry, the test suite), never by an
     import: importing every package lists no directory and leaves sys.meta_path as it was."""
