@@ -182,11 +182,10 @@ class Nic(Element):
         all of its queues when the layout has RSS (log2 of 4, 2 or 1 queues); a VF's pool is
         then its driver's to set (VFPSRTYPE, `set_psrtype`)."""
         lay = self.profile.layout(mrqc)
-        self.state.set_layout(lay)
         rqpl = (lay.queues_per_pool if lay.rss else 1).bit_length() - 1
         for cfg in self.state.pools:
             cfg.psrtype = (cfg.psrtype & ~(7 << 29)) | (rqpl << 29)
-        self._changed()
+        self.state.set_layout(lay)                  # ends with the state's change
 
     def set_psrtype(self, pool: int, value: int) -> None:
         """PSRTYPE[pool] (a VF's VFPSRTYPE): RQPL in bits 31:29 sets how many of the pool's

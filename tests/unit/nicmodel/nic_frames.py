@@ -26,6 +26,15 @@ def eth(dst: str, src: str = SRC, vlan: int | None = None, pcp: int = 0, size: i
     return Frame(hdr + body)
 
 
+def udp(dst: str, i: int, src: str = SRC) -> Frame:
+    """Flow ``i`` of many: an IPv4/UDP frame whose addresses and ports vary with ``i`` so that
+    the NIC's RSS hash (an xor of their low octets) takes many values."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 46, 0, 0, 64, 17, 0,
+                     bytes([10, 0, 0, i & 0xFF]), bytes([10, 0, 1, (i * 2654435761) >> 16 & 0xFF]))
+    return Frame(parse_mac(dst) + parse_mac(src) + b"\x08\x00" + ip
+                 + struct.pack("!HHHH", 1024 + i % 251, 80, 26, 0) + bytes(18))
+
+
 def drain(nic: Nic, now_ns: int = 0) -> dict[int, list[Frame]]:
     """Poll every queue empty; frames grouped by the pool they landed in."""
     out: dict[int, list[Frame]] = {}

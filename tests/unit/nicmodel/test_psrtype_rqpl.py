@@ -3,24 +3,14 @@
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nic_frames import mac
+from nic_frames import mac, udp
 
 from nicmodel.nic import Nic
-from vswitch.core.frame import Frame, parse_mac
-
-
-def udp(dst: str, i: int) -> Frame:
-    """IPv4/UDP frames whose addresses and ports vary with ``i`` (many RSS flows)."""
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 46, 0, 0, 64, 17, 0,
-                     bytes([10, 0, 0, i & 0xFF]), bytes([10, 0, 1, (i * 2654435761) >> 16 & 0xFF]))
-    return Frame(parse_mac(dst) + parse_mac("02:00:00:00:ff:01") + b"\x08\x00" + ip
-                 + struct.pack("!HHHH", 1024 + i % 251, 80, 26, 0) + bytes(18))
 
 
 def queues_hit(nic: Nic, pool: int, n: int = 256) -> Counter[int]:

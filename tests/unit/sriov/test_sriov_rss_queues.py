@@ -4,30 +4,22 @@ reset puts PSRTYPE back to 0."""
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sriov_helpers import make_pf, vmac
+from sriov_helpers import WIRE, make_pf, vmac
 
 from sriov.vf_driver import PSRTYPE_HDRS, PSRTYPE_RQPL_2
 from sriov.vf_regs import DCTL_ENABLE, VFCTRL, VFCTRL_RST, VFPSRTYPE, VFRXDCTL
-from vswitch.core.frame import Frame, parse_mac
-
-
-def udp(dst: str, i: int) -> Frame:
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 46, 0, 0, 64, 17, 0,
-                     bytes([10, 0, 0, i & 0xFF]), bytes([10, 0, 1, (i * 2654435761) >> 16 & 0xFF]))
-    return Frame(parse_mac(dst) + parse_mac("02:00:00:00:99:99") + b"\x08\x00" + ip
-                 + struct.pack("!HHHH", 1024 + i % 251, 80, 26, 0) + bytes(18))
+from tests.unit.nicmodel.nic_frames import udp
 
 
 def per_queue(pf, k: int, n: int = 256) -> Counter[int]:
     """``n`` flows to VF k's guest from the wire; the frames on each of the VF's queues (by index)."""
     vf = pf.vf(k)
-    pf.nic.rx([udp(vmac(k), i) for i in range(n)], 0)
+    pf.nic.rx([udp(vmac(k), i, WIRE) for i in range(n)], 0)
     hit: Counter[int] = Counter()
     for i, q in enumerate(vf.nic_queues):
         hit[i] = len(pf.nic.poll(q, 4096, 0))
@@ -58,7 +50,7 @@ def test_every_frame_reaches_the_guest_on_the_queues_it_opened() -> None:
     for k, cpus in ((0, 1), (1, 2)):
         pf.vf(k).attach_guest(f"vm{k}", ram_bytes=16 * 1024 * 1024, mac=vmac(k), cpus=cpus)
     for k in (0, 1):
-        pf.nic.rx([udp(vmac(k), i) for i in range(200)], 0)
+        pf.nic.rx([udp(vmac(k), i, WIRE) for i in range(200)], 0)
         assert len(pf.vf(k).receive(budget=4096)) == 200
 
 
@@ -90,7 +82,7 @@ def test_no_frame_lands_on_a_queue_the_guest_did_not_open(cpus: int, k: int, flo
     pf = make_pf(numvfs=8)
     vf = pf.vf(k)
     g = vf.attach_guest(f"vm{k}", ram_bytes=16 * 1024 * 1024, mac=vmac(k), cpus=cpus)
-    pf.nic.rx([udp(vmac(k), i) for i in flows], 0)
+    pf.nic.rx([udp(vmac(k), i, WIRE) for i in flows], 0)
     got = [len(pf.nic.poll(q, 4096, 0)) for q in vf.nic_queues]
     assert sum(got) == len(flows)
     assert not any(got[g.driver.num_rx_queues:])
