@@ -20,8 +20,12 @@ over that time), and the bytes passed in the first window of ``--window``
 ms from the first frame offered (and the most in any window of that
 length), beside the envelope burst + rate*T and what was offered in the
 first window (a sender stalled by a loaded machine may offer less).  As a
-test checks: the rates agree within 2 % and the first-window bytes within
-one frame plus 1 % of each other and of the envelope.
+test checks: neither rate exceeds the set rate by 2 %, the project's is at
+most 2 % below the kernel's (above it when a loaded machine runs the
+kernel's dequeue late by more than burst/rate: the bucket overflows and
+loses tokens, which the project's on-time departures never do), and the
+first-window bytes agree within one frame plus 1 % of each other and of the
+envelope.
 
     vswitch-bench tbf-kernel [--rate 10mbit] [--burst 50000] [--limit 100000] [--offered 40mbit]
                              [--frame 1000] [--seconds 3] [--window 50] [--json FILE]

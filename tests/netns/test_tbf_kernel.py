@@ -1,9 +1,11 @@
 """The project's tbf against the kernel's (issue 13 item 6): the same offered UDP stream through
 the kernel's tbf on a veth between two namespaces and, as recorded, through the project's tbf
-with the same rate, burst and limit.  They deliver the same rate (within 2 %), drop about as
-many frames, pass the same bytes in the first window, and neither exceeds burst + rate*T in
-any window (the kernel's receive timestamps with 5 % slack).  bench/tbf_kernel.py makes and
-removes the namespaces (pyroute2, ``vqp`` names)."""
+with the same rate, burst and limit.  Neither delivers faster than the rate, the project not
+more than 2 % slower than the kernel (the kernel's tbf loses tokens when a loaded machine runs
+its dequeue late; the project's departures are on time), they drop about as many frames, pass
+the same bytes in the first window, and neither exceeds burst + rate*T in any window (the
+kernel's receive timestamps with 5 % slack).  bench/tbf_kernel.py makes and removes the
+namespaces (pyroute2, ``vqp`` names)."""
 
 from __future__ import annotations
 
@@ -30,10 +32,15 @@ def test_project_tbf_delivers_and_bursts_as_the_kernels_on_the_same_traffic(rate
         raise
     k, p = r["kernel"], r["project"]
     assert k["frames"] > 0 and k["dropped"] > 0, r       # the shaper was overloaded and shaped
-    assert abs(p["rate_bps"] - k["rate_bps"]) <= 0.02 * k["rate_bps"], r
-    # Never faster than the rate (slower if the sender, on a loaded machine, stalled long enough
-    # to empty the queue: the project sees the same stalls in the trace).
-    assert k["rate_bps"] <= 1.02 * rate, r
+    # Neither is faster than the rate (either is slower if the sender, on a loaded machine,
+    # stalled long enough to empty the queue: the project sees the same stalls in the trace).
+    assert k["rate_bps"] <= 1.02 * rate and p["rate_bps"] <= 1.02 * rate, r
+    # The project is never slower than the kernel by more than 2 %.  It may be faster: its
+    # departures are exactly on time, while the kernel's tbf dequeues when its watchdog timer
+    # and the veth's softirq get the CPU; a dequeue late by more than burst/rate (3.2 ms for
+    # 8,000 bytes at 20 Mbit/s) finds the bucket full and loses the tokens past it.  One CI run
+    # on a loaded machine: kernel 19.22 Mbit/s, project 19.68 on the same send trace.
+    assert p["rate_bps"] >= 0.98 * k["rate_bps"], r
     assert abs(p["dropped"] - k["dropped"]) <= max(2, 0.02 * k["dropped"]), r
     assert abs(p["first_window_bytes"] - k["first_window_bytes"]) <= frame + 0.01 * k["first_window_bytes"], r
     envelope = r["envelope_first_window"]
