@@ -782,9 +782,12 @@ class SriovPf:
         err = self._rss_allowed(k)
         if err[0]:
             return err
-        nq = self.vfs[k].num_queues
+        # ixgbe_get_vf_reta sends the PF's RETA, 2 low bits of each entry, and ixgbe_setup_reta
+        # programs that table for at least 4 queues under SR-IOV (entry i = i mod 4): the
+        # pool's PSRTYPE.RQPL masks it down to the queues the VF opened.  The model's RSS hash
+        # picks queue (hash mod queues), the same as RETA[hash & 0x7F] under that mask.
         for j in range(8):                                 # 128 entries, 2 bits each, 16 per word
-            w[1 + j] = sum(((16 * j + e) % nq & 0x3) << (2 * e) for e in range(16))
+            w[1 + j] = sum(((16 * j + e) % 4) << (2 * e) for e in range(16))
         return 0, ""
 
     def _msg_get_rss_key(self, k: int, w: list[int]) -> tuple[int, str]:

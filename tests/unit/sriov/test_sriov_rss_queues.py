@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sriov_helpers import WIRE, make_pf, vmac
 
+from nicmodel.sorter import rss_index
 from sriov.vf_driver import PSRTYPE_HDRS, PSRTYPE_RQPL_2
 from sriov.vf_regs import DCTL_ENABLE, VFCTRL, VFCTRL_RST, VFPSRTYPE, VFRXDCTL
 from tests.unit.nicmodel.nic_frames import udp
@@ -86,3 +87,21 @@ def test_no_frame_lands_on_a_queue_the_guest_did_not_open(cpus: int, k: int, flo
     got = [len(pf.nic.poll(q, 4096, 0)) for q in vf.nic_queues]
     assert sum(got) == len(flows)
     assert not any(got[g.driver.num_rx_queues:])
+
+
+@pytest.mark.parametrize("numvfs,cpus", [(63, 1), (63, 2), (8, 2)])
+def test_the_reta_a_vf_reads_names_the_queue_each_flow_lands_on(numvfs: int, cpus: int) -> None:
+    """GET_RETA's entry for a flow's hash, masked to the queues the guest opened (RQPL), is the
+    queue the NIC put that flow's frames on."""
+    pf = make_pf(numvfs=numvfs)
+    pf.set_vf_query_rss(1, True)
+    vf = pf.vf(1)
+    g = vf.attach_guest("vm1", ram_bytes=16 * 1024 * 1024, mac=vmac(1), cpus=cpus)
+    reta = g.driver.get_reta()
+    used = g.driver.num_rx_queues
+    for i in range(300):
+        f = udp(vmac(1), i, WIRE)
+        want = reta[rss_index(f.data, 256) & 0x7F] & (used - 1)
+        pf.nic.rx([f], 0)
+        got = [j for j, q in enumerate(vf.nic_queues) if pf.nic.poll(q, 4, 0)]
+        assert got == [want], (i, got, want)
