@@ -15,10 +15,10 @@ measured in the same run, twice: nic-sorter's own setup (MRQC 0x8, 64 pools, RSS
 the like of the 1-vCPU guests, and the same layout SR-IOV uses (0xB with 63 VFs, 0xA with
 up to 31: RSS over each pool's queues), the like of the 2-vCPU guests.
 
-TX, per frame: the VF's DMA path (``VfDma.tx``: the TX buffer's translation), the
-hand-over to its queue and the TX service (arbitration, VMVIR, anti-spoof -- on for
-every VF, as ixgbe -- VEB lookup, the wire); against the same NIC work without SR-IOV
-(VMDq pools with the same MACs and anti-spoof).
+TX, per frame: the VF's DMA path (``VfDma.tx_guest``: the guest's queue choice, the
+TX buffer's translation), the hand-over to its queue and the TX service
+(arbitration, VMVIR, anti-spoof -- on for every VF, as ixgbe -- VEB lookup, the wire);
+against the same NIC work without SR-IOV (VMDq pools with the same MACs and anti-spoof).
 
 Measurement: every NIC is built and warmed up once; ``--repeat`` runs, each of the six
 kinds in turn (the order rotated from run to run), with the garbage collector off while
@@ -181,10 +181,11 @@ def tx_sriov(pf: SriovPf, batch: int, frames: int, samples: int,
         dma_ns = tx_ns = svc_ns = sent = 0
         for r in range(rounds + (2 if k == 0 else 0)):
             t0 = clock()
-            oks = [vf.dma.tx(per[vf.index]) for vf in vfs]
+            # as VfDma's guest input: the guest's TX queue choice (one queue here), then the DMA
+            oks = [(vf.pool, b) for vf in vfs for b in vf.dma.tx_guest(per[vf.index])]
             t1 = clock()
-            for vf, ok in zip(vfs, oks, strict=True):
-                nic.tx(vf.pool, ok, t)
+            for pool, b in oks:
+                nic.tx(pool, b, t)
             t2 = clock()
             d, h = t1 - t0, t2 - t1
             t += step

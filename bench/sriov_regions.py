@@ -8,7 +8,7 @@ callgrind's collection on only around one region:
     rx       ``Nic.rx`` (the sorter and ring enqueue; in the VF case the VF layout's sorter)
     poll     the NAPI polls that drain the rings
     dma      the VF DMA/IOMMU path (``VfDma.rx``; ``vf`` only)
-    txdma    the VF TX DMA/IOMMU path (``VfDma.tx``; ``vf`` only)
+    txdma    the VF TX DMA/IOMMU path (``VfDma.tx_guest``; ``vf`` only)
     tx       the TX hand-over to the pools' queues (``Nic.tx``; ``vf`` and ``vmdq``)
     service  the TX service (``Nic.tx_service``; ``vf`` and ``vmdq``)
 
@@ -131,14 +131,14 @@ def tx_pass(nic: Any, per: dict[int, list], pools: list[int], dmas: list | None,
     served = 0
     for _ in range(rounds):
         if dmas is None:
-            oks = [per[p] for p in pools]
+            oks = [(p, per[p]) for p in pools]
         else:
             txdma_on()
-            oks = [d.tx(per[p]) for p, d in zip(pools, dmas, strict=True)]
+            oks = [(p, ok) for p, d in zip(pools, dmas, strict=True) for ok in d.tx_guest(per[p])]
             txdma_on()
         tx = nic.tx
         tx_on()
-        for p, ok in zip(pools, oks, strict=True):
+        for p, ok in oks:
             tx(p, ok, t)
         tx_on()
         t += step

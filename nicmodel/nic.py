@@ -4,8 +4,10 @@ Element `Nic` (composite: ``graph.add(nic)`` adds its parts)
     input ``wire``       frames received from the link;
     output ``wire``      frames transmitted to the link;
     input ``pool<P>``    frames a guest (or the hypervisor, pool 0) hands to
-                         pool P's TX queue (a full ring drops ``tx_ring_full``:
-                         a TAP reader cannot be pushed back);
+                         pool P's TX queue: the one the first frame's ``queue``
+                         names when it is one of P's (a VF's DMA engine stamps
+                         the queue its guest chose), else queue 0 (a full ring
+                         drops ``tx_ring_full``: a TAP reader cannot be pushed back);
     output ``pool<P>``   frames received into pool P's queues, as the driver
                          drains them;
     input ``host``       internal: each RX queue's ``out`` (what a drain pulled).
@@ -656,7 +658,7 @@ class Nic(Element):
             pool = self._pool_in[inp]  # type: ignore[index]
             if self.on_pool_tx is not None:
                 self.on_pool_tx(pool, batch)
-            n = self.tx(pool, batch, now_ns)
+            n = self.tx(pool, batch, now_ns, self.state.tx_index(pool, batch[0].queue))
             if n < len(batch):
                 self.drop_many(batch[n:], "tx_ring_full")
             self._tx_kick(now_ns)

@@ -164,6 +164,13 @@ class NicState:
             return 1
         return min(lay.queues_per_pool, 1 << (self.pools[pool].psrtype >> 29 & 7))
 
+    def tx_index(self, pool: int, q: int) -> int:
+        """The index inside ``pool`` of NIC queue ``q`` when it is one of the pool's, else 0."""
+        lay = self.layout
+        if not 0 <= q < self.profile.num_queues or self.pool_of_queue(q) != pool:
+            return 0
+        return q // lay.pools if self.profile.interleaved else q % lay.queues_per_pool
+
     def pool_of_queue(self, q: int) -> int:
         lay = self.layout
         if self.profile.interleaved:

@@ -5,9 +5,11 @@ Element `VfDma` (one per VF, ``<nic>.vf<N>``), the part the VF's RX and TX paths
     input ``pool``    frames the NIC's RX DMA wrote into the VF's queues, as the driver
                       drains them (wired from the NIC's ``pool<P>`` output);
     output ``guest``  the frames whose buffer writes the IOMMU allowed, to the guest;
-    input ``guest``   frames the guest's driver posts on its TX queue 0;
+    input ``guest``   frames the guest posts: each flow on one of the TX queues its driver
+                      enabled (`tx_split`, the guest stack's choice), each batch one queue's;
     output ``pool``   the frames whose buffer reads the IOMMU allowed (to the NIC's
-                      ``pool<P>`` input).
+                      ``pool<P>`` input), a batch per TX queue, each frame's ``queue`` the
+                      NIC's number of it (the NIC puts the batch on that queue).
 
 How a frame gets a buffer address.  A VF queue's descriptors live in the guest's
 memory: the VF driver allocates a ring (VFRDBAL/VFRDBAH/VFRDLEN, VFTDBAL/... on the
@@ -52,12 +54,14 @@ from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from nicmodel.sorter import rss_index
 from sriov.errors import SriovError
 from sriov.iommu import DmaFault, Domain, HostMemory, Iommu
 from vswitch.core.element import Batch, Element, PortId
 from vswitch.core.frame import Frame
 
 if TYPE_CHECKING:
+    from nicmodel.tx_arbiter import TxQueue
     from sriov.virtual_function import VirtualFunction
 
 __all__ = ["VfDma", "DmaQueue", "GuestRam", "BUFFER_DEFAULT", "MAX_VF_QUEUES"]
@@ -168,6 +172,11 @@ class VfDma(Element):
         self.rxq = [DmaQueue(i) for i in range(MAX_VF_QUEUES)]
         self.txq = [DmaQueue(i) for i in range(MAX_VF_QUEUES)]
         self.qindex: dict[int, int] = {}      # NIC queue number -> the VF's queue index
+        self.txrings: list[TxQueue] = []      # the NIC's TX queue of each of the VF's queues
+        # NIC numbers of the TX queues the VF's driver enabled (VFTXDCTL), in order; the guest's
+        # flows spread over them (`tx_split`); none enabled: queue 0 (its frames wait on the
+        # ring until the queue is enabled, or a reset empties it)
+        self.txsel: tuple[int, ...] = ()
         self.hide_vlan = False                # a port VLAN: the stripped tag is not the guest's
         # Streaming bursts translated at once (`_burst`); off, the run loop takes them: the same
         # model, compared by the tests (a compiled VfDma cannot be patched).  How many taken.
@@ -178,13 +187,55 @@ class VfDma(Element):
         """A VF reset: ring heads back to 0, descriptors to be fetched again."""
         for q in (*self.rxq, *self.txq):
             q.reset()
+        self.refresh_tx()
 
     # -- the graph ----------------------------------------------------------------
     def push(self, inp: PortId, batch: Batch, now_ns: int) -> None:
         if inp == "pool":
             self.emit("guest", self.rx(batch), now_ns)
         else:
-            self.emit("pool", self.tx(batch), now_ns)
+            for ok in self.tx_guest(batch):
+                self.emit("pool", ok, now_ns)
+
+    def tx_guest(self, batch: Batch) -> list[Batch]:
+        """What the ``guest`` input does with a batch: `tx_split`, then `tx` of each queue's
+        frames; the batches that passed, each one queue's, none empty."""
+        out: list[Batch] = []
+        for one in self.tx_split(batch):
+            ok = self.tx(one)
+            if ok:
+                out.append(ok)
+        return out
+
+    # -- the guest's TX queue choice --------------------------------------------------
+    def refresh_tx(self) -> None:
+        """The TX queues the driver enabled, read again (after a VFTXDCTL write or a reset)."""
+        txa = self.vf.nic.txa
+        self.txsel = tuple(q for q in self.vf.nic_queues if txa.queues[q].enabled)
+
+    def tx_split(self, batch: Batch) -> list[Batch]:
+        """The guest's frames by the TX queue its network stack puts them on: with one queue
+        enabled all of them, with more each flow on one (Linux's skb_tx_hash over the
+        driver's real_num_tx_queues; the model hashes as the NIC's RSS, `rss_index`).  Each
+        frame's ``queue`` becomes the NIC's number of its queue, which `tx` and the NIC's
+        ``pool<P>`` input read; the batches in queue order, none empty."""
+        sel = self.txsel
+        if len(sel) <= 1:
+            q = sel[0] if sel else self.vf.nic_queues[0]
+            for f in batch:
+                f.queue = q
+            return [batch] if batch else []
+        n = len(sel)
+        groups: list[Batch] = [[] for _ in range(n)]
+        for f in batch:
+            groups[rss_index(f.data, n)].append(f)
+        out: list[Batch] = []
+        for q, g in zip(sel, groups, strict=True):
+            if g:
+                for f in g:
+                    f.queue = q
+                out.append(g)
+        return out
 
     # -- descriptor fetch -------------------------------------------------------------
     def _fetch(self, dq: DmaQueue, rid: int) -> bool:
@@ -246,11 +297,12 @@ class VfDma(Element):
         if not fn.bus_master:
             self.drop_many(batch, "no_bus_master")
             return []
-        return self._dma(batch, self.rxq, True, fn.rid)
+        return self._dma(batch, self.rxq[self.qindex.get(batch[0].queue, 0)], True, fn.rid)
 
     # -- TX: the NIC reads the guest's frames from its buffers -------------------------------
     def tx(self, batch: Batch) -> Batch:
-        """The frames of ``batch`` that fit the VF's TX queue 0 and whose buffers translate
+        """The frames of ``batch`` (one TX queue's, `tx_split`: the queue its first frame's
+        ``queue`` names, else queue 0) that fit that queue's ring and whose buffers translate
         (DMA reads); the rest dropped."""
         if not batch:
             return batch
@@ -258,19 +310,22 @@ class VfDma(Element):
         if not fn.bus_master:
             self.drop_many(batch, "no_bus_master")
             return []
-        room = self.vf.tx_room()
+        qi = self.qindex.get(batch[0].queue, 0)
+        tq = self.txrings[qi]
+        room = tq.size - len(tq.ring)
         if room < len(batch):
             self.drop_many(batch[max(room, 0):], "tx_ring_full")
             batch = batch[:max(room, 0)]
             if not batch:
                 return batch
-        return self._dma(batch, self.txq, False, fn.rid)
+        return self._dma(batch, self.txq[qi], False, fn.rid)
 
-    def _dma(self, batch: Batch, queues: list[DmaQueue], write: bool, rid: int) -> Batch:
-        """Translate each frame's buffer(s) in its ring's order; the frames that passed.
+    def _dma(self, batch: Batch, dq: DmaQueue, write: bool, rid: int) -> Batch:
+        """Translate each frame's buffer(s) in the order of ``dq``'s ring; the frames that passed.
 
-        A batch is one queue's drain (what the NIC's ``pool<P>`` output emits, and what
-        `VirtualFunction.receive` hands over): its queue is the first frame's.  The common case
+        A batch is one queue's (RX: a drain, what the NIC's ``pool<P>`` output emits and
+        `VirtualFunction.receive` hands over; TX: `tx_split`'s), and ``dq`` that queue's ring,
+        picked by the caller from the first frame's ``queue``.  The common case
         is written out inline: a domain-tagged IOTLB, no trace, a ring base that sits in one
         page, every frame of the batch fitting the smallest room of the ring's buffers (no
         frame over several buffers or across a page; for RX known without reading the
@@ -284,7 +339,6 @@ class VfDma(Element):
         Anything else goes frame by frame (`_frames`) or through `Iommu.translate`."""
         iommu = self.iommu
         dom = iommu.context.get(rid)
-        dq = queues[self.qindex.get(batch[0].queue, 0)] if write else queues[0]
         ring = dq.ring_iova
         psize = iommu.page_size
         if (dom is None or not iommu.tagged or iommu.trace is not None

@@ -177,3 +177,4 @@ class VfRegisters:
             vf.pf._apply_strip(vf)
         elif reg == VFTXDCTL:
             nic.set_queue_enabled(q, tx=bool(v & DCTL_ENABLE))
+            vf.dma.refresh_tx()

@@ -102,6 +102,7 @@ class VirtualFunction:
         fn.regs = self.regs
         self.dma = VfDma(f"{nic.name}.vf{self.index}", self, pf.iommu, pf.memory)
         self.dma.qindex = {q: i for i, q in enumerate(self.nic_queues)}
+        self.dma.txrings = [nic.txa.queues[q] for q in self.nic_queues]
         self.domain: Domain | None = None
         self.guest: Guest | None = None
         self.admin = VfAdmin(pf, self.index)
@@ -185,15 +186,19 @@ class VirtualFunction:
         pf._mailbox_irq()
 
     # -- the direct data path ------------------------------------------------------
-    def tx_room(self) -> int:
-        q = self.pf.nic.txa.queues[self.nic_queues[0]]
+    def tx_room(self, queue: int = -1) -> int:
+        """Free descriptors of TX queue ``queue`` (a NIC queue number of the VF's; else queue 0)."""
+        q = self.pf.nic.txa.queues[queue if queue in self.dma.qindex else self.nic_queues[0]]
         return q.size - len(q.ring)
 
     def send(self, frames: Batch, now_ns: int) -> int:
-        """The guest's frames onto the VF's TX queue 0 through the IOMMU; returns how many the
-        NIC took (the rest dropped by the DMA path)."""
-        ok = self.dma.tx(frames)
-        return self.nic.tx(self.pool, ok, now_ns) if ok else 0
+        """The guest's frames onto the VF's TX queues through the IOMMU, each flow on one of
+        the queues its driver enabled (`VfDma.tx_split`); returns how many the NIC took (the
+        rest dropped by the DMA path)."""
+        dma, n = self.dma, 0
+        for ok in dma.tx_guest(frames):
+            n += self.nic.tx(self.pool, ok, now_ns, dma.qindex[ok[0].queue])
+        return n
 
     def receive(self, budget: int = 64, now_ns: int = 0) -> Batch:
         """Poll every queue of the VF (NAPI, ``budget`` each) and DMA what came to the guest."""
@@ -247,6 +252,7 @@ class VirtualFunction:
         return self.vf_info() | {
             "bdf": self.bdf, "rid": self.rid, "pool": self.pool, "queues": list(self.nic_queues),
             "rss_queues": st.rss_queues(self.pool),       # of them, the ones RX frames go to (PSRTYPE.RQPL)
+            "tx_queues": len(self.dma.txsel),             # and the TX queues its driver enabled
             "rx_enabled": bool((st.vfre >> self.pool) & 1), "tx_enabled": bool((st.vfte >> self.pool) & 1),
             "api": API_VERSIONS.get(i.api, str(i.api)), "clear_to_send": i.clear_to_send,
             "xcast_mode": XCAST_MODES[i.xcast_mode], "mc_hashes": list(i.mc_hashes),

@@ -165,11 +165,11 @@ def render_vfs(r: dict[str, Any]) -> list[Table]:
     vfs = _table(f"PF {pf['bdf']} ({pf['profile']}, {pf['driver']}), {pf['num_vfs']} of {pf['totalvfs']} VFs, "
                  f"uplink {r.get('uplink')}: admin settings (ip link set PF vf N ...)",
                  ["vf", "port", "bdf", "MAC", "vlan", "qos", "spoofchk", "trust", "state", "max_tx_rate", "api",
-                  "rx/tx on", "rx queues"],
+                  "rx/tx on", "queues rx/tx"],
                  [[v["vf"], v.get("port"), v["bdf"], v["mac"], v["vlan"], v["qos"], _on(v["spoofchk"]),
                    _on(v["trust"]), v["link_state"], v["max_tx_rate"] or "", v["api"],
                    f"{_on(v['rx_enabled'])}/{_on(v['tx_enabled'])}",
-                   f"{v['rss_queues']} of {len(v['queues'])}"] for v in r["vfs"]])
+                   f"{v['rss_queues']}/{v['tx_queues']} of {len(v['queues'])}"] for v in r["vfs"]])
     keys = ("rx_packets", "rx_bytes", "multicast", "broadcast", "rx_dropped", "tx_packets", "tx_bytes", "tx_dropped")
     stats = _table(f"VF counters (ip -s link show; anti-spoof drops are tx_dropped, all VFs' in ssvpc "
                    f"{r.get('ssvpc', 0)})", ["vf", "port", *keys],

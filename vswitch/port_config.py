@@ -250,7 +250,8 @@ class PortConfig:
              "joins the guest's multicast groups; config file only")
     vf_cpus: int = setting(default=1, bounds=(1, 64), runtime=False, metavar="N", example=2,
                            help="the guest's vCPUs as its (emulated) ixgbevf sees them: it opens min(N, 2) queue "
-                                "pairs and the VF's RSS spreads over those (ixgbevf_set_num_queues)")
+                                "pairs, the VF's RSS spreads over those and the guest's flows over the TX queues "
+                                "(ixgbevf_set_num_queues; vf_max_tx_rate limits each TX queue, as ixgbe)")
     vf_vlan: int = setting(default=0, bounds=(0, 4095), runtime=True, applies=("vf",), metavar="VID", example=10,
                            help="the VF's port VLAN (`ip link set PF vf N vlan V`): inserted on TX, stripped on RX, "
                                 "0 for none")

@@ -162,6 +162,7 @@ def test_vf_cpus_sets_the_queues_the_guests_driver_opens_and_rss_spreads_over(ru
     assert (st.rss_queues(one.pool), st.rss_queues(two.pool)) == (1, 2)
     shown = {v["vf"]: v for v in running.ok("vf/show")["vfs"]}
     assert (shown[0]["rss_queues"], shown[1]["rss_queues"], len(shown[1]["queues"])) == (1, 2, 4)   # 32 x 4
+    assert (shown[0]["tx_queues"], shown[1]["tx_queues"]) == (1, 2)
     r = running.call("set-port", name=running.g[1], changes={"vf_cpus": "1"})
     assert not r["ok"] and "vf_cpus" in r["error"] and two.guest.driver.num_rx_queues == 2, r
 
