@@ -281,24 +281,6 @@ class VmdqSorter(Element):
         return tuple(PoolTarget(p, st.pools[p].max_frame, [rx[q] for q in st.pool_queues(p)[:st.rss_queues(p)]],
                                 bool((mirrored >> p) & 1)) for p in bits_of(P))
 
-    def deliver_local(self, f: Frame, P: int, mirrored: int, now_ns: int) -> int:
-        """Deliver a frame that did not come from the wire (VEB loopback, TX mirror) to pools P.
-
-        Returns the number of copies written or parked.
-        """
-        if self._gen != self.state.generation:
-            self.refresh()
-        if not P:
-            return 0
-        d = f.data
-        tagged = d[12:14] == _TPID
-        plan = self.targets_for(P, mirrored)
-        copies = self._copies(f, d, tagged, len(d) + (0 if tagged else 4), plan)
-        if copies:
-            self.counters["copies"] += len(copies)
-            self.rings.deliver(f, copies, len(d), now_ns)
-        return len(copies)
-
     def _copies(self, f: Frame, d: bytes, tagged: bool, flen: int,
                 plan: tuple[PoolTarget, ...]) -> list[tuple[RxQueue, Frame]]:
         """One copy per target pool: queue by RSS, strip by that queue's own setting (E.3)."""
