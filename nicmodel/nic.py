@@ -654,7 +654,7 @@ class Nic(Element):
         elif inp == "host":
             # A drain of one RX queue: its frames belong to the pool the sorter gave them.
             self.emit(self._pool_out[batch[0].pool], batch, now_ns)
-        else:
+        elif batch:                    # (an empty batch names no queue, and carries nothing)
             pool = self._pool_in[inp]  # type: ignore[index]
             if self.on_pool_tx is not None:
                 self.on_pool_tx(pool, batch)

@@ -124,3 +124,19 @@ def test_no_frame_goes_on_a_tx_queue_the_driver_did_not_enable(cpus: int, flows:
     assert vf.send([udp(WIRE, i, vmac(5)) for i in flows], 0) == len(flows)
     got = accepted(pf, 5)
     assert sum(got) == len(flows) and not any(got[g.driver.num_tx_queues:])
+
+
+def test_the_nics_pool_input_takes_the_queue_the_first_frame_names_else_queue_0() -> None:
+    pf = make_pf(numvfs=8)
+    nic, vf = pf.nic, pf.vf(4)
+    vf.attach_guest("vm4", ram_bytes=16 * 1024 * 1024, mac=vmac(4), cpus=2)
+    q0, q1 = vf.nic_queues[:2]
+    one = udp(WIRE, 1, vmac(4))
+    one.queue = q1
+    nic.push(f"pool{vf.pool}", [one], 0)                     # stamped: its queue
+    stale = udp(WIRE, 2, vmac(4))
+    stale.queue = pf.vf(5).nic_queues[1]                     # another pool's queue: queue 0
+    nic.push(f"pool{vf.pool}", [stale], 0)
+    nic.push(f"pool{vf.pool}", [], 0)                        # nothing: no queue, no change
+    assert accepted(pf, 4) == [1, 1, 0, 0]
+    assert (nic.txa.queues[q0].ring[0][0], nic.txa.queues[q1].ring[0][0]) == (stale, one)
