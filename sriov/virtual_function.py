@@ -187,8 +187,10 @@ class VirtualFunction:
 
     # -- the direct data path ------------------------------------------------------
     def tx_room(self, queue: int = -1) -> int:
-        """Free descriptors of TX queue ``queue`` (a NIC queue number of the VF's; else queue 0)."""
-        q = self.pf.nic.txa.queues[queue if queue in self.dma.qindex else self.nic_queues[0]]
+        """Free descriptors of TX queue ``queue`` (a NIC queue number of the VF's; else queue 0),
+        the room `VfDma.tx` checks."""
+        dma = self.dma
+        q = dma.txrings[dma.qindex.get(queue, 0)]
         return q.size - len(q.ring)
 
     def send(self, frames: Batch, now_ns: int) -> int:
